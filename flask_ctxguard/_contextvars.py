@@ -1,0 +1,105 @@
+"""
+ContextVar snapshots and the CG106 comparison.
+
+A request's context is snapshotted with `contextvars.copy_context` when it
+starts and when it ends: O(1) copies of an immutable mapping. Comparing two
+snapshots with ``==`` runs in C, so a request that changed no ContextVar
+costs two copies and one comparison. Only when something changed are the
+snapshots diffed in Python.
+
+What a request sets and leaves behind is remembered, with the request, in
+one ContextVar of our own: it lives in the same context as the leaked values
+(the pooled worker thread's, or the test client's) and dies with it, so the
+guard keeps nothing alive on its own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextvars import Context, ContextVar
+from typing import Any
+
+from ._flaskcompat import FLASK_CONTEXT_VARS
+from ._tags import RequestRecord
+
+__all__ = ["Leak", "LeftBehind", "detect_leaks"]
+
+#: What each ContextVar was left holding, and by which request.
+LeftBehind = dict[ContextVar[Any], tuple[object, RequestRecord]]
+
+_left_behind: ContextVar[LeftBehind | None] = ContextVar(
+    "flask_ctxguard.left_behind", default=None
+)
+
+# Values that carry no request data and that libraries set and reset as
+# flags (asgiref's deadlock guard, structlog's cleared marker `...`). They
+# are singletons, so a request that sets the same one again is
+# indistinguishable from a request that inherited it.
+_FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
+
+_IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {
+    _left_behind
+}
+
+
+Leak = tuple[ContextVar[Any], object, RequestRecord]
+
+
+def _is_flag(value: object) -> bool:
+    return any(value is flag for flag in _FLAG_VALUES)
+
+
+def _changed(start: Context, end: Context) -> Iterator[tuple[Any, object]]:
+    missing = object()
+    for var, value in end.items():
+        if var in _IGNORED_VARS or _is_flag(value):
+            continue
+        if start.get(var, missing) is not value:
+            yield var, value
+
+
+def detect_leaks(
+    start: Context, record: RequestRecord
+) -> list[Leak]:
+    """
+    Compare the context at the end of *record*'s request with *start*.
+
+    Must be called in the request's own context, at its end. Returns the
+    ContextVars that held, for the whole request, a value an earlier
+    request set and never reset, with that value and that request; and
+    remembers what this request leaves behind for the next one.
+    """
+    end = contextvars.copy_context()
+    left = end.get(_left_behind)
+    if left is None and start == end:
+        return []
+
+    leaks: list[Leak] = []
+    kept: LeftBehind = {}
+    missing = object()
+    if left:
+        for var, (value, origin) in left.items():
+            now = end.get(var, missing)
+            if now is not value:
+                continue  # cleared or overwritten since
+            if origin is not record and start.get(var, missing) is value:
+                leaks.append((var, value, origin))
+            kept[var] = (value, origin)
+    for var, value in _changed(start, end):
+        kept[var] = (value, record)
+    if not _same(kept, left):
+        _left_behind.set(kept or None)
+    return leaks
+
+
+def _same(kept: LeftBehind, left: LeftBehind | None) -> bool:
+    # By identity: a leaked value's own __eq__ may be costly or raise.
+    if not left:
+        return not kept
+    if kept.keys() != left.keys():
+        return False
+    return all(
+        kept[var][0] is value and kept[var][1] is origin
+        for var, (value, origin) in left.items()
+    )

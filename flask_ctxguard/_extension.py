@@ -1,0 +1,347 @@
+"""
+The Flask glue: `CtxGuard`, ``init_app`` and the per-app state.
+
+This is the only module that touches the Flask app: it installs the
+guarded classes through ``app.request_class`` and
+``app.app_ctx_globals_class``, registers one ``before_request`` function,
+and keeps each app's state in ``app.extensions["ctxguard"]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app
+
+from . import _guarded, _sites
+from ._config import Settings, defaults, read_settings
+from ._contextvars import Leak
+from ._flaskcompat import (
+    check_support,
+    is_request_context,
+    pushed_contexts,
+    request_ctx_var,
+)
+from ._logging import get_logger
+from ._report import Reporter
+from ._tags import RequestRecord, RequestTag
+from ._violations import Violation
+from .exceptions import (
+    AlreadyRegisteredError,
+    ConfigurationError,
+    ContaminationError,
+)
+
+__all__ = ["CtxGuard"]
+
+EXTENSION_KEY = "ctxguard"
+
+
+class AppState:
+    """
+    What the guard keeps for one app, in ``app.extensions["ctxguard"]``.
+    """
+
+    def __init__(
+        self, guard: CtxGuard, app: Flask, settings: Settings
+    ) -> None:
+        self.guard = guard
+        self.settings = settings
+        self.app_name = app.name
+        self._app_ref = weakref.ref(app)
+        self.reporter = Reporter(settings, app.name, app)
+        self._sites: dict[str | None, str | None] = {}
+
+    @property
+    def app(self) -> Flask | None:
+        """The app, while it is alive."""
+        return self._app_ref()
+
+    def view_site(self, endpoint: str | None) -> str | None:
+        """``"path.py:12 in func"`` of the view serving *endpoint*."""
+        try:
+            return self._sites[endpoint]
+        except KeyError:
+            pass
+        site = None
+        app = self.app
+        view = app.view_functions.get(endpoint) if app and endpoint else None
+        if view is not None:
+            view = getattr(view, "view_class", view)
+            func = inspect.unwrap(view)
+            code = getattr(func, "__code__", None)
+            if code is not None:
+                site = (
+                    f"{_sites.relative(code.co_filename)}:"
+                    f"{code.co_firstlineno} in {code.co_name}"
+                )
+            else:
+                try:
+                    filename = inspect.getsourcefile(func) or "?"
+                    line = inspect.getsourcelines(func)[1]
+                    site = (
+                        f"{_sites.relative(filename)}:{line} in"
+                        f" {func.__name__}"
+                    )
+                except (OSError, TypeError):
+                    site = None
+        if len(self._sites) < 1024:
+            self._sites[endpoint] = site
+        return site
+
+    def report_contextvar_leaks(
+        self, record: RequestRecord, leaks: list[Leak]
+    ) -> None:
+        """
+        Report CG106 for ContextVars *record*'s request held from start to
+        end with values that earlier requests left behind.
+        """
+        reporter = self.reporter
+        first: Violation | None = None
+        for var, value, origin in leaks:
+            subject = f"ContextVar {var.name}"
+            if reporter.is_ignored("CG106", subject):
+                continue
+            try:
+                origin_tag, accessor_tag = origin.tag(), record.tag()
+                origin_guard = origin.guard
+                message = (
+                    f"ContextVar {var.name!r} held, for the whole of"
+                    f" {accessor_tag}, the value that {origin_tag.method}"
+                    f" {origin_tag.path} (request {origin_tag.token}) set"
+                    " and never reset."
+                )
+                violation = reporter.build(
+                    "CG106",
+                    subject=subject,
+                    message=message,
+                    origin=origin_tag,
+                    accessor=accessor_tag,
+                    thread=accessor_tag.thread_name,
+                    origin_site=origin_guard.view_site(origin.endpoint),
+                    access_site=self.view_site(record.endpoint),
+                    value=value,
+                    has_value=True,
+                    value_name=var.name,
+                )
+            except Exception as exc:  # noqa: BLE001 - never break a request
+                reporter.internal_error("reporting a ContextVar leak", exc)
+                continue
+            reporter.report(violation, raise_now=False)
+            first = first or violation
+        if first is not None and reporter.raising:
+            raise ContaminationError(first)
+
+
+class CtxGuard:
+    """
+    Catch request-context contamination in a Flask app.
+
+    Use it like any Flask extension::
+
+        guard = CtxGuard(app)
+
+        # or, with an application factory:
+        guard = CtxGuard()
+        guard.init_app(app)
+
+    Args:
+        app: The app to guard now; or call `init_app` later.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._states: list[weakref.ref[AppState]] = []
+        self._lock = threading.Lock()
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        names = ", ".join(repr(state.app_name) for state in self._alive())
+        return f"<CtxGuard apps=[{names}]>"
+
+    def init_app(self, app: Flask) -> None:
+        """
+        Install the guard on *app*.
+
+        Reads, once, the configuration keys ``CTXGUARD_MODE``,
+        ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``
+        and ``CTXGUARD_MAX_VIOLATIONS`` (see ``docs/configuration.md``).
+        With ``CTXGUARD_MODE = "off"`` nothing is installed.
+
+        Raises:
+            ConfigurationError: for a bad ``CTXGUARD_*`` value.
+            AlreadyRegisteredError: if *app* already has a `CtxGuard`.
+        """
+        if EXTENSION_KEY in app.extensions:
+            msg = (
+                f"A 'CtxGuard' is already registered on the app {app.name!r}."
+                " Use that instance (app.extensions['ctxguard'].guard)"
+                " instead of creating another one."
+            )
+            raise AlreadyRegisteredError(msg)
+        for key, value in defaults(
+            testing=app.testing, debug=app.debug
+        ).items():
+            app.config.setdefault(key, value)
+        settings = read_settings(app.config)
+
+        problem = check_support()
+        if problem is not None and settings.mode != "off":
+            import flask
+
+            msg = (
+                f"flask_ctxguard cannot guard this Flask: {problem}."
+                " Supported are Flask 2.3, 3.0 and 3.1."
+            )
+            if settings.mode == "raise":
+                raise ConfigurationError(msg)
+            get_logger().error(
+                "unsupported-flask",
+                message=msg,
+                flask_version=getattr(flask, "__version__", None),
+                app=app.name,
+            )
+            settings = Settings(
+                mode="off",
+                stacks=settings.stacks,
+                log_values=settings.log_values,
+                ignore=settings.ignore,
+                max_violations=settings.max_violations,
+            )
+
+        state = AppState(self, app, settings)
+        app.extensions[EXTENSION_KEY] = state
+        with self._lock:
+            self._states.append(weakref.ref(state))
+        if settings.mode == "off":
+            return
+
+        app.request_class = _guarded.guarded_request_class(app.request_class)
+        app.app_ctx_globals_class = _guarded.guarded_g_class(
+            app.app_ctx_globals_class
+        )
+        app.before_request_funcs.setdefault(None, []).insert(
+            0, _make_before_request(state)
+        )
+
+    # -- public helpers -----------------------------------------------------
+
+    def _alive(self) -> list[AppState]:
+        return [state for ref in self._states if (state := ref()) is not None]
+
+    @property
+    def violations(self) -> list[Violation]:
+        """
+        The violations found so far, oldest first.
+
+        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app.
+        """
+        states = self._alive()
+        if len(states) == 1:
+            return list(states[0].reporter.violations)
+        found = [v for state in states for v in state.reporter.violations]
+        found.sort(key=lambda v: v.timestamp)
+        return found
+
+    def clear(self) -> None:
+        """Forget every violation found so far."""
+        for state in self._alive():
+            state.reporter.clear()
+
+    def current(self) -> RequestTag | None:
+        """
+        The `RequestTag` of the request being handled, or `None` outside a
+        request (or in a request of an app this guard does not guard).
+        """
+        ctx = request_ctx_var.get(None)
+        if ctx is None:
+            return None
+        record = ctx.request.__dict__.get("_ctxguard_record")
+        if record is None or record.guard.guard is not self:
+            return None
+        return record.tag()  # type: ignore[no-any-return]
+
+    def check_contexts(self) -> list[Violation]:
+        """
+        Report (CG105) every request or app context of a guarded app that is
+        still pushed in the current context, and return those violations.
+
+        Meant for the end of a test or a script; the contexts stay pushed.
+
+        Raises:
+            ContaminationError: in raise mode, once all are reported.
+        """
+        states = {id(state.app): state for state in self._alive()}
+        found: list[Violation] = []
+        for ctx in pushed_contexts():
+            state = states.get(id(ctx.app))
+            if state is None or state.settings.mode == "off":
+                continue
+            violation = context_leak(state, ctx)
+            if violation is not None:
+                state.reporter.report(violation, raise_now=False)
+                found.append(violation)
+        if found and self._raising():
+            raise ContaminationError(found[0])
+        return found
+
+    def _raising(self) -> bool:
+        return any(state.reporter.raising for state in self._alive())
+
+
+def context_leak(state: AppState, ctx: Any) -> Violation | None:
+    """A CG105 violation for the pushed context *ctx*, unless ignored."""
+    if is_request_context(ctx):
+        request = ctx.request
+        subject = "request context"
+        what = f"the request context of {request.method} {request.path}"
+    else:
+        subject = "app context"
+        what = "an app context"
+    if state.reporter.is_ignored("CG105", subject):
+        return None
+    thread = threading.current_thread().name
+    message = (
+        f"{what} of the app {state.app_name!r} is still pushed in thread"
+        f" {thread!r}; everything that runs after it shares its"
+        f" {'request, session and ' if subject == 'request context' else ''}"
+        "'g'."
+    )
+    return state.reporter.build(
+        "CG105",
+        subject=subject,
+        message=message,
+        origin=None,
+        accessor=None,
+        thread=thread,
+        access_site=_sites.capture_site(2),
+    )
+
+
+def _make_before_request(state: AppState) -> Callable[[], None]:
+    arm = _guarded.arm_request
+    reporter = state.reporter
+
+    def ctxguard_arm_request() -> None:
+        try:
+            arm(state)
+        except ContaminationError:  # pragma: no cover - arming never reports
+            raise
+        except Exception as exc:  # noqa: BLE001 - never break the request
+            reporter.internal_error("starting to guard a request", exc)
+
+    return ctxguard_arm_request
+
+
+def state_for(app: Flask | None = None) -> AppState | None:
+    """The guard state of *app* (default: ``current_app``), if guarded."""
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app.extensions.get(EXTENSION_KEY)  # type: ignore[no-any-return]
+

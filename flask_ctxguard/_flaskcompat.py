@@ -1,0 +1,99 @@
+"""
+Every private Flask detail flask_ctxguard depends on, in one place.
+
+Flask exposes its request and app contexts through the ``request_ctx`` and
+``app_ctx`` proxies, but going through a proxy costs an exception on every
+miss. The guard asks "which context is current?" on each checked access, so
+it reads the ContextVars behind those proxies directly. It also needs to
+know whether a request pushed its own app context or reused one that was
+already pushed (the case in which ``g`` is shared between requests); Flask
+records that only in ``RequestContext._cv_tokens``.
+
+Both have the same shape in Flask 2.3, 3.0 and 3.1 and are tested against
+each. Flask's unreleased main merges ``RequestContext`` into
+``AppContext``; this module is the seam to adapt.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = [
+    "FLASK_CONTEXT_VARS",
+    "app_ctx_var",
+    "check_support",
+    "is_request_context",
+    "owns_app_context",
+    "pushed_contexts",
+    "request_ctx_var",
+]
+
+try:
+    from flask.globals import _cv_app, _cv_request
+except ImportError:  # pragma: no cover - an unsupported Flask
+    _cv_app = _cv_request = None
+
+#: The ContextVar holding the current ``flask.ctx.RequestContext``.
+request_ctx_var: ContextVar[Any] = _cv_request  # type: ignore[assignment]
+#: The ContextVar holding the current ``flask.ctx.AppContext``.
+app_ctx_var: ContextVar[Any] = _cv_app  # type: ignore[assignment]
+#: Flask's own context variables, never reported as leaks.
+FLASK_CONTEXT_VARS: frozenset[ContextVar[Any]] = frozenset(
+    var for var in (_cv_app, _cv_request) if var is not None
+)
+
+
+def check_support() -> str | None:
+    """
+    `None` if this Flask has what the guard relies on, else what is missing.
+    """
+    import flask.ctx
+
+    if _cv_request is None or _cv_app is None:
+        return "flask.globals has no '_cv_request' / '_cv_app' ContextVars"
+    probe = flask.ctx.RequestContext.__init__.__code__.co_names
+    if "_cv_tokens" not in probe:
+        return "flask.ctx.RequestContext has no '_cv_tokens'"
+    return None
+
+
+def pushed_contexts() -> list[Any]:
+    """
+    Every request and app context pushed in the current context, innermost
+    first.
+    """
+    found: list[Any] = []
+    seen: set[int] = set()
+    for var in (_cv_request, _cv_app):
+        ctx = var.get(None)
+        while ctx is not None and id(ctx) not in seen:
+            seen.add(id(ctx))
+            found.append(ctx)
+            ctx = _previous(ctx)
+    return found
+
+
+def _previous(ctx: Any) -> Any:
+    tokens = getattr(ctx, "_cv_tokens", None)
+    if not tokens:
+        return None
+    token = tokens[0]
+    if isinstance(token, tuple):  # RequestContext: (token, app context)
+        token = token[0]
+    old = token.old_value
+    return None if old is token.MISSING else old
+
+
+def is_request_context(ctx: Any) -> bool:
+    """Whether *ctx* is a request context (else an app context)."""
+    return hasattr(ctx, "request")
+
+
+def owns_app_context(request_ctx: Any) -> bool:
+    """
+    Whether *request_ctx* pushed its own app context (so its ``g`` is its
+    own) rather than reusing one that was already pushed.
+    """
+    tokens = request_ctx._cv_tokens
+    return bool(tokens) and tokens[-1][1] is not None

@@ -1,0 +1,662 @@
+"""
+Guarded request, session and ``g`` classes, and retiring them.
+
+How the checks stay cheap:
+
+- The request class is installed through Flask's ``app.request_class`` and
+  the ``g`` class through ``app.app_ctx_globals_class``; the session's class
+  is swapped once when the request starts. No Flask code is patched.
+- While a request runs, only the request's public data attributes
+  (``args``, ``form``, ``headers``...), the session's dict methods and
+  ``g``'s attributes are checked, and the check is one ContextVar lookup and
+  one identity comparison: "is the current context this object's own?".
+- When the request ends, the request object's class is swapped for one
+  that checks every attribute, and the record shared by the request, its
+  session and its ``g`` is marked retired. Nothing is checked twice.
+- A ``g`` that outlives requests (an app context pushed around them, as
+  tests do) is watched attribute by attribute for CG101; an ordinary
+  request's ``g`` never is.
+- Sites and stacks are only captured when something is reported.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _sites
+from ._contextvars import detect_leaks
+from ._flaskcompat import app_ctx_var, owns_app_context, request_ctx_var
+from ._tags import ARMED, RETIRED, RequestRecord, RequestTag
+from .exceptions import ContaminationError
+
+__all__ = [
+    "arm_request",
+    "guarded_g_class",
+    "guarded_request_class",
+    "is_guarded_request_class",
+]
+
+_request_get = request_ctx_var.get
+_app_get = app_ctx_var.get
+_object_getattribute = object.__getattribute__
+_RECORD = "_ctxguard_record"
+
+# The request's public, data-bearing attributes: checked while the request
+# is in flight. Plumbing that Flask itself reads many times per request
+# (environ, url_rule, endpoint, blueprints...) is left out to keep the hot
+# path cheap; after the request ends, every attribute is checked.
+CHECKED_REQUEST_ATTRIBUTES = (
+    "access_route",
+    "args",
+    "authorization",
+    "base_url",
+    "content_length",
+    "content_type",
+    "cookies",
+    "data",
+    "files",
+    "form",
+    "full_path",
+    "get_data",
+    "get_json",
+    "headers",
+    "host",
+    "host_url",
+    "json",
+    "method",
+    "mimetype",
+    "path",
+    "query_string",
+    "remote_addr",
+    "remote_user",
+    "root_url",
+    "scheme",
+    "stream",
+    "url",
+    "url_root",
+    "user_agent",
+    "values",
+    "view_args",
+)
+
+# The session's dict API: every way to read or write its data. ``len()``
+# and ``bool()`` are left to dict's C implementation: Flask calls them when
+# saving the session, and they reveal no values.
+CHECKED_SESSION_METHODS = (
+    "__contains__",
+    "__delitem__",
+    "__getitem__",
+    "__iter__",
+    "__setitem__",
+    "clear",
+    "copy",
+    "get",
+    "items",
+    "keys",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "values",
+)
+
+_lock = threading.Lock()
+_guarded_requests: dict[type, type] = {}
+_retired_requests: dict[type, type] = {}
+_guarded_sessions: dict[type, type | None] = {}
+_guarded_gs: dict[type, type] = {}
+_watched_gs: dict[type, type] = {}
+
+
+# -- the slow path: something touched an object of another request ----------
+
+
+def _current_record() -> RequestRecord | None:
+    ctx = _request_get(None)
+    if ctx is None:
+        return None
+    record = ctx.request.__dict__.get(_RECORD)
+    if record is None or record.state != ARMED:
+        return None
+    return record  # type: ignore[no-any-return]
+
+
+def _report_access(
+    record: RequestRecord, subject: str, attribute: str, depth: int
+) -> None:
+    """
+    Report that *subject* of *record*'s request was used here.
+
+    *depth* counts the frames between this function and the code that made
+    the access.
+    """
+    guard = record.guard
+    if _sites.is_internal_caller(depth + 1):
+        # Flask and Werkzeug reading a request while tearing it down.
+        return
+    try:
+        reporter = guard.reporter
+        accessor = _current_record()
+        if accessor is record:
+            return
+        if accessor is not None:
+            code = "CG103"
+        elif record.state == RETIRED:
+            code = "CG102"
+        else:
+            code = "CG104"
+        if reporter.is_ignored(code, subject):
+            return
+        origin_tag = record.tag()
+        thread = threading.current_thread().name
+        what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
+        of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
+        of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
+        accessor_tag: RequestTag | None = None
+        if code == "CG103":
+            assert accessor is not None
+            accessor_tag = accessor.tag()
+            when = (
+                "after that request ended"
+                if record.state == RETIRED
+                else "while that request was still in flight"
+            )
+            message = f"{of} was used during {accessor_tag}, {when}."
+        elif code == "CG102":
+            message = (
+                f"{of} was used after that request ended, outside any"
+                f" request, in thread {thread!r}."
+            )
+        else:
+            message = (
+                f"{of} was used from thread {thread!r}, which has no context"
+                " of that request, while it was in flight."
+            )
+        violation = reporter.build(
+            code,
+            subject=subject,
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=thread,
+            origin_site=guard.view_site(record.endpoint),
+            access_site=_sites.capture_site(depth + 1),
+            access_stack=(
+                _sites.capture_stack(depth + 1)
+                if reporter.settings.stacks
+                else None
+            ),
+        )
+        reporter.report(violation)
+    except ContaminationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never break the request
+        guard.reporter.internal_error("checking an access", exc)
+
+
+# -- the request ------------------------------------------------------------
+
+
+class _CheckedAttribute:
+    """
+    A data descriptor that checks the request is used in its own context,
+    then defers to the attribute it replaces.
+    """
+
+    __slots__ = ("_base", "_name")
+
+    def __init__(self, name: str, base: Any) -> None:
+        self._name = name
+        # None: a plain instance attribute (werkzeug sets `method`, `path`,
+        # `headers`... in __init__); otherwise the inherited descriptor.
+        self._base = base
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self if self._base is None else self._base
+        ctx = _request_get(None)
+        if ctx is None or ctx.request is not obj:
+            record = obj.__dict__.get(_RECORD)
+            # A retired request checks every attribute in __getattribute__.
+            if record is not None and record.state == ARMED:
+                _report_access(record, "request", self._name, 1)
+        base = self._base
+        if base is None:
+            try:
+                return obj.__dict__[self._name]
+            except KeyError:
+                raise AttributeError(self._name) from None
+        return base.__get__(obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        base = self._base
+        if base is not None and hasattr(base, "__set__"):
+            base.__set__(obj, value)
+        else:
+            obj.__dict__[self._name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        base = self._base
+        if base is not None and hasattr(base, "__delete__"):
+            base.__delete__(obj)
+        else:
+            try:
+                del obj.__dict__[self._name]
+            except KeyError:
+                raise AttributeError(self._name) from None
+
+
+def is_guarded_request_class(cls: type) -> bool:
+    """Whether *cls* is one of our guarded (or retired) request classes."""
+    return cls in _retired_requests or cls in _guarded_requests.values()
+
+
+def guarded_request_class(base: type) -> type:
+    """
+    The guarded subclass of the request class *base* (cached).
+    """
+    if is_guarded_request_class(base):
+        return base
+    with _lock:
+        cls = _guarded_requests.get(base)
+        if cls is None:
+            cls = _make_guarded_request_class(base)
+            _guarded_requests[base] = cls
+            _retired_requests[cls] = _make_retired_request_class(cls)
+        return cls
+
+
+def _make_guarded_request_class(base: type) -> type:
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+        _RECORD: None,
+    }
+    for name in CHECKED_REQUEST_ATTRIBUTES:
+        inherited = inspect.getattr_static(base, name, None)
+        if inherited is not None and not hasattr(inherited, "__get__"):
+            continue  # a plain class attribute, not request data
+        namespace[name] = _CheckedAttribute(name, inherited)
+
+    base_close: Callable[[Any], None] = base.close  # type: ignore[attr-defined]
+
+    def close(self: Any) -> None:
+        try:
+            base_close(self)
+        finally:
+            _on_close(self)
+
+    close.__doc__ = base_close.__doc__
+    namespace["close"] = close
+    return type(base.__name__, (base,), namespace)
+
+
+def _make_retired_request_class(guarded: type) -> type:
+    base_getattribute = guarded.__getattribute__
+
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
+        if name[:2] != "__" and name != _RECORD:
+            ctx = _request_get(None)
+            if ctx is None or ctx.request is not self:
+                record = base_getattribute(self, "__dict__").get(_RECORD)
+                if record is not None:
+                    _report_access(record, "request", name, 1)
+        return base_getattribute(self, name)
+
+    namespace = {
+        "__slots__": (),
+        "__module__": guarded.__module__,
+        "__qualname__": guarded.__qualname__,
+        "__doc__": guarded.__doc__,
+        "__getattribute__": __getattribute__,
+    }
+    return type(guarded.__name__, (guarded,), namespace)
+
+
+# -- the session -------------------------------------------------------------
+
+
+def _session_method(name: str, method: Callable[..., Any]) -> Any:
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ctx = _request_get(None)
+        if ctx is None or ctx.session is not self:
+            record = self.__dict__.get(_RECORD)
+            if record is not None:
+                _report_access(record, "session", "", 1)
+        return method(self, *args, **kwargs)
+
+    checked.__name__ = name
+    checked.__doc__ = method.__doc__
+    return checked
+
+
+def _guarded_session_class(base: type) -> type | None:
+    try:
+        return _guarded_sessions[base]
+    except KeyError:
+        pass
+    with _lock:
+        cls: type | None = None
+        if base in _guarded_sessions.values():
+            cls = base
+        elif hasattr(base, "__dict__") and "__slots__" not in vars(base):
+            namespace: dict[str, Any] = {
+                "__slots__": (),
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "__doc__": base.__doc__,
+            }
+            for name in CHECKED_SESSION_METHODS:
+                method = getattr(base, name, None)
+                if method is not None:
+                    namespace[name] = _session_method(name, method)
+            cls = type(base.__name__, (base,), namespace)
+        _guarded_sessions[base] = cls
+        return cls
+
+
+def _guard_session(session: Any, record: RequestRecord) -> None:
+    cls = _guarded_session_class(type(session))
+    if cls is None:
+        return
+    try:
+        if type(session) is not cls:
+            session.__class__ = cls
+        session.__dict__[_RECORD] = record
+    except (TypeError, AttributeError):
+        # A session class whose layout forbids the swap (a C type, slots):
+        # the guard declines for sessions of this class.
+        with _lock:
+            _guarded_sessions[type(session)] = None
+
+
+# -- g ------------------------------------------------------------------------
+
+
+class SharedG:
+    """
+    The bookkeeping of a ``g`` that outlives requests: who wrote what.
+    """
+
+    __slots__ = ("guard", "owners")
+
+    def __init__(self, guard: Any) -> None:
+        self.guard = guard
+        # name -> (request that wrote it or None outside requests, site,
+        # stack)
+        self.owners: dict[str, tuple[RequestRecord | None, str | None,
+                                     str | None]] = {}
+
+
+def _g_record(g: Any) -> Any:
+    try:
+        return _object_getattribute(g, _RECORD)
+    except AttributeError:
+        return None
+
+
+def guarded_g_class(base: type) -> type:
+    """
+    The guarded subclass of the ``g`` class *base* (cached).
+    """
+    if base in _guarded_gs.values() or base in _watched_gs.values():
+        return base
+    with _lock:
+        cls = _guarded_gs.get(base)
+        if cls is None:
+            cls = _make_guarded_g_class(base)
+            _guarded_gs[base] = cls
+            _watched_gs[cls] = _make_watched_g_class(cls)
+        return cls
+
+
+def _make_guarded_g_class(base: type) -> type:
+    base_getattribute = base.__getattribute__
+
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
+        ctx = _app_get(None)
+        if ctx is None or ctx.g is not self:
+            record = _g_record(self)
+            if type(record) is RequestRecord:
+                _report_access(record, "g", name, 1)
+        return base_getattribute(self, name)
+
+    namespace = {
+        "__slots__": (_RECORD,),
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+        "__getattribute__": __getattribute__,
+    }
+    return type(base.__name__, (base,), namespace)
+
+
+def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
+    shared = _g_record(g)
+    if type(shared) is not SharedG:
+        return
+    entry = shared.owners.get(name)
+    if entry is None or entry[0] is None:
+        return
+    owner = entry[0]
+    current = _current_record()
+    if current is None or current is owner:
+        return
+    reporter = shared.guard.reporter
+    subject = f"g.{name}"
+    if reporter.is_ignored("CG101", subject):
+        return
+    try:
+        origin_tag, accessor_tag = owner.tag(), current.tag()
+        value = base_dict(g).get(name)
+        message = (
+            f"'{subject}' was {how} during {accessor_tag}"
+            f" but was set during {origin_tag.method} {origin_tag.path}"
+            f" (request {origin_tag.token})."
+        )
+        violation = reporter.build(
+            "CG101",
+            subject=subject,
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=threading.current_thread().name,
+            origin_site=entry[1],
+            access_site=_sites.capture_site(depth + 1),
+            origin_stack=entry[2],
+            access_stack=(
+                _sites.capture_stack(depth + 1)
+                if reporter.settings.stacks
+                else None
+            ),
+            value=value,
+            has_value=True,
+            value_name=name,
+        )
+    except Exception as exc:  # noqa: BLE001 - never break the request
+        reporter.internal_error("checking a 'g' read", exc)
+        return
+    reporter.report(violation)
+
+
+def base_dict(g: Any) -> dict[str, Any]:
+    """``g``'s attribute dict, without going through any check."""
+    return _object_getattribute(g, "__dict__")  # type: ignore[no-any-return]
+
+
+def _record_g_write(g: Any, name: str, depth: int) -> None:
+    shared = _g_record(g)
+    if type(shared) is not SharedG:
+        return
+    current = _current_record()
+    if current is None:
+        shared.owners.pop(name, None)
+        return
+    stacks = shared.guard.reporter.settings.stacks
+    shared.owners[name] = (
+        current,
+        _sites.capture_site(depth + 1),
+        _sites.capture_stack(depth + 1) if stacks else None,
+    )
+
+
+def _make_watched_g_class(guarded: type) -> type:
+    """
+    The class a shared ``g`` is switched to: every read of an attribute is
+    checked against the request that wrote it (CG101).
+    """
+    base_getattribute = guarded.__getattribute__
+
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
+        value = base_getattribute(self, name)
+        if name in base_dict(self):
+            _check_g_read(self, name, "read", 1)
+        return value
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
+        guarded.__setattr__(self, name, value)
+        _record_g_write(self, name, 1)
+
+    def __delattr__(self: Any, name: str) -> None:  # noqa: N807
+        guarded.__delattr__(self, name)
+        _record_g_write(self, name, 1)
+
+    def get(self: Any, name: str, default: Any = None) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "read (g.get)", 1)
+        return guarded.get(self, name, default)  # type: ignore[attr-defined]
+
+    _missing = object()
+
+    def pop(self: Any, name: str, default: Any = _missing) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "popped", 1)
+        if default is _missing:
+            value = guarded.pop(self, name)  # type: ignore[attr-defined]
+        else:
+            value = guarded.pop(self, name, default)  # type: ignore[attr-defined]
+        _record_g_write(self, name, 1)
+        return value
+
+    def setdefault(self: Any, name: str, default: Any = None) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "read (g.setdefault)", 1)
+            return guarded.setdefault(self, name, default)  # type: ignore[attr-defined]
+        value = guarded.setdefault(self, name, default)  # type: ignore[attr-defined]
+        _record_g_write(self, name, 1)
+        return value
+
+    def __contains__(self: Any, name: object) -> bool:  # noqa: N807
+        found: bool = guarded.__contains__(self, name)  # type: ignore[attr-defined]
+        if found and isinstance(name, str):
+            _check_g_read(self, name, "looked up ('in')", 1)
+        return found
+
+    def __iter__(self: Any) -> Iterator[str]:  # noqa: N807
+        names = list(base_dict(self))
+        for name in names:
+            _check_g_read(self, name, "iterated over", 1)
+        return iter(names)
+
+    namespace = {
+        "__slots__": (),
+        "__module__": guarded.__module__,
+        "__qualname__": guarded.__qualname__,
+        "__doc__": guarded.__doc__,
+        "__getattribute__": __getattribute__,
+        "__setattr__": __setattr__,
+        "__delattr__": __delattr__,
+        "get": get,
+        "pop": pop,
+        "setdefault": setdefault,
+        "__contains__": __contains__,
+        "__iter__": __iter__,
+    }
+    return type(guarded.__name__, (guarded,), namespace)
+
+
+def _watch_shared_g(g: Any, guard: Any) -> None:
+    cls = type(g)
+    watched = _watched_gs.get(cls)
+    if watched is None:
+        if cls not in _watched_gs.values():
+            return  # not our class: app_ctx_globals_class was replaced
+        watched = cls
+    if type(_g_record(g)) is not SharedG:
+        object.__setattr__(g, _RECORD, SharedG(guard))
+    if cls is not watched:
+        g.__class__ = watched
+
+
+# -- the lifecycle ---------------------------------------------------------------
+
+
+def arm_request(guard: Any) -> None:
+    """
+    Start guarding the current request: called first among the app's
+    ``before_request`` functions.
+    """
+    ctx = _request_get(None)
+    if ctx is None:
+        return
+    request = ctx.request
+    if not is_guarded_request_class(type(request)):
+        # app.request_class was replaced after init_app.
+        request.__class__ = guarded_request_class(type(request))
+    state = request.__dict__
+    if state.get(_RECORD) is not None:
+        return  # already armed: the same context pushed again
+    rule = request.url_rule
+    record = RequestRecord(
+        guard,
+        id(ctx),
+        state.get("method", ""),
+        state.get("path", ""),
+        rule.endpoint if rule is not None else None,
+        contextvars.copy_context(),
+    )
+    state[_RECORD] = record
+    session = ctx.session
+    if session is not None:
+        _guard_session(session, record)
+    app_ctx = _app_get(None)
+    if app_ctx is not None:
+        g = app_ctx.g
+        if owns_app_context(ctx):
+            if type(g) in _watched_gs:
+                object.__setattr__(g, _RECORD, record)
+        else:
+            _watch_shared_g(g, guard)
+
+
+def _on_close(request: Any) -> None:
+    record = request.__dict__.get(_RECORD)
+    if record is None or record.state != ARMED:
+        return
+    ctx = _request_get(None)
+    if ctx is None or id(ctx) != record.ctx_id:
+        # A copy of the context (copy_current_request_context) was popped
+        # in another thread; the request itself goes on.
+        return
+    guard = record.guard
+    record.state = RETIRED
+    snapshot, record.snapshot = record.snapshot, None
+    try:
+        request.__class__ = _retired_requests[type(request)]
+    except (KeyError, TypeError) as exc:
+        guard.reporter.internal_error("retiring a request", exc)
+    if snapshot is None:  # pragma: no cover - armed records have one
+        return
+    try:
+        leaks = detect_leaks(snapshot, record)
+    except Exception as exc:  # noqa: BLE001 - never break the request
+        guard.reporter.internal_error("comparing ContextVars", exc)
+        return
+    if leaks:
+        guard.report_contextvar_leaks(record, leaks)

@@ -1,0 +1,239 @@
+"""
+The one place a violation goes.
+
+In order: the bounded in-memory buffer, one structlog event (rate-limited
+per code, subject and sites), the `contamination_detected` signal, and in
+``raise`` mode a `ContaminationError` raised at the offending access.
+Nothing here may break a request in ``log`` mode: a failing log pipeline or
+signal receiver is reported once, at error level, and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import collections
+import reprlib
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._config import Settings
+from ._logging import get_logger, stdlib_logger
+from ._signals import contamination_detected
+from ._tags import RequestTag
+from ._violations import RULES, Violation
+from .exceptions import ContaminationError
+
+__all__ = ["Reporter", "safe_repr"]
+
+# Bounds of the internal tables: a hot buggy endpoint, or a buggy endpoint
+# with ever-changing sites, must not grow memory.
+_MAX_KEYS = 4096
+_MAX_ERRORS = 256
+
+_SECRET_WORDS = (
+    "authorization",
+    "cookie",
+    "passw",
+    "secret",
+    "session",
+    "token",
+    "apikey",
+    "api_key",
+    "credential",
+)
+_REDACTED = "'<redacted>'"
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlevel = 2
+_repr.maxdict = 6
+_repr.maxlist = 6
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a key or attribute *name* looks like it holds a secret."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def safe_repr(value: object, name: str = "") -> str:
+    """
+    A short repr of *value*, with secrets redacted.
+
+    The value itself is redacted when *name* looks secret; a mapping's
+    entries under secret-looking keys are redacted too. Reprs are truncated.
+    """
+    if name and looks_secret(name):
+        return _REDACTED
+    try:
+        if isinstance(value, dict):
+            shown = {
+                key: (
+                    "<redacted>"
+                    if isinstance(key, str) and looks_secret(key)
+                    else item
+                )
+                for key, item in list(value.items())[: _repr.maxdict]
+            }
+            return _repr.repr(shown)
+        return _repr.repr(value)
+    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
+        return f"<{type(value).__name__} with a failing repr>"
+
+
+class Reporter:
+    """
+    Collects, logs, signals and (in raise mode) raises violations of one
+    app.
+    """
+
+    def __init__(
+        self, settings: Settings, app_name: str, app: Any
+    ) -> None:
+        self.settings = settings
+        self.app_name = app_name
+        self._app_ref: Callable[[], Any] = weakref.ref(app)
+        self.violations: collections.deque[Violation] = collections.deque(
+            maxlen=settings.max_violations
+        )
+        self._lock = threading.Lock()
+        self._repeats: collections.OrderedDict[tuple[Any, ...], int] = (
+            collections.OrderedDict()
+        )
+        self._errors: set[tuple[str, str]] = set()
+
+    @property
+    def raising(self) -> bool:
+        """Whether violations raise at the offending access."""
+        return self.settings.mode == "raise"
+
+    def is_ignored(self, code: str, subject: str) -> bool:
+        """Whether the configuration drops this violation."""
+        return self.settings.is_ignored(code, subject)
+
+    def build(
+        self,
+        code: str,
+        *,
+        subject: str,
+        message: str,
+        origin: RequestTag | None,
+        accessor: RequestTag | None,
+        thread: str,
+        origin_site: str | None = None,
+        access_site: str | None = None,
+        origin_stack: str | None = None,
+        access_stack: str | None = None,
+        value: object = None,
+        has_value: bool = False,
+        value_name: str = "",
+    ) -> Violation:
+        """
+        A `Violation` of *code*, with the rule's hint and the value shown
+        only as the configuration allows.
+        """
+        rule = RULES[code]
+        value_type = value_repr = None
+        if has_value:
+            value_type = type(value).__name__
+            if self.settings.log_values:
+                value_repr = safe_repr(value, value_name)
+        return Violation(
+            code=code,
+            kind=rule.kind,
+            message=message,
+            subject=subject,
+            origin=origin,
+            accessor=accessor,
+            thread=thread,
+            origin_site=origin_site,
+            access_site=access_site,
+            origin_stack=origin_stack if self.settings.stacks else None,
+            access_stack=access_stack if self.settings.stacks else None,
+            hint=rule.hint,
+            value_type=value_type,
+            value_repr=value_repr,
+            app=self.app_name,
+        )
+
+    def report(self, violation: Violation, *, raise_now: bool = True) -> None:
+        """
+        Send *violation* everywhere it goes.
+
+        Raises:
+            ContaminationError: in raise mode, when *raise_now*.
+        """
+        self.violations.append(violation)
+        self._log(violation)
+        self._signal(violation)
+        if raise_now and self.raising:
+            raise ContaminationError(violation)
+
+    def _log(self, violation: Violation) -> None:
+        key = violation.key
+        with self._lock:
+            count = self._repeats.pop(key, 0) + 1
+            self._repeats[key] = count
+            if len(self._repeats) > _MAX_KEYS:
+                self._repeats.popitem(last=False)
+        # Log the 1st, 2nd, 4th, 8th... repeat: a flood of n identical
+        # violations costs log2(n) events, each with the running count.
+        if count & (count - 1):
+            return
+        fields = violation.log_fields()
+        if count > 1:
+            fields["repeats"] = count
+        try:
+            logger = get_logger()
+            if self.raising:
+                logger.error("contamination", **fields)
+            else:
+                logger.warning("contamination", **fields)
+        except Exception as exc:  # noqa: BLE001 - the app's pipeline failed
+            self.internal_error("logging a violation", exc)
+
+    def _signal(self, violation: Violation) -> None:
+        app = self._app_ref()
+        if app is None:  # pragma: no cover - the app is being collected
+            return
+        try:
+            contamination_detected.send(app, violation=violation)
+        except Exception as exc:  # noqa: BLE001 - a receiver failed
+            self.internal_error("a contamination_detected receiver", exc)
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        """
+        Say once, at error level with the traceback, that *where* failed.
+
+        The request goes on untouched.
+        """
+        key = (where, type(exc).__name__)
+        with self._lock:
+            if key in self._errors or len(self._errors) >= _MAX_ERRORS:
+                return
+            self._errors.add(key)
+        message = (
+            f"flask_ctxguard: {where} failed; the guard carries on and the"
+            " request is unaffected. This is reported once."
+        )
+        try:
+            get_logger().error(
+                "internal-error",
+                where=where,
+                error=repr(exc),
+                app=self.app_name,
+                exc_info=exc,
+            )
+        except Exception:  # noqa: BLE001 - structlog itself is broken
+            try:
+                stdlib_logger().error(message, exc_info=exc)
+            except Exception:  # noqa: BLE001 # pragma: no cover
+                pass
+
+    def clear(self) -> None:
+        """Forget every violation and repeat count."""
+        with self._lock:
+            self.violations.clear()
+            self._repeats.clear()
