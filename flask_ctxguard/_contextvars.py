@@ -38,9 +38,7 @@ _left_behind: ContextVar[LeftBehind | None] = ContextVar(
 # indistinguishable from a request that inherited it.
 _FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
 
-_IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {
-    _left_behind
-}
+_IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
 
 
 Leak = tuple[ContextVar[Any], object, RequestRecord]
@@ -59,9 +57,7 @@ def _changed(start: Context, end: Context) -> Iterator[tuple[Any, object]]:
             yield var, value
 
 
-def detect_leaks(
-    start: Context, record: RequestRecord
-) -> list[Leak]:
+def detect_leaks(start: Context, record: RequestRecord) -> list[Leak]:
     """
     Compare the context at the end of *record*'s request with *start*.
 

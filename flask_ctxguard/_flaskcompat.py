@@ -29,18 +29,19 @@ __all__ = [
     "request_ctx_var",
 ]
 
-try:
-    from flask.globals import _cv_app, _cv_request
-except ImportError:  # pragma: no cover - an unsupported Flask
-    _cv_app = _cv_request = None
+import flask.globals
+
+_missing: ContextVar[Any] = ContextVar("flask_ctxguard.missing")
 
 #: The ContextVar holding the current ``flask.ctx.RequestContext``.
-request_ctx_var: ContextVar[Any] = _cv_request  # type: ignore[assignment]
+request_ctx_var: ContextVar[Any] = getattr(
+    flask.globals, "_cv_request", _missing
+)
 #: The ContextVar holding the current ``flask.ctx.AppContext``.
-app_ctx_var: ContextVar[Any] = _cv_app  # type: ignore[assignment]
+app_ctx_var: ContextVar[Any] = getattr(flask.globals, "_cv_app", _missing)
 #: Flask's own context variables, never reported as leaks.
 FLASK_CONTEXT_VARS: frozenset[ContextVar[Any]] = frozenset(
-    var for var in (_cv_app, _cv_request) if var is not None
+    (request_ctx_var, app_ctx_var)
 )
 
 
@@ -50,7 +51,7 @@ def check_support() -> str | None:
     """
     import flask.ctx
 
-    if _cv_request is None or _cv_app is None:
+    if request_ctx_var is _missing or app_ctx_var is _missing:
         return "flask.globals has no '_cv_request' / '_cv_app' ContextVars"
     probe = flask.ctx.RequestContext.__init__.__code__.co_names
     if "_cv_tokens" not in probe:
@@ -65,7 +66,7 @@ def pushed_contexts() -> list[Any]:
     """
     found: list[Any] = []
     seen: set[int] = set()
-    for var in (_cv_request, _cv_app):
+    for var in (request_ctx_var, app_ctx_var):
         ctx = var.get(None)
         while ctx is not None and id(ctx) not in seen:
             seen.add(id(ctx))

@@ -25,7 +25,7 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from . import _sites
 from ._contextvars import detect_leaks
@@ -103,6 +103,12 @@ CHECKED_SESSION_METHODS = (
     "update",
     "values",
 )
+
+
+def _method(cls: type, name: str) -> Callable[..., Any]:
+    """*cls*'s attribute *name*, typed as the callable it is."""
+    return cast("Callable[..., Any]", getattr(cls, name))
+
 
 _lock = threading.Lock()
 _guarded_requests: dict[type, type] = {}
@@ -194,7 +200,7 @@ def _report_access(
         reporter.report(violation)
     except ContaminationError:
         raise
-    except Exception as exc:  # noqa: BLE001 - never break the request
+    except Exception as exc:
         guard.reporter.internal_error("checking an access", exc)
 
 
@@ -284,7 +290,7 @@ def _make_guarded_request_class(base: type) -> type:
             continue  # a plain class attribute, not request data
         namespace[name] = _CheckedAttribute(name, inherited)
 
-    base_close: Callable[[Any], None] = base.close  # type: ignore[attr-defined]
+    base_close = _method(base, "close")
 
     def close(self: Any) -> None:
         try:
@@ -298,7 +304,7 @@ def _make_guarded_request_class(base: type) -> type:
 
 
 def _make_retired_request_class(guarded: type) -> type:
-    base_getattribute = guarded.__getattribute__
+    base_getattribute = _method(guarded, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
         if name[:2] != "__" and name != _RECORD:
@@ -367,7 +373,7 @@ def _guard_session(session: Any, record: RequestRecord) -> None:
         return
     try:
         if type(session) is not cls:
-            session.__class__ = cls
+            object.__setattr__(session, "__class__", cls)
         session.__dict__[_RECORD] = record
     except (TypeError, AttributeError):
         # A session class whose layout forbids the swap (a C type, slots):
@@ -390,8 +396,9 @@ class SharedG:
         self.guard = guard
         # name -> (request that wrote it or None outside requests, site,
         # stack)
-        self.owners: dict[str, tuple[RequestRecord | None, str | None,
-                                     str | None]] = {}
+        self.owners: dict[
+            str, tuple[RequestRecord | None, str | None, str | None]
+        ] = {}
 
 
 def _g_record(g: Any) -> Any:
@@ -417,7 +424,7 @@ def guarded_g_class(base: type) -> type:
 
 
 def _make_guarded_g_class(base: type) -> type:
-    base_getattribute = base.__getattribute__
+    base_getattribute = _method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
         ctx = _app_get(None)
@@ -479,7 +486,7 @@ def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
             has_value=True,
             value_name=name,
         )
-    except Exception as exc:  # noqa: BLE001 - never break the request
+    except Exception as exc:
         reporter.internal_error("checking a 'g' read", exc)
         return
     reporter.report(violation)
@@ -511,7 +518,7 @@ def _make_watched_g_class(guarded: type) -> type:
     The class a shared ``g`` is switched to: every read of an attribute is
     checked against the request that wrote it (CG101).
     """
-    base_getattribute = guarded.__getattribute__
+    base_getattribute = _method(guarded, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
         value = base_getattribute(self, name)
@@ -519,18 +526,25 @@ def _make_watched_g_class(guarded: type) -> type:
             _check_g_read(self, name, "read", 1)
         return value
 
+    base_setattr = _method(guarded, "__setattr__")
+    base_delattr = _method(guarded, "__delattr__")
+    base_get = _method(guarded, "get")
+    base_pop = _method(guarded, "pop")
+    base_setdefault = _method(guarded, "setdefault")
+    base_contains = _method(guarded, "__contains__")
+
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
-        guarded.__setattr__(self, name, value)
+        base_setattr(self, name, value)
         _record_g_write(self, name, 1)
 
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
-        guarded.__delattr__(self, name)
+        base_delattr(self, name)
         _record_g_write(self, name, 1)
 
     def get(self: Any, name: str, default: Any = None) -> Any:
         if name in base_dict(self):
             _check_g_read(self, name, "read (g.get)", 1)
-        return guarded.get(self, name, default)  # type: ignore[attr-defined]
+        return base_get(self, name, default)
 
     _missing = object()
 
@@ -538,22 +552,22 @@ def _make_watched_g_class(guarded: type) -> type:
         if name in base_dict(self):
             _check_g_read(self, name, "popped", 1)
         if default is _missing:
-            value = guarded.pop(self, name)  # type: ignore[attr-defined]
+            value = base_pop(self, name)
         else:
-            value = guarded.pop(self, name, default)  # type: ignore[attr-defined]
+            value = base_pop(self, name, default)
         _record_g_write(self, name, 1)
         return value
 
     def setdefault(self: Any, name: str, default: Any = None) -> Any:
         if name in base_dict(self):
             _check_g_read(self, name, "read (g.setdefault)", 1)
-            return guarded.setdefault(self, name, default)  # type: ignore[attr-defined]
-        value = guarded.setdefault(self, name, default)  # type: ignore[attr-defined]
+            return base_setdefault(self, name, default)
+        value = base_setdefault(self, name, default)
         _record_g_write(self, name, 1)
         return value
 
     def __contains__(self: Any, name: object) -> bool:  # noqa: N807
-        found: bool = guarded.__contains__(self, name)  # type: ignore[attr-defined]
+        found: bool = base_contains(self, name)
         if found and isinstance(name, str):
             _check_g_read(self, name, "looked up ('in')", 1)
         return found
@@ -591,10 +605,10 @@ def _watch_shared_g(g: Any, guard: Any) -> None:
     if type(_g_record(g)) is not SharedG:
         object.__setattr__(g, _RECORD, SharedG(guard))
     if cls is not watched:
-        g.__class__ = watched
+        object.__setattr__(g, "__class__", watched)
 
 
-# -- the lifecycle ---------------------------------------------------------------
+# -- the lifecycle ------------------------------------------------------------
 
 
 def arm_request(guard: Any) -> None:
@@ -608,7 +622,9 @@ def arm_request(guard: Any) -> None:
     request = ctx.request
     if not is_guarded_request_class(type(request)):
         # app.request_class was replaced after init_app.
-        request.__class__ = guarded_request_class(type(request))
+        object.__setattr__(
+            request, "__class__", guarded_request_class(type(request))
+        )
     state = request.__dict__
     if state.get(_RECORD) is not None:
         return  # already armed: the same context pushed again
@@ -648,14 +664,16 @@ def _on_close(request: Any) -> None:
     record.state = RETIRED
     snapshot, record.snapshot = record.snapshot, None
     try:
-        request.__class__ = _retired_requests[type(request)]
+        object.__setattr__(
+            request, "__class__", _retired_requests[type(request)]
+        )
     except (KeyError, TypeError) as exc:
         guard.reporter.internal_error("retiring a request", exc)
     if snapshot is None:  # pragma: no cover - armed records have one
         return
     try:
         leaks = detect_leaks(snapshot, record)
-    except Exception as exc:  # noqa: BLE001 - never break the request
+    except Exception as exc:
         guard.reporter.internal_error("comparing ContextVars", exc)
         return
     if leaks:

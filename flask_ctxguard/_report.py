@@ -11,6 +11,7 @@ signal receiver is reported once, at error level, and otherwise ignored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import reprlib
 import threading
 import weakref
@@ -79,7 +80,7 @@ def safe_repr(value: object, name: str = "") -> str:
             }
             return _repr.repr(shown)
         return _repr.repr(value)
-    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
+    except Exception:
         return f"<{type(value).__name__} with a failing repr>"
 
 
@@ -89,9 +90,7 @@ class Reporter:
     app.
     """
 
-    def __init__(
-        self, settings: Settings, app_name: str, app: Any
-    ) -> None:
+    def __init__(self, settings: Settings, app_name: str, app: Any) -> None:
         self.settings = settings
         self.app_name = app_name
         self._app_ref: Callable[[], Any] = weakref.ref(app)
@@ -191,7 +190,7 @@ class Reporter:
                 logger.error("contamination", **fields)
             else:
                 logger.warning("contamination", **fields)
-        except Exception as exc:  # noqa: BLE001 - the app's pipeline failed
+        except Exception as exc:
             self.internal_error("logging a violation", exc)
 
     def _signal(self, violation: Violation) -> None:
@@ -200,7 +199,7 @@ class Reporter:
             return
         try:
             contamination_detected.send(app, violation=violation)
-        except Exception as exc:  # noqa: BLE001 - a receiver failed
+        except Exception as exc:
             self.internal_error("a contamination_detected receiver", exc)
 
     def internal_error(self, where: str, exc: BaseException) -> None:
@@ -226,11 +225,9 @@ class Reporter:
                 app=self.app_name,
                 exc_info=exc,
             )
-        except Exception:  # noqa: BLE001 - structlog itself is broken
-            try:
+        except Exception:
+            with contextlib.suppress(Exception):
                 stdlib_logger().error(message, exc_info=exc)
-            except Exception:  # noqa: BLE001 # pragma: no cover
-                pass
 
     def clear(self) -> None:
         """Forget every violation and repeat count."""

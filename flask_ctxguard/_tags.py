@@ -123,7 +123,7 @@ class RequestRecord:
         "thread",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - built once per request, positionally
         self,
         guard: Any,
         ctx_id: int,

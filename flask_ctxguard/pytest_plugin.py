@@ -1,0 +1,7 @@
+"""
+The pytest plugin (work in progress).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+import structlog
+from flask import Flask
+from flask.globals import _cv_app, _cv_request
+from flask_ctxguard import CtxGuard
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog():
+    """Every test starts with structlog's defaults (structlog's own way)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _leak_detector():
+    """No test may leave a request or app context pushed (Flask's way)."""
+    yield
+    leaks = []
+    while (ctx := _cv_request.get(None)) is not None:
+        leaks.append(ctx)
+        ctx.pop()
+    while (ctx := _cv_app.get(None)) is not None:
+        leaks.append(ctx)
+        ctx.pop()
+    assert leaks == []
+
+
+@pytest.fixture(name="app")
+def _app():
+    """A fresh app per test, in log mode unless the test says otherwise."""
+    app = Flask("guarded")
+    app.config.update(SECRET_KEY="test", CTXGUARD_MODE="log")
+    return app
+
+
+@pytest.fixture(name="guard")
+def _guard(app):
+    return CtxGuard(app)
+
+
+@pytest.fixture(name="client")
+def _client(app, guard):
+    return app.test_client()
