@@ -23,6 +23,7 @@ from ._contextvars import Leak
 from ._flaskcompat import (
     check_support,
     is_request_context,
+    leaked_roots,
     pushed_contexts,
     request_ctx_var,
 )
@@ -54,6 +55,9 @@ class AppState:
         self.app_name = app.name
         self._app_ref = weakref.ref(app)
         self.reporter = Reporter(settings, app.name, app)
+        #: Whether requests are armed by our before_request function (else
+        #: by whoever installed us, such as the pytest plugin).
+        self.arms_on_before_request = True
         self._sites: dict[str | None, str | None] = {}
 
     @property
@@ -178,6 +182,12 @@ class CtxGuard:
             ConfigurationError: for a bad ``CTXGUARD_*`` value.
             AlreadyRegisteredError: if *app* already has a `CtxGuard`.
         """
+        self._install(app, arm_on_before_request=True)
+
+    def _install(self, app: Flask, *, arm_on_before_request: bool) -> None:
+        # The pytest plugin arms requests from the request_started signal
+        # instead, so that apps it guards show no extra before_request
+        # function to tests that inspect them.
         if EXTENSION_KEY in app.extensions:
             msg = (
                 f"A 'CtxGuard' is already registered on the app {app.name!r}."
@@ -216,8 +226,10 @@ class CtxGuard:
             )
 
         state = AppState(self, app, settings)
+        state.arms_on_before_request = arm_on_before_request
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
+            self._states = [ref for ref in self._states if ref() is not None]
             self._states.append(weakref.ref(state))
         if settings.mode == "off":
             return
@@ -226,9 +238,10 @@ class CtxGuard:
         app.app_ctx_globals_class = _guarded.guarded_g_class(  # type: ignore[assignment] # a subclass of the app's own
             app.app_ctx_globals_class
         )
-        app.before_request_funcs.setdefault(None, []).insert(
-            0, _make_before_request(state)
-        )
+        if arm_on_before_request:
+            app.before_request_funcs.setdefault(None, []).insert(
+                0, _make_before_request(state)
+            )
 
     # -- public helpers -----------------------------------------------------
 
@@ -279,11 +292,11 @@ class CtxGuard:
         """
         states = {id(state.app): state for state in self._alive()}
         found: list[Violation] = []
-        for ctx in pushed_contexts():
+        for ctx in leaked_roots(pushed_contexts()):
             state = states.get(id(ctx.app))
             if state is None or state.settings.mode == "off":
                 continue
-            violation = context_leak(state, ctx)
+            violation = context_leak(state, ctx, _sites.capture_site(1))
             if violation is not None:
                 state.reporter.report(violation, raise_now=False)
                 found.append(violation)
@@ -295,7 +308,9 @@ class CtxGuard:
         return any(state.reporter.raising for state in self._alive())
 
 
-def context_leak(state: AppState, ctx: Any) -> Violation | None:
+def context_leak(
+    state: AppState, ctx: Any, site: str | None
+) -> Violation | None:
     """A CG105 violation for the pushed context *ctx*, unless ignored."""
     if is_request_context(ctx):
         request = ctx.request
@@ -320,7 +335,7 @@ def context_leak(state: AppState, ctx: Any) -> Violation | None:
         origin=None,
         accessor=None,
         thread=thread,
-        access_site=_sites.capture_site(2),
+        access_site=site,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "app_ctx_var",
     "check_support",
     "is_request_context",
+    "leaked_roots",
     "owns_app_context",
     "pushed_contexts",
     "request_ctx_var",
@@ -73,6 +74,21 @@ def pushed_contexts() -> list[Any]:
             found.append(ctx)
             ctx = _previous(ctx)
     return found
+
+
+def leaked_roots(contexts: list[Any]) -> list[Any]:
+    """
+    *contexts* without the app contexts that a request context among them
+    pushed for itself: popping the request context pops those too.
+    """
+    implicit = {
+        id(app_ctx)
+        for ctx in contexts
+        if is_request_context(ctx)
+        for _, app_ctx in getattr(ctx, "_cv_tokens", ())
+        if app_ctx is not None
+    }
+    return [ctx for ctx in contexts if id(ctx) not in implicit]
 
 
 def _previous(ctx: Any) -> Any:

@@ -21,9 +21,11 @@ How the checks stay cheap:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -42,7 +44,6 @@ __all__ = [
 
 _request_get = request_ctx_var.get
 _app_get = app_ctx_var.get
-_object_getattribute = object.__getattribute__
 _RECORD = "_ctxguard_record"
 
 # The request's public, data-bearing attributes: checked while the request
@@ -401,11 +402,22 @@ class SharedG:
         ] = {}
 
 
+# g's record lives outside g: users iterate g's __dict__, and a slot would
+# change g's layout, so a g created before the guard was installed (the
+# pytest plugin discovers apps late) could not be switched to our class.
+_g_records: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 def _g_record(g: Any) -> Any:
     try:
-        return _object_getattribute(g, _RECORD)
-    except AttributeError:
+        return _g_records.get(g)
+    except TypeError:  # a g class without __weakref__
         return None
+
+
+def _set_g_record(g: Any, record: Any) -> None:
+    with contextlib.suppress(TypeError):
+        _g_records[g] = record
 
 
 def guarded_g_class(base: type) -> type:
@@ -435,7 +447,7 @@ def _make_guarded_g_class(base: type) -> type:
         return base_getattribute(self, name)
 
     namespace = {
-        "__slots__": (_RECORD,),
+        "__slots__": (),
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "__doc__": base.__doc__,
@@ -494,7 +506,7 @@ def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
 
 def base_dict(g: Any) -> dict[str, Any]:
     """``g``'s attribute dict, without going through any check."""
-    return _object_getattribute(g, "__dict__")  # type: ignore[no-any-return]
+    return object.__getattribute__(g, "__dict__")  # type: ignore[no-any-return]
 
 
 def _record_g_write(g: Any, name: str, depth: int) -> None:
@@ -597,15 +609,26 @@ def _make_watched_g_class(guarded: type) -> type:
 
 def _watch_shared_g(g: Any, guard: Any) -> None:
     cls = type(g)
-    watched = _watched_gs.get(cls)
-    if watched is None:
-        if cls not in _watched_gs.values():
-            return  # not our class: app_ctx_globals_class was replaced
-        watched = cls
+    if cls not in _watched_gs.values():
+        watched = _watched_gs[guarded_g_class(cls)]
+        try:
+            object.__setattr__(g, "__class__", watched)
+        except TypeError:
+            return  # a g class whose layout forbids the switch
     if type(_g_record(g)) is not SharedG:
-        object.__setattr__(g, _RECORD, SharedG(guard))
-    if cls is not watched:
-        object.__setattr__(g, "__class__", watched)
+        _set_g_record(g, SharedG(guard))
+
+
+def _own_g(g: Any, record: RequestRecord) -> None:
+    cls = type(g)
+    if cls not in _watched_gs:
+        if cls in _watched_gs.values():
+            return  # a g shared with an outer request: not this one's
+        try:
+            object.__setattr__(g, "__class__", guarded_g_class(cls))
+        except TypeError:
+            return  # a g class whose layout forbids the switch
+    _set_g_record(g, record)
 
 
 # -- the lifecycle ------------------------------------------------------------
@@ -643,12 +666,10 @@ def arm_request(guard: Any) -> None:
         _guard_session(session, record)
     app_ctx = _app_get(None)
     if app_ctx is not None:
-        g = app_ctx.g
         if owns_app_context(ctx):
-            if type(g) in _watched_gs:
-                object.__setattr__(g, _RECORD, record)
+            _own_g(app_ctx.g, record)
         else:
-            _watch_shared_g(g, guard)
+            _watch_shared_g(app_ctx.g, guard)
 
 
 def _on_close(request: Any) -> None:

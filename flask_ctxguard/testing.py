@@ -1,0 +1,324 @@
+"""
+Helpers for testing an app with flask_ctxguard, with any test runner.
+
+- `capture_violations` collects every violation reported while it is
+  active, from every guarded app.
+- `assert_no_contamination` fails with the full reports if there was any.
+- `hammer` fires requests concurrently at an app served by a real threaded
+  server on 127.0.0.1: the way to shake out races in a test.
+
+The pytest plugin (``pytest --ctxguard``) is a thin layer over these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import http.cookies
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from ._extension import EXTENSION_KEY, CtxGuard
+from ._signals import contamination_detected
+from ._violations import Violation
+
+__all__ = [
+    "HammerResponse",
+    "HammerResult",
+    "RequestSpec",
+    "assert_no_contamination",
+    "capture_violations",
+    "format_violations",
+    "hammer",
+]
+
+
+@contextlib.contextmanager
+def capture_violations() -> Iterator[list[Violation]]:
+    """
+    Collect every violation any guarded app reports inside the block.
+
+    Yields the list the violations are appended to, oldest first; it is
+    filled from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    found: list[Violation] = []
+    lock = threading.Lock()
+
+    def receiver(sender: Any, violation: Violation, **_: Any) -> None:
+        with lock:
+            found.append(violation)
+
+    contamination_detected.connect(receiver, weak=False)
+    try:
+        yield found
+    finally:
+        contamination_detected.disconnect(receiver)
+
+
+def format_violations(violations: Iterable[Violation]) -> str:
+    """
+    The full reports of *violations*, separated by blank lines.
+    """
+    return "\n\n".join(str(v) for v in violations)
+
+
+def _fail_if_any(violations: Sequence[Violation]) -> None:
+    __tracebackhide__ = True
+    if violations:
+        count = len(violations)
+        noun = "violation" if count == 1 else "violations"
+        msg = (
+            f"{count} request-context contamination {noun}:\n\n"
+            f"{format_violations(violations)}"
+        )
+        raise AssertionError(msg)
+
+
+@contextlib.contextmanager
+def _no_contamination() -> Iterator[list[Violation]]:
+    __tracebackhide__ = True
+    with capture_violations() as found:
+        yield found
+    _fail_if_any(found)
+
+
+def assert_no_contamination(
+    *sources: CtxGuard | Iterable[Violation],
+) -> contextlib.AbstractContextManager[list[Violation]]:
+    """
+    Fail with the full reports if there was any contamination.
+
+    Called with guards or lists of violations, it checks them at once::
+
+        assert_no_contamination(guard)
+
+    Used as a context manager, it checks what happens inside the block::
+
+        with assert_no_contamination():
+            client.get("/")
+
+    Raises:
+        AssertionError: listing every violation.
+
+    .. versionadded:: 0.1.0
+    """
+    __tracebackhide__ = True
+    violations: list[Violation] = []
+    for source in sources:
+        if isinstance(source, CtxGuard):
+            violations.extend(source.violations)
+        else:
+            violations.extend(source)
+    _fail_if_any(violations)
+    return _no_contamination()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """
+    One request `hammer` sends.
+
+    .. versionadded:: 0.1.0
+    """
+
+    path: str
+    method: str = "GET"
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HammerResponse:
+    """
+    One response `hammer` received, with the client and round it belongs to.
+
+    .. versionadded:: 0.1.0
+    """
+
+    client: int
+    round: int
+    request: RequestSpec
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HammerResult:
+    """
+    What `hammer` saw: every response and every violation.
+
+    .. versionadded:: 0.1.0
+    """
+
+    responses: list[HammerResponse]
+    violations: list[Violation]
+
+    def for_client(self, client: int) -> list[HammerResponse]:
+        """The responses of one client, in the order it sent them."""
+        return [r for r in self.responses if r.client == client]
+
+    def assert_clean(self) -> None:
+        """Fail with the full reports if there was any violation."""
+        __tracebackhide__ = True
+        _fail_if_any(self.violations)
+
+
+Requests = (
+    Sequence[str | RequestSpec] | Callable[[int], Sequence[str | RequestSpec]]
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def hammer(
+    app: Flask,
+    requests: Requests,
+    *,
+    threads: int = 8,
+    rounds: int = 1,
+    timeout: float = 30.0,
+) -> HammerResult:
+    """
+    Serve *app* on a real threaded server on 127.0.0.1 and fire *requests*
+    at it from *threads* concurrent clients, *rounds* times.
+
+    Every client sends the whole sequence *requests* (or
+    ``requests(client_index)``) in order, over one keep-alive connection
+    and with its own cookies, so a client can log in and stay logged in.
+    All clients start each round together (a barrier lines them up).
+
+    An app without a `CtxGuard` gets one in ``log`` mode, so that the
+    server keeps answering while violations are collected.
+
+    Args:
+        app: The app to serve.
+        requests: Paths or `RequestSpec` objects, or a function of the
+            client index returning them.
+        threads: How many clients run concurrently.
+        rounds: How many times each client sends its sequence.
+        timeout: Seconds the whole run may take.
+
+    Returns:
+        Every response and every violation reported meanwhile.
+
+    Raises:
+        TimeoutError: if the run takes longer than *timeout*.
+
+    .. versionadded:: 0.1.0
+    """
+    if threads < 1 or rounds < 1:
+        msg = (
+            "threads and rounds must be at least 1; got"
+            f" threads={threads}, rounds={rounds}."
+        )
+        raise ValueError(msg)
+    if EXTENSION_KEY not in app.extensions:
+        app.config.setdefault("CTXGUARD_MODE", "log")
+        CtxGuard(app)
+
+    server = make_server(
+        "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
+    )
+    port = server.server_port
+    serving = threading.Thread(
+        target=server.serve_forever, name="ctxguard-hammer-server"
+    )
+    deadline = time.monotonic() + timeout
+    barrier = threading.Barrier(threads)
+    responses: list[HammerResponse] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        specs = [
+            RequestSpec(s) if isinstance(s, str) else s
+            for s in (requests(index) if callable(requests) else requests)
+        ]
+        cookies: dict[str, str] = {}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            for round_ in range(rounds):
+                barrier.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                for spec in specs:
+                    got = _send(conn, spec, cookies)
+                    with lock:
+                        responses.append(
+                            HammerResponse(index, round_, spec, *got)
+                        )
+        except BaseException as exc:  # reported to the caller below
+            with lock:
+                errors.append(exc)
+            barrier.abort()
+        finally:
+            conn.close()
+
+    with capture_violations() as violations:
+        serving.start()
+        try:
+            _run_all(client, threads, deadline, timeout)
+        finally:
+            server.shutdown()
+            serving.join(timeout)
+            server.server_close()
+    if errors:
+        broken = threading.BrokenBarrierError
+        real = [e for e in errors if not isinstance(e, broken)]
+        first = real[0] if real else errors[0]
+        raise first
+    responses.sort(key=lambda r: (r.client, r.round))
+    return HammerResult(responses=responses, violations=list(violations))
+
+
+def _run_all(
+    target: Callable[[int], None], count: int, deadline: float, timeout: float
+) -> None:
+    clients = [
+        threading.Thread(target=target, args=(i,), name=f"ctxguard-hammer-{i}")
+        for i in range(count)
+    ]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(max(deadline - time.monotonic(), 0.01))
+    if any(thread.is_alive() for thread in clients):
+        msg = (
+            f"hammer: the clients did not finish within {timeout}s;"
+            " pass a larger timeout= or fewer requests."
+        )
+        raise TimeoutError(msg)
+
+
+def _send(
+    conn: http.client.HTTPConnection,
+    spec: RequestSpec,
+    cookies: dict[str, str],
+) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+    headers = dict(spec.headers)
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    conn.request(spec.method, spec.path, body=spec.body, headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    for value in response.headers.get_all("Set-Cookie") or ():
+        jar = http.cookies.SimpleCookie()
+        jar.load(value)
+        for name, morsel in jar.items():
+            cookies[name] = morsel.value
+    return response.status, body, tuple(response.getheaders())
