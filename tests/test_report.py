@@ -1,0 +1,466 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+from flask import Flask, g
+from structlog.testing import capture_logs
+
+from flask_ctxguard import (
+    RULES,
+    ContaminationError,
+    CtxGuard,
+    RequestTag,
+    Violation,
+    contamination_detected,
+)
+
+
+def _tag(token, path):
+    return RequestTag(
+        token=token,
+        thread_id=7,
+        thread_name="MainThread",
+        method="GET",
+        path=path,
+        endpoint=path.strip("/").split("/")[0] or "index",
+        started=0.0,
+    )
+
+
+def _violation(**changes):
+    fields = {
+        "code": "CG101",
+        "kind": "g-leak",
+        "message": (
+            "'g.user' was read during GET /me (request 3f9a-7, thread"
+            " 'MainThread') but was set during GET /login/alice (request"
+            " 3f9a-6)."
+        ),
+        "subject": "g.user",
+        "origin": _tag("3f9a-6", "/login/alice"),
+        "accessor": _tag("3f9a-7", "/me"),
+        "thread": "MainThread",
+        "origin_site": "app/views.py:12 in login",
+        "access_site": "app/views.py:31 in me",
+        "hint": RULES["CG101"].hint,
+        "value_type": "User",
+        "app": "app",
+    }
+    fields.update(changes)
+    return Violation(**fields)
+
+
+def _leaky_app(**config):
+    """An app whose /get reads g.user set by /set/<name>: CG101 when an
+    app context is pushed around both requests."""
+    app = Flask("leaky")
+    app.config.update(SECRET_KEY="k", **config)
+
+    @app.route("/set/<name>")
+    def set_user(name):
+        g.user = name
+        return name
+
+    @app.route("/get")
+    def get_user():
+        return str(getattr(g, "user", None))
+
+    return app
+
+
+def _leak(app, times=1):
+    client = app.test_client()
+    with app.app_context():
+        client.get("/set/alice")
+        return [client.get("/get") for _ in range(times)]
+
+
+class TestRules:
+    def test_codes_and_kinds(self):
+        """The rule table is DESIGN.md's, code for code."""
+        assert {
+            "CG101": "g-leak",
+            "CG102": "stale-access",
+            "CG103": "cross-request-access",
+            "CG104": "cross-thread-access",
+            "CG105": "context-leak",
+            "CG106": "contextvar-leak",
+        } == {code: rule.kind for code, rule in RULES.items()}
+
+    def test_docs_anchor(self):
+        """Every rule links its section of docs/rules.md."""
+        assert "docs/rules.md#cg104" == RULES["CG104"].docs
+
+
+class TestViolation:
+    def test_str_reads_like_a_sanitizer_report(self):
+        """str(v): what, value type, both sites, the fix, the docs."""
+        assert (
+            "CG101 g-leak: 'g.user' was read during GET /me (request"
+            " 3f9a-7, thread 'MainThread') but was set during GET"
+            " /login/alice (request 3f9a-6).\n"
+            "  value: User\n"
+            "  read at: app/views.py:31 in me\n"
+            "  set at:  app/views.py:12 in login\n"
+            f"  fix: {RULES['CG101'].hint}\n"
+            "  docs: docs/rules.md#cg101"
+        ) == str(_violation())
+
+    def test_str_with_stacks(self):
+        """Full stacks, when kept, follow the short report."""
+        text = str(
+            _violation(access_stack='  File "a.py", line 1, in f\n')
+        )
+
+        assert text.endswith(
+            '  read at (stack):\n      File "a.py", line 1, in f'
+        )
+
+    def test_to_dict_is_json_safe(self):
+        """to_dict() holds every field and survives json.dumps."""
+        data = json.loads(json.dumps(_violation().to_dict()))
+
+        assert "CG101" == data["code"]
+        assert "3f9a-6" == data["origin"]["token"]
+        assert "/me" == data["accessor"]["path"]
+        assert data["value"] is None
+        assert {
+            "code",
+            "kind",
+            "subject",
+            "message",
+            "origin",
+            "accessor",
+            "origin_site",
+            "access_site",
+            "origin_stack",
+            "access_stack",
+            "hint",
+            "docs",
+            "app",
+            "thread",
+            "timestamp",
+            "value_type",
+            "value",
+        } == set(data)
+
+    def test_accessor_outside_requests_is_a_thread(self):
+        """A violation outside any request names the thread instead."""
+        fields = _violation(accessor=None, thread="audit").log_fields()
+
+        assert {"thread": "audit"} == fields["accessor"]
+
+    def test_immutable(self):
+        """Violations are frozen values."""
+        violation = _violation()
+
+        with pytest.raises(AttributeError):
+            violation.code = "CG102"  # type: ignore[misc]
+
+
+class TestStructuredLog:
+    def test_one_event_per_violation(self):
+        """A violation is one 'contamination' warning with DESIGN's keys."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+        CtxGuard(app)
+
+        with capture_logs() as logs:
+            _leak(app)
+
+        assert 1 == len(logs)
+        event = logs[0]
+        assert "contamination" == event["event"]
+        assert "warning" == event["log_level"]
+        assert "CG101" == event["code"]
+        assert "g-leak" == event["kind"]
+        assert "g.user" == event["subject"]
+        assert "/set/alice" == event["origin"]["path"]
+        assert "/get" == event["accessor"]["path"]
+        assert "MainThread" == event["accessor"]["thread"]
+        assert event["origin_site"].endswith("in set_user")
+        assert event["access_site"].endswith("in get_user")
+        assert "leaky" == event["app"]
+        assert "str" == event["value_type"]
+        assert "value" not in event
+        assert "alice" not in json.dumps(event, default=str).replace(
+            "/set/alice", ""
+        )
+
+    def test_error_level_in_raise_mode(self):
+        """In raise mode the event is logged at error level."""
+        app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
+        CtxGuard(app)
+
+        with capture_logs() as logs, pytest.raises(ContaminationError):
+            _leak(app)
+
+        assert ["error"] == [e["log_level"] for e in logs]
+
+    def test_values_only_when_asked(self):
+        """CTXGUARD_LOG_VALUES adds a short repr of the leaked value."""
+        app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_LOG_VALUES=True)
+        CtxGuard(app)
+
+        with capture_logs() as logs:
+            _leak(app)
+
+        assert "'alice'" == logs[0]["value"]
+
+    def test_stacks_only_when_asked(self):
+        """CTXGUARD_STACKS adds both full stacks to the event."""
+        app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_STACKS=True)
+        CtxGuard(app)
+
+        with capture_logs() as logs:
+            _leak(app)
+
+        assert "in get_user" in logs[0]["access_stack"]
+        assert "in set_user" in logs[0]["origin_stack"]
+
+    def test_no_stacks_by_default(self):
+        """Without CTXGUARD_STACKS only the first user frame is kept."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+        CtxGuard(app)
+
+        with capture_logs() as logs:
+            _leak(app)
+
+        assert "access_stack" not in logs[0]
+        assert "origin_stack" not in logs[0]
+
+    def test_never_configures_structlog(self):
+        """The app's structlog configuration applies to our events."""
+        seen = []
+
+        def spy(logger, method_name, event_dict):
+            seen.append(event_dict["event"])
+            raise structlog.DropEvent
+
+        structlog.configure(processors=[spy])
+        app = _leaky_app(CTXGUARD_MODE="log")
+        CtxGuard(app)
+
+        _leak(app)
+
+        assert ["contamination"] == seen
+        assert [spy] == structlog.get_config()["processors"]
+
+
+class TestRateLimit:
+    def test_repeats_are_counted_not_flooded(self):
+        """3000 identical violations: every one kept, few logged."""
+        app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_MAX_VIOLATIONS=5000)
+        guard = CtxGuard(app)
+
+        with capture_logs() as logs:
+            _leak(app, times=3000)
+
+        assert 3000 == len(guard.violations)
+        assert len(logs) <= 100
+        counts = [e.get("repeats", 1) for e in logs]
+        assert [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] == counts
+
+    def test_different_sites_are_logged_separately(self):
+        """Each (code, subject, sites) is rate-limited on its own."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+
+        @app.route("/other")
+        def other():
+            return str(g.get("user"))
+
+        CtxGuard(app)
+
+        with capture_logs() as logs, app.app_context():
+            client = app.test_client()
+            client.get("/set/alice")
+            client.get("/get")
+            client.get("/other")
+
+        assert [None, None] == [e.get("repeats") for e in logs]
+
+    def test_buffer_is_bounded(self):
+        """guard.violations keeps only the newest CTXGUARD_MAX_VIOLATIONS."""
+        app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_MAX_VIOLATIONS=3)
+        guard = CtxGuard(app)
+
+        _leak(app, times=10)
+
+        assert 3 == len(guard.violations)
+        assert [True] * 3 == [
+            a.timestamp <= b.timestamp
+            for a, b in zip(
+                guard.violations, guard.violations[1:] + [guard.violations[-1]]
+            )
+        ]
+
+    def test_clear(self):
+        """guard.clear() forgets every violation."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+        _leak(app)
+
+        guard.clear()
+
+        assert [] == guard.violations
+
+
+class TestSignal:
+    def test_sent_for_every_violation(self):
+        """contamination_detected is sent with the app and the violation."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+        received = []
+
+        def receiver(sender, violation):
+            received.append((sender, violation))
+
+        with contamination_detected.connected_to(receiver):
+            _leak(app, times=3)
+
+        assert [(app, v) for v in guard.violations] == received
+        assert 3 == len(received)
+
+    def test_sent_in_raise_mode_before_raising(self):
+        """In raise mode receivers still see the violation."""
+        app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
+        CtxGuard(app)
+        received = []
+
+        def receiver(sender, violation):
+            received.append(violation.code)
+
+        with (
+            contamination_detected.connected_to(receiver),
+            pytest.raises(ContaminationError),
+        ):
+            _leak(app)
+
+        assert ["CG101"] == received
+
+
+class TestModes:
+    def test_raise_at_the_offending_access(self):
+        """Raise mode raises ContaminationError at the line that read."""
+        app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
+        CtxGuard(app)
+
+        with pytest.raises(ContaminationError) as excinfo:
+            _leak(app)
+
+        assert isinstance(excinfo.value, RuntimeError)
+        assert "CG101" == excinfo.value.violation.code
+        assert str(excinfo.value) == str(excinfo.value.violation)
+        frames = [entry.name for entry in excinfo.traceback]
+        user = [
+            e for e in excinfo.traceback if "flask_ctxguard" not in str(e.path)
+        ]
+        assert "get_user" in frames
+        assert "get_user" == user[-1].name
+
+    def test_log_mode_is_transparent(self):
+        """Log mode returns exactly what bare Flask returns."""
+        bare = _leak(_leaky_app())
+        app = _leaky_app(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+
+        guarded = _leak(app)
+
+        assert [(r.status, r.data) for r in bare] == [
+            (r.status, r.data) for r in guarded
+        ]
+        assert [b"alice"] == [r.data for r in guarded]
+        assert ["CG101"] == [v.code for v in guard.violations]
+
+    def test_off_installs_nothing(self):
+        """Off mode leaves the app's classes and handlers untouched."""
+        app = _leaky_app(CTXGUARD_MODE="off")
+        request_class = app.request_class
+        g_class = app.app_ctx_globals_class
+        guard = CtxGuard(app)
+
+        _leak(app)
+
+        assert request_class is app.request_class
+        assert g_class is app.app_ctx_globals_class
+        assert {} == dict(app.before_request_funcs)
+        assert [] == guard.violations
+
+    def test_ignore_by_code_and_subject(self):
+        """CTXGUARD_IGNORE drops codes, subjects and subject patterns."""
+        for ignore in (["CG101"], ["g.user"], ["g.*"]):
+            app = _leaky_app(CTXGUARD_MODE="raise", CTXGUARD_IGNORE=ignore)
+            guard = CtxGuard(app)
+
+            _leak(app)
+
+            assert [] == guard.violations
+
+
+class TestContainment:
+    def test_raising_log_pipeline(self, caplog):
+        """A structlog pipeline that raises: the request is unaffected,
+        the failure is reported once at error level."""
+
+        def broken(logger, method_name, event_dict):
+            raise RuntimeError("pipeline down")
+
+        structlog.configure(processors=[broken])
+        app = _leaky_app(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+
+        with caplog.at_level(logging.ERROR, logger="flask_ctxguard"):
+            responses = _leak(app, times=3)
+
+        assert [b"alice"] * 3 == [r.data for r in responses]
+        assert 3 == len(guard.violations)
+        errors = [r for r in caplog.records if r.name == "flask_ctxguard"]
+        assert 1 == len(errors)
+        assert "logging a violation failed" in errors[0].getMessage()
+        assert errors[0].exc_info is not None
+
+    def test_raising_receiver(self):
+        """A signal receiver that raises does not break the request."""
+        app = _leaky_app(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+
+        def receiver(sender, violation):
+            raise RuntimeError("receiver down")
+
+        with (
+            contamination_detected.connected_to(receiver),
+            capture_logs() as logs,
+        ):
+            responses = _leak(app, times=2)
+
+        assert [b"alice"] * 2 == [r.data for r in responses]
+        assert 2 == len(guard.violations)
+        internal = [e for e in logs if e["event"] == "internal-error"]
+        assert 1 == len(internal)
+        assert "error" == internal[0]["log_level"]
+        assert (
+            "a contamination_detected receiver" == internal[0]["where"]
+        )
+
+    def test_internal_error_is_contained(self, monkeypatch):
+        """A bug inside the guard is logged once; requests go on."""
+        from flask_ctxguard import _guarded
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("guard bug")
+
+        monkeypatch.setattr(_guarded, "RequestRecord", broken)
+        app = _leaky_app(CTXGUARD_MODE="log")
+        CtxGuard(app)
+        client = app.test_client()
+
+        with capture_logs() as logs:
+            responses = [client.get("/set/bob") for _ in range(3)]
+
+        assert [b"bob"] * 3 == [r.data for r in responses]
+        internal = [e for e in logs if e["event"] == "internal-error"]
+        assert 1 == len(internal)
+        assert "starting to guard a request" == internal[0]["where"]
+        assert isinstance(internal[0]["exc_info"], RuntimeError)

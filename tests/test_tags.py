@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+from flask import g
+
+from flask_ctxguard import CtxGuard, RequestTag
+from flask_ctxguard._tags import new_token
+
+_PRINT_TOKENS = (
+    "from flask_ctxguard._tags import new_token;"
+    "print(' '.join(new_token() for _ in range(200)))"
+)
+
+
+class TestTokens:
+    def test_unique_across_threads(self):
+        """Tokens made concurrently by many threads never collide."""
+        tokens: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(8)
+
+        def make():
+            barrier.wait(timeout=10)
+            mine = [new_token() for _ in range(500)]
+            with lock:
+                tokens.extend(mine)
+
+        threads = [threading.Thread(target=make) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+
+        assert 4000 == len(set(tokens))
+
+    def test_unique_across_processes(self):
+        """Two processes make disjoint sets of tokens."""
+        runs = [
+            subprocess.run(
+                [sys.executable, "-c", _PRINT_TOKENS],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout.split()
+            for _ in range(2)
+        ]
+
+        assert 200 == len(set(runs[0])) == len(set(runs[1]))
+        assert set() == set(runs[0]) & set(runs[1])
+
+    def test_unique_after_fork(self):
+        """A forked child does not repeat its parent's tokens."""
+        code = (
+            "import os\n"
+            "from flask_ctxguard._tags import new_token\n"
+            "r, w = os.pipe()\n"
+            "if os.fork() == 0:\n"
+            "    os.write(w, new_token().encode()); os._exit(0)\n"
+            "os.wait()\n"
+            "print(new_token(), os.read(r, 100).decode())\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split()
+
+        parent, child = out
+        assert parent.split("-")[0] != child.split("-")[0]
+
+    def test_short_and_free_of_request_data(self):
+        """A token is short: a random prefix and a counter, nothing else."""
+        token = new_token()
+        prefix, _, counter = token.partition("-")
+
+        assert 8 == len(prefix)
+        assert int(prefix, 16) >= 0
+        assert int(counter, 16) > 0
+        assert len(token) < 20
+
+
+class TestCurrent:
+    def test_current_in_a_request(self, app, guard, client):
+        """guard.current() describes the running request."""
+        seen = []
+
+        @app.route("/items/<int:n>", methods=["POST"])
+        def item(n):
+            seen.append(guard.current())
+            return "ok"
+
+        client.post("/items/3")
+
+        tag = seen[0]
+        assert isinstance(tag, RequestTag)
+        assert ("POST", "/items/3", "item") == (
+            tag.method,
+            tag.path,
+            tag.endpoint,
+        )
+        assert threading.get_ident() == tag.thread_id
+        assert threading.current_thread().name == tag.thread_name
+        assert tag.started > 0
+
+    def test_current_is_stable_within_a_request(self, app, guard, client):
+        """The same request gets the same tag; the next one another."""
+        seen = []
+
+        @app.route("/")
+        def index():
+            seen.append(guard.current())
+            seen.append(guard.current())
+            return "ok"
+
+        client.get("/")
+        client.get("/")
+
+        assert seen[0] is seen[1]
+        assert seen[0].token != seen[2].token
+
+    def test_current_outside_a_request(self, app, guard):
+        """guard.current() is None outside a request, even in a context."""
+        assert guard.current() is None
+        with app.app_context():
+            assert guard.current() is None
+        with app.test_request_context("/"):
+            assert guard.current() is None
+
+    def test_current_of_another_guard(self, app, guard):
+        """A guard does not describe requests of apps it does not guard."""
+        from flask import Flask
+
+        other_app = Flask("other")
+        other_app.config["CTXGUARD_MODE"] = "log"
+        other = CtxGuard(other_app)
+        seen = []
+
+        @other_app.route("/")
+        def index():
+            g.x = 1
+            seen.append((guard.current(), other.current()))
+            return "ok"
+
+        other_app.test_client().get("/")
+
+        assert seen[0][0] is None
+        assert "/" == seen[0][1].path
+
+
+class TestRequestTag:
+    def test_str_and_dict(self):
+        """A tag reads well and serialises to JSON."""
+        tag = RequestTag(
+            token="3f9a-7",
+            thread_id=1,
+            thread_name="MainThread",
+            method="GET",
+            path="/me",
+            endpoint="me",
+            started=1.5,
+        )
+
+        assert "GET /me (request 3f9a-7, thread 'MainThread')" == str(tag)
+        assert {
+            "token": "3f9a-7",
+            "method": "GET",
+            "path": "/me",
+            "endpoint": "me",
+            "thread": "MainThread",
+            "thread_id": 1,
+            "started": 1.5,
+        } == json.loads(json.dumps(tag.to_dict()))
