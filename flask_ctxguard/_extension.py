@@ -9,6 +9,7 @@ and keeps each app's state in ``app.extensions["ctxguard"]``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import threading
 import weakref
@@ -203,8 +204,6 @@ class CtxGuard:
 
         problem = check_support()
         if problem is not None and settings.mode != "off":
-            import flask
-
             msg = (
                 f"flask_ctxguard cannot guard this Flask: {problem}."
                 " Supported are Flask 2.3, 3.0 and 3.1."
@@ -214,7 +213,7 @@ class CtxGuard:
             get_logger().error(
                 "unsupported-flask",
                 message=msg,
-                flask_version=getattr(flask, "__version__", None),
+                flask_version=_flask_version(),
                 app=app.name,
             )
             settings = Settings(
@@ -352,6 +351,13 @@ def _make_before_request(state: AppState) -> Callable[[], None]:
             reporter.internal_error("starting to guard a request", exc)
 
     return ctxguard_arm_request
+
+
+def _flask_version() -> str | None:
+    try:
+        return importlib.metadata.version("flask")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return None
 
 
 def state_for(app: Flask | None = None) -> AppState | None:

@@ -4,6 +4,7 @@ import pytest
 import structlog
 from flask import Flask
 from flask.globals import _cv_app, _cv_request
+
 from flask_ctxguard import CtxGuard
 
 

@@ -105,9 +105,7 @@ class TestBadValues:
             ),
         ],
     )
-    def test_bad_value_names_key_value_and_allowed(
-        self, key, value, message
-    ):
+    def test_bad_value_names_key_value_and_allowed(self, key, value, message):
         """A bad value fails init_app naming the key, value and allowed."""
         app = _app(**{key: value})
 

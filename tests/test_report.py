@@ -111,9 +111,7 @@ class TestViolation:
 
     def test_str_with_stacks(self):
         """Full stacks, when kept, follow the short report."""
-        text = str(
-            _violation(access_stack='  File "a.py", line 1, in f\n')
-        )
+        text = str(_violation(access_stack='  File "a.py", line 1, in f\n'))
 
         assert text.endswith(
             '  read at (stack):\n      File "a.py", line 1, in f'
@@ -288,13 +286,9 @@ class TestRateLimit:
 
         _leak(app, times=10)
 
-        assert 3 == len(guard.violations)
-        assert [True] * 3 == [
-            a.timestamp <= b.timestamp
-            for a, b in zip(
-                guard.violations, guard.violations[1:] + [guard.violations[-1]]
-            )
-        ]
+        timestamps = [v.timestamp for v in guard.violations]
+        assert sorted(timestamps) == timestamps
+        assert 3 == len(timestamps)
 
     def test_clear(self):
         """guard.clear() forgets every violation."""
@@ -440,9 +434,7 @@ class TestContainment:
         internal = [e for e in logs if e["event"] == "internal-error"]
         assert 1 == len(internal)
         assert "error" == internal[0]["log_level"]
-        assert (
-            "a contamination_detected receiver" == internal[0]["where"]
-        )
+        assert "a contamination_detected receiver" == internal[0]["where"]
 
     def test_internal_error_is_contained(self, monkeypatch):
         """A bug inside the guard is logged once; requests go on."""

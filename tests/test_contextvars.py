@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import structlog
+from flask import Flask, after_this_request
+
+from flask_ctxguard import ContaminationError, CtxGuard
+
+tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+flag: contextvars.ContextVar[bool] = contextvars.ContextVar("flag")
+
+
+@pytest.fixture(name="fresh_context")
+def _fresh_context():
+    """A copy of the context to run a test's requests in, so that what
+    they leak stays there."""
+    return contextvars.copy_context()
+
+
+def _app(**config):
+    app = Flask("tenants")
+    app.config.update({"CTXGUARD_MODE": "log", **config})
+
+    @app.route("/t/<name>")
+    def set_tenant(name):
+        tenant.set(name)
+        return name
+
+    @app.route("/reset/<name>")
+    def set_and_reset(name):
+        token = tenant.set(name)
+
+        @after_this_request
+        def reset(response):
+            tenant.reset(token)
+            return response
+
+        return name
+
+    @app.route("/whoami")
+    def whoami():
+        return tenant.get("nobody")
+
+    return app
+
+
+def _run(ctx, func):
+    return ctx.run(func)
+
+
+class TestTestClientThread:
+    def test_value_left_for_the_next_request(self, fresh_context):
+        """A ContextVar set in one request and never reset, held by the
+        next one, is CG106, and bare Flask really serves the stale value."""
+
+        def run(app):
+            client = app.test_client()
+            client.get("/t/acme")
+            return client.get("/whoami").data
+
+        bare = fresh_context.run(run, _app())
+        app = _app()
+        guard = CtxGuard(app)
+        guarded = contextvars.copy_context().run(run, app)
+
+        assert b"acme" == bare == guarded
+        violation = guard.violations[0]
+        assert "CG106" == violation.code
+        assert "ContextVar tenant" == violation.subject
+        assert "/t/acme" == violation.origin.path
+        assert "/whoami" == violation.accessor.path
+        assert "str" == violation.value_type
+        assert violation.origin_site.endswith("in set_tenant")
+        assert violation.access_site.endswith("in whoami")
+        assert "'tenant' held, for the whole of GET /whoami" in (
+            violation.message
+        )
+
+    def test_overwritten_is_silent(self, fresh_context):
+        """A request that sets the var itself is not flagged."""
+        app = _app()
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/t/acme")
+            return client.get("/t/globex").data
+
+        assert b"globex" == fresh_context.run(run)
+        assert [] == guard.violations
+
+    def test_reset_is_silent(self, fresh_context):
+        """A request that resets its var leaves nothing behind."""
+        app = _app()
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/reset/acme")
+            return client.get("/whoami").data
+
+        assert b"nobody" == fresh_context.run(run)
+        assert [] == guard.violations
+
+    def test_set_outside_requests_is_silent(self, fresh_context):
+        """A value set by test code, not by a request, is not a leak."""
+        app = _app()
+        guard = CtxGuard(app)
+
+        def run():
+            tenant.set("fixture")
+            return app.test_client().get("/whoami").data
+
+        assert b"fixture" == fresh_context.run(run)
+        assert [] == guard.violations
+
+    def test_flags_are_not_request_data(self, fresh_context):
+        """True/False/None left in a var are library flags, not leaks."""
+        app = _app()
+
+        @app.route("/flag")
+        def set_flag():
+            flag.set(True)
+            return ""
+
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/flag")
+            client.get("/whoami")
+
+        fresh_context.run(run)
+
+        assert [] == guard.violations
+
+    def test_raise_mode(self, fresh_context):
+        """In raise mode the request that held the value raises."""
+        app = _app(CTXGUARD_MODE="raise", TESTING=True)
+        CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/t/acme")
+            with pytest.raises(ContaminationError) as excinfo:
+                client.get("/whoami")
+            return excinfo.value.violation.code
+
+        assert "CG106" == fresh_context.run(run)
+
+
+class TestPooledThreads:
+    def test_pool_worker_carries_the_value(self):
+        """A pooled worker thread serving consecutive requests carries a
+        value one request left to the next: CG106."""
+        app = _app()
+        guard = CtxGuard(app)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            client = app.test_client()
+            pool.submit(client.get, "/t/acme").result(timeout=10)
+            response = pool.submit(client.get, "/whoami").result(timeout=10)
+
+        assert b"acme" == response.data
+        assert ["CG106"] == [v.code for v in guard.violations]
+
+
+class TestStructlog:
+    def _app(self, *, clear):
+        app = Flask("logs")
+        app.config["CTXGUARD_MODE"] = "log"
+
+        @app.before_request
+        def bind():
+            if clear:
+                structlog.contextvars.clear_contextvars()
+
+        @app.route("/user/<name>")
+        def user(name):
+            structlog.contextvars.bind_contextvars(user=name)
+            return name
+
+        @app.route("/anonymous")
+        def anonymous():
+            return str(structlog.contextvars.get_contextvars())
+
+        return app
+
+    def test_bind_without_clear(self, fresh_context):
+        """bind_contextvars without clear_contextvars leaks: CG106."""
+        app = self._app(clear=False)
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/user/alice")
+            return client.get("/anonymous").data
+
+        assert b"{'user': 'alice'}" == fresh_context.run(run)
+        assert ["ContextVar structlog_user"] == [
+            v.subject for v in guard.violations
+        ]
+
+    def test_documented_pattern_is_silent(self, fresh_context):
+        """clear_contextvars() at request start, then bind: silent."""
+        app = self._app(clear=True)
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/user/alice")
+            client.get("/user/bob")
+            return client.get("/anonymous").data
+
+        assert b"{}" == fresh_context.run(run)
+        assert [] == guard.violations
