@@ -40,6 +40,22 @@ _FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
 
 _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
 
+# Bookkeeping that libraries keep in ContextVars and that holds no request
+# data: asgiref's thread and event-loop tracking (set when Flask runs an
+# async view), structlog's async call tracking, Werkzeug's debug console.
+_LIBRARY_VAR_NAMES = frozenset(
+    {
+        "asgiref.local",
+        "async_single_thread_context",
+        "deadlock_context",
+        "thread_sensitive_context",
+        "_ASYNC_CALLING_STACK",
+        "_ASYNC_CALLING_THREAD",
+        "werkzeug.debug.console.stream",
+        "werkzeug.debug.console.ipy",
+    }
+)
+
 
 Leak = tuple[ContextVar[Any], object, RequestRecord]
 
@@ -51,7 +67,11 @@ def _is_flag(value: object) -> bool:
 def _changed(start: Context, end: Context) -> Iterator[tuple[Any, object]]:
     missing = object()
     for var, value in end.items():
-        if var in _IGNORED_VARS or _is_flag(value):
+        if (
+            var in _IGNORED_VARS
+            or _is_flag(value)
+            or var.name in _LIBRARY_VAR_NAMES
+        ):
             continue
         if start.get(var, missing) is not value:
             yield var, value

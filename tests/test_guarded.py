@@ -1,0 +1,420 @@
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import (
+    Flask,
+    after_this_request,
+    copy_current_request_context,
+    g,
+    request,
+    session,
+    stream_with_context,
+)
+
+from flask_ctxguard import ContaminationError, CtxGuard
+
+KEPT: list = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept():
+    yield
+    KEPT.clear()
+
+
+@pytest.fixture(name="app")
+def _app():
+    app = Flask("objects")
+    app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
+
+    @app.route("/keep/<name>")
+    def keep(name):
+        session["user"] = name
+        g.user = name
+        KEPT.append(
+            (
+                request._get_current_object(),
+                session._get_current_object(),
+                g._get_current_object(),
+            )
+        )
+        return name
+
+    return app
+
+
+def _codes(guard):
+    return [v.code for v in guard.violations]
+
+
+class TestStaleAccess:
+    """CG102: an object used after its request ended, outside requests."""
+
+    def test_request(self, app):
+        """A kept request read after the request is CG102."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice?page=2")
+
+        value = KEPT[0][0].args["page"]
+
+        assert "2" == value
+        violation = guard.violations[0]
+        assert "CG102" == violation.code
+        assert "request" == violation.subject
+        assert "'request.args'" in violation.message
+        assert "/keep/alice" == violation.origin.path
+        assert violation.accessor is None
+        assert violation.access_site.endswith("in test_request")
+        assert violation.origin_site.endswith("in keep")
+
+    def test_every_attribute_after_the_request(self, app):
+        """After the request every attribute is checked, environ too."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice")
+
+        _ = KEPT[0][0].environ
+
+        assert ["CG102"] == _codes(guard)
+
+    def test_session(self, app):
+        """A kept session read after the request is CG102."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice")
+
+        assert "alice" == KEPT[0][1]["user"]
+        assert ["session"] == [v.subject for v in guard.violations]
+        assert ["CG102"] == _codes(guard)
+
+    def test_g(self, app):
+        """A kept g read after the request is CG102."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice")
+
+        assert "alice" == KEPT[0][2].user
+        assert ["g"] == [v.subject for v in guard.violations]
+        assert ["CG102"] == _codes(guard)
+
+    def test_late_thread(self, app):
+        """A thread that reads the request after the response: CG102."""
+        done = threading.Event()
+        seen = []
+
+        @app.route("/audit")
+        def audit():
+            kept = request._get_current_object()
+
+            def later():
+                done.wait(timeout=10)
+                seen.append(kept.path)
+
+            threading.Thread(target=later, name="audit").start()
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().get("/audit")
+        done.set()
+        for thread in threading.enumerate():
+            if thread.name == "audit":
+                thread.join(timeout=10)
+
+        assert ["/audit"] == seen
+        assert ["CG102"] == _codes(guard)
+        assert "thread 'audit'" in guard.violations[0].message
+
+    def test_raise_mode_raises_at_the_access(self, app):
+        """Raise mode raises ContaminationError at the user's line."""
+        app.config["CTXGUARD_MODE"] = "raise"
+        CtxGuard(app)
+        app.test_client().get("/keep/alice")
+
+        with pytest.raises(ContaminationError) as excinfo:
+            _ = KEPT[0][0].args
+
+        assert "CG102" == excinfo.value.violation.code
+        assert "test_raise_mode_raises_at_the_access" == (
+            excinfo.traceback[0].name
+        )
+
+
+class TestCrossRequestAccess:
+    """CG103: an object of request A used while B is handled."""
+
+    def test_after_a_ended(self, app):
+        """A module-level "current request" read by the next request."""
+
+        @app.route("/last")
+        def last():
+            return KEPT[-1][0].path
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        client.get("/keep/alice")
+        response = client.get("/last")
+
+        assert b"/keep/alice" == response.data
+        violation = guard.violations[0]
+        assert "CG103" == violation.code
+        assert "/last" == violation.accessor.path
+        assert "after that request ended" in violation.message
+
+    def test_while_a_is_in_flight(self, app):
+        """Request B reads request A's object while A is still running."""
+        stored = threading.Event()
+        read = threading.Event()
+
+        @app.route("/slow")
+        def slow():
+            KEPT.append((request._get_current_object(),))
+            stored.set()
+            read.wait(timeout=10)
+            return "slow"
+
+        @app.route("/peek")
+        def peek():
+            stored.wait(timeout=10)
+            value = KEPT[-1][0].args.get("q", "")
+            read.set()
+            return value
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        with ThreadPoolExecutor(2) as pool:
+            slow_response = pool.submit(client.get, "/slow?q=secret")
+            peek_response = pool.submit(client.get, "/peek")
+            assert b"secret" == peek_response.result(timeout=10).data
+            assert b"slow" == slow_response.result(timeout=10).data
+
+        violation = guard.violations[0]
+        assert "CG103" == violation.code
+        assert "/slow" == violation.origin.path
+        assert "/peek" == violation.accessor.path
+        assert "still in flight" in violation.message
+
+
+class TestCrossThreadAccess:
+    """CG104: an in-flight request's object used from another thread."""
+
+    def test_thread_pool_helper(self, app):
+        """A pool worker handed the raw request during the view: CG104."""
+
+        @app.route("/search")
+        def search():
+            raw = request._get_current_object()
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(lambda: raw.args["q"]).result(timeout=10)
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/search?q=shoes")
+
+        assert b"shoes" == response.data
+        violation = guard.violations[0]
+        assert "CG104" == violation.code
+        assert violation.accessor is None
+        assert "while it was in flight" in violation.message
+
+    def test_session_and_g_from_a_thread(self, app):
+        """The session and g of an in-flight request, read from another
+        thread, are CG104 too."""
+
+        @app.route("/both")
+        def both():
+            session["user"] = "alice"
+            g.user = "alice"
+            raw_session = session._get_current_object()
+            raw_g = g._get_current_object()
+            out = []
+            thread = threading.Thread(
+                target=lambda: out.append((raw_session["user"], raw_g.user))
+            )
+            thread.start()
+            thread.join(timeout=10)
+            return "|".join(out[0])
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/both")
+
+        assert b"alice|alice" == response.data
+        assert [("CG104", "session"), ("CG104", "g")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
+
+
+class TestSanctioned:
+    """Patterns DESIGN.md says must never be flagged."""
+
+    def test_copy_current_request_context(self, app):
+        """A thread running with a copy of the request context is clean,
+        also when it outlives the request."""
+        release = threading.Event()
+        seen = []
+
+        @app.route("/work")
+        def work():
+            @copy_current_request_context
+            def job():
+                release.wait(timeout=10)
+                seen.append(
+                    (request.args["n"], session.get("user"), g.get("x"))
+                )
+
+            session["user"] = "alice"
+            threading.Thread(target=job, name="job").start()
+            return "started"
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/work?n=1")
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "job":
+                thread.join(timeout=10)
+
+        assert b"started" == response.data
+        assert [("1", "alice", None)] == seen
+        assert [] == guard.violations
+
+    def test_stream_with_context(self, app):
+        """A streamed generator wrapped in stream_with_context is clean."""
+
+        @app.route("/stream")
+        def stream():
+            def rows():
+                yield request.args["a"]
+                yield session.get("user", "-")
+                yield request.path
+
+            return app.response_class(stream_with_context(rows()))
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/stream?a=x")
+
+        assert b"x-/stream" == response.data
+        assert [] == guard.violations
+
+    def test_preserved_context(self, app):
+        """The test client's `with client:` preserved context is clean."""
+        guard = CtxGuard(app)
+        client = app.test_client()
+
+        with client:
+            client.get("/keep/alice?x=1")
+            assert "1" == request.args["x"]
+            assert "alice" == session["user"]
+            assert "alice" == g.user
+
+        assert [] == guard.violations
+
+    def test_handlers(self, app):
+        """after_this_request, after_request and teardown handlers are
+        clean."""
+        seen = []
+
+        @app.after_request
+        def after(response):
+            seen.append(request.path)
+            return response
+
+        @app.teardown_request
+        def teardown(exc):
+            seen.append(request.args.get("q"))
+            seen.append(session.get("user"))
+
+        @app.teardown_appcontext
+        def teardown_app(exc):
+            seen.append(g.get("user"))
+
+        @app.route("/handled")
+        def handled():
+            @after_this_request
+            def later(response):
+                seen.append(request.method)
+                return response
+
+            session["user"] = "alice"
+            g.user = "alice"
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().get("/handled?q=1")
+
+        assert ["GET", "/handled", "1", "alice", "alice"] == seen
+        assert [] == guard.violations
+
+    def test_nested_app_context(self, app):
+        """A nested app context inside a view is clean."""
+
+        @app.route("/nested")
+        def nested():
+            g.outer = 1
+            with app.app_context():
+                g.inner = 2
+            return str(g.outer) + request.path
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/nested")
+
+        assert b"1/nested" == response.data
+        assert [] == guard.violations
+
+    def test_thread_with_its_own_app_context(self, app):
+        """A background thread with its own app context is clean."""
+        seen = []
+
+        @app.route("/background")
+        def background():
+            def job():
+                with app.app_context():
+                    g.job = "mine"
+                    seen.append(g.job)
+
+            thread = threading.Thread(target=job)
+            thread.start()
+            thread.join(timeout=10)
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().get("/background")
+
+        assert ["mine"] == seen
+        assert [] == guard.violations
+
+    def test_async_view(self, app):
+        """An async view run by asgiref on another thread is clean."""
+
+        @app.route("/async")
+        async def view():
+            session["user"] = "alice"
+            g.user = "alice"
+            return request.args["a"] + session["user"] + g.user
+
+        guard = CtxGuard(app)
+        response = app.test_client().get("/async?a=1")
+
+        assert b"1alicealice" == response.data
+        assert [] == guard.violations
+
+    def test_many_ordinary_requests(self, app):
+        """Ordinary requests touching everything are clean."""
+
+        @app.route("/everything", methods=["POST"])
+        def everything():
+            session["n"] = session.get("n", 0) + 1
+            g.user = request.form["user"]
+            return (
+                f"{request.method} {request.path} {request.args.get('a')}"
+                f" {request.headers.get('X-A')} {request.cookies.get('c')}"
+                f" {g.user} {session['n']} {request.get_json(silent=True)}"
+            )
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        client.set_cookie("c", "1")
+        for _ in range(3):
+            response = client.post(
+                "/everything?a=1", data={"user": "u"}, headers={"X-A": "2"}
+            )
+
+        assert b"POST /everything 1 2 1 u 3 None" == response.data
+        assert [] == guard.violations
