@@ -16,6 +16,8 @@ each. Flask's unreleased main merges ``RequestContext`` into
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,6 +30,7 @@ __all__ = [
     "owns_app_context",
     "pushed_contexts",
     "request_ctx_var",
+    "session_of",
 ]
 
 import flask.globals
@@ -44,6 +47,22 @@ app_ctx_var: ContextVar[Any] = getattr(flask.globals, "_cv_app", _missing)
 FLASK_CONTEXT_VARS: frozenset[ContextVar[Any]] = frozenset(
     (request_ctx_var, app_ctx_var)
 )
+
+
+def _session_getter() -> Callable[[Any], Any]:
+    # Flask 3.1 made RequestContext.session a property that marks the
+    # session accessed (which adds 'Vary: Cookie' to the response); the
+    # guard must look at the session without touching it.
+    import flask.ctx
+
+    attribute = getattr(flask.ctx.RequestContext, "session", None)
+    if isinstance(attribute, property):
+        return operator.attrgetter("_session")
+    return operator.attrgetter("session")
+
+
+#: The session of a request context, read without marking it accessed.
+session_of: Callable[[Any], Any] = _session_getter()
 
 
 def check_support() -> str | None:

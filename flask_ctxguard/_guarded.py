@@ -31,7 +31,12 @@ from typing import Any, cast
 
 from . import _sites
 from ._contextvars import detect_leaks
-from ._flaskcompat import app_ctx_var, owns_app_context, request_ctx_var
+from ._flaskcompat import (
+    app_ctx_var,
+    owns_app_context,
+    request_ctx_var,
+    session_of,
+)
 from ._tags import ARMED, RETIRED, RequestRecord, RequestTag
 from .exceptions import ContaminationError
 
@@ -49,7 +54,10 @@ _RECORD = "_ctxguard_record"
 # The request's public, data-bearing attributes: checked while the request
 # is in flight. Plumbing that Flask itself reads many times per request
 # (environ, url_rule, endpoint, blueprints...) is left out to keep the hot
-# path cheap; after the request ends, every attribute is checked.
+# path cheap, and so are the plain attributes Werkzeug sets in __init__
+# (method, path, scheme, remote_addr...): checking them would cost a Python
+# call on every request just to store them. `headers` is the exception:
+# worth one such call. After the request ends, every attribute is checked.
 CHECKED_REQUEST_ATTRIBUTES = (
     "access_route",
     "args",
@@ -68,20 +76,14 @@ CHECKED_REQUEST_ATTRIBUTES = (
     "host",
     "host_url",
     "json",
-    "method",
     "mimetype",
-    "path",
-    "query_string",
-    "remote_addr",
     "remote_user",
     "root_url",
-    "scheme",
     "stream",
     "url",
     "url_root",
     "user_agent",
     "values",
-    "view_args",
 )
 
 # The session's dict API: every way to read or write its data. ``len()``
@@ -312,7 +314,14 @@ def _make_retired_request_class(guarded: type) -> type:
             ctx = _request_get(None)
             if ctx is None or ctx.request is not self:
                 record = base_getattribute(self, "__dict__").get(_RECORD)
-                if record is not None:
+                if record is None:
+                    pass
+                elif name == "environ" and record.grace:
+                    # Flask's pop() clears environ["werkzeug.request"] right
+                    # after close(): let that one access through without
+                    # walking the stack on every request.
+                    record.grace = False
+                else:
                     _report_access(record, "request", name, 1)
         return base_getattribute(self, name)
 
@@ -332,7 +341,7 @@ def _make_retired_request_class(guarded: type) -> type:
 def _session_method(name: str, method: Callable[..., Any]) -> Any:
     def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
         ctx = _request_get(None)
-        if ctx is None or ctx.session is not self:
+        if ctx is None or session_of(ctx) is not self:
             record = self.__dict__.get(_RECORD)
             if record is not None:
                 _report_access(record, "session", "", 1)
@@ -402,13 +411,22 @@ class SharedG:
         ] = {}
 
 
-# g's record lives outside g: users iterate g's __dict__, and a slot would
-# change g's layout, so a g created before the guard was installed (the
-# pytest plugin discovers apps late) could not be switched to our class.
+# g's record cannot live in g's __dict__: users iterate it. The g class
+# installed by init_app has a slot for it. A g created before the guard was
+# installed (the pytest plugin discovers apps late) cannot take a slot, as
+# that would change the object's layout: its class is switched to one
+# without a slot, and its record is kept in a weak dictionary instead.
 _g_records: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_slotted_gs: set[type] = set()
+_late_gs: dict[type, type] = {}
 
 
 def _g_record(g: Any) -> Any:
+    if type(g) in _slotted_gs:
+        try:
+            return object.__getattribute__(g, _RECORD)
+        except AttributeError:
+            return None
     try:
         return _g_records.get(g)
     except TypeError:  # a g class without __weakref__
@@ -416,26 +434,52 @@ def _g_record(g: Any) -> Any:
 
 
 def _set_g_record(g: Any, record: Any) -> None:
+    if type(g) in _slotted_gs:
+        object.__setattr__(g, _RECORD, record)
+        return
     with contextlib.suppress(TypeError):
         _g_records[g] = record
 
 
+def _is_our_g_class(cls: type) -> bool:
+    return cls in _watched_gs or cls in _watched_gs.values()
+
+
 def guarded_g_class(base: type) -> type:
     """
-    The guarded subclass of the ``g`` class *base* (cached).
+    The guarded subclass of the ``g`` class *base* (cached), with a slot
+    for the guard's record.
     """
-    if base in _guarded_gs.values() or base in _watched_gs.values():
+    if _is_our_g_class(base):
         return base
     with _lock:
         cls = _guarded_gs.get(base)
         if cls is None:
-            cls = _make_guarded_g_class(base)
+            cls = _make_guarded_g_class(base, slotted=True)
+            watched = _make_watched_g_class(cls)
+            _slotted_gs.update((cls, watched))
+            _watched_gs[cls] = watched
             _guarded_gs[base] = cls
-            _watched_gs[cls] = _make_watched_g_class(cls)
         return cls
 
 
-def _make_guarded_g_class(base: type) -> type:
+def _late_g_class(base: type) -> type:
+    """
+    The guarded subclass of *base* an existing ``g`` can be switched to:
+    without a slot, its record is kept aside.
+    """
+    if _is_our_g_class(base):
+        return base
+    with _lock:
+        cls = _late_gs.get(base)
+        if cls is None:
+            cls = _make_guarded_g_class(base, slotted=False)
+            _watched_gs[cls] = _make_watched_g_class(cls)
+            _late_gs[base] = cls
+        return cls
+
+
+def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
     base_getattribute = _method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
@@ -447,7 +491,7 @@ def _make_guarded_g_class(base: type) -> type:
         return base_getattribute(self, name)
 
     namespace = {
-        "__slots__": (),
+        "__slots__": (_RECORD,) if slotted else (),
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "__doc__": base.__doc__,
@@ -607,14 +651,20 @@ def _make_watched_g_class(guarded: type) -> type:
     return type(guarded.__name__, (guarded,), namespace)
 
 
+def _switch_class(obj: Any, cls: type) -> bool:
+    try:
+        object.__setattr__(obj, "__class__", cls)
+    except TypeError:
+        return False  # a class whose layout forbids the switch
+    return True
+
+
 def _watch_shared_g(g: Any, guard: Any) -> None:
     cls = type(g)
     if cls not in _watched_gs.values():
-        watched = _watched_gs[guarded_g_class(cls)]
-        try:
-            object.__setattr__(g, "__class__", watched)
-        except TypeError:
-            return  # a g class whose layout forbids the switch
+        guarded = cls if cls in _watched_gs else _late_g_class(cls)
+        if not _switch_class(g, _watched_gs[guarded]):
+            return
     if type(_g_record(g)) is not SharedG:
         _set_g_record(g, SharedG(guard))
 
@@ -624,10 +674,8 @@ def _own_g(g: Any, record: RequestRecord) -> None:
     if cls not in _watched_gs:
         if cls in _watched_gs.values():
             return  # a g shared with an outer request: not this one's
-        try:
-            object.__setattr__(g, "__class__", guarded_g_class(cls))
-        except TypeError:
-            return  # a g class whose layout forbids the switch
+        if not _switch_class(g, _late_g_class(cls)):
+            return
     _set_g_record(g, record)
 
 
@@ -661,7 +709,7 @@ def arm_request(guard: Any) -> None:
         contextvars.copy_context(),
     )
     state[_RECORD] = record
-    session = ctx.session
+    session = session_of(ctx)
     if session is not None:
         _guard_session(session, record)
     app_ctx = _app_get(None)
@@ -683,6 +731,7 @@ def _on_close(request: Any) -> None:
         return
     guard = record.guard
     record.state = RETIRED
+    record.grace = True
     snapshot, record.snapshot = record.snapshot, None
     try:
         object.__setattr__(

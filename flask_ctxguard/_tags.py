@@ -114,6 +114,7 @@ class RequestRecord:
         "_tag",
         "ctx_id",
         "endpoint",
+        "grace",
         "guard",
         "method",
         "path",
@@ -139,6 +140,7 @@ class RequestRecord:
         self.endpoint = endpoint
         self.snapshot: contextvars.Context | None = snapshot
         self.state = ARMED
+        self.grace = False
         self.thread = threading.current_thread()
         self.started = time.time()
         self._tag: RequestTag | None = None
