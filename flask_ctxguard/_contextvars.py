@@ -16,7 +16,8 @@ guard keeps nothing alive on its own.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Container, Iterator
 from contextvars import Context, ContextVar
 from typing import Any
 
@@ -40,21 +41,49 @@ _FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
 
 _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
 
-# Bookkeeping that libraries keep in ContextVars and that holds no request
-# data: asgiref's thread and event-loop tracking (set when Flask runs an
-# async view), structlog's async call tracking, Werkzeug's debug console.
-_LIBRARY_VAR_NAMES = frozenset(
-    {
-        "asgiref.local",
-        "async_single_thread_context",
-        "deadlock_context",
-        "thread_sensitive_context",
-        "_ASYNC_CALLING_STACK",
-        "_ASYNC_CALLING_THREAD",
-        "werkzeug.debug.console.stream",
-        "werkzeug.debug.console.ipy",
-    }
+# Modules whose own ContextVars are bookkeeping, never request data:
+# asgiref's thread and event-loop tracking (set when Flask runs an async
+# view), structlog's async call tracking (not the vars bind_contextvars
+# makes), Werkzeug's debug console. They are found by identity, so a user's
+# own asgiref Local or structlog key is still checked.
+_LIBRARY_MODULES = ("asgiref.sync", "structlog.contextvars", "werkzeug.debug")
+_library: tuple[tuple[str, ...], frozenset[ContextVar[Any]]] = (
+    (),
+    frozenset(),
 )
+
+
+def _library_vars() -> frozenset[ContextVar[Any]]:
+    global _library
+    loaded = tuple(name for name in _LIBRARY_MODULES if name in sys.modules)
+    if loaded == _library[0]:
+        return _library[1]
+    found: set[ContextVar[Any]] = set()
+    for name in loaded:
+        for value in list(vars(sys.modules[name]).values()):
+            members = [value]
+            if isinstance(value, type):
+                members.extend(vars(value).values())
+            for member in members:
+                if isinstance(member, ContextVar):
+                    found.add(member)
+                elif type(member).__module__ == "asgiref.local":
+                    # The ContextVar behind an asgiref Local: on the Local
+                    # itself (asgiref < 3.9) or on its storage.
+                    storage = _object_attribute(member, "_storage")
+                    for holder in (member, storage):
+                        data = _object_attribute(holder, "_data")
+                        if isinstance(data, ContextVar):
+                            found.add(data)
+    _library = (loaded, frozenset(found))
+    return _library[1]
+
+
+def _object_attribute(obj: object, name: str) -> object:
+    try:
+        return object.__getattribute__(obj, name)
+    except AttributeError:
+        return None
 
 
 Leak = tuple[ContextVar[Any], object, RequestRecord]
@@ -66,18 +95,19 @@ def _is_flag(value: object) -> bool:
 
 def _changed(start: Context, end: Context) -> Iterator[tuple[Any, object]]:
     missing = object()
+    library = _library_vars()
     for var, value in end.items():
-        if (
-            var in _IGNORED_VARS
-            or _is_flag(value)
-            or var.name in _LIBRARY_VAR_NAMES
-        ):
+        if var in _IGNORED_VARS or var in library or _is_flag(value):
             continue
         if start.get(var, missing) is not value:
             yield var, value
 
 
-def detect_leaks(start: Context, record: RequestRecord) -> list[Leak]:
+def detect_leaks(
+    start: Context,
+    record: RequestRecord,
+    own_values: Callable[[], Container[int]],
+) -> list[Leak]:
     """
     Compare the context at the end of *record*'s request with *start*.
 
@@ -85,6 +115,12 @@ def detect_leaks(start: Context, record: RequestRecord) -> list[Leak]:
     ContextVars that held, for the whole request, a value an earlier
     request set and never reset, with that value and that request; and
     remembers what this request leaves behind for the next one.
+
+    A request that sets a var to the very object it already held cannot be
+    told from one that inherited it. *own_values* gives the ids of the
+    request's own data (its WSGI environ, its URL arguments): such a value
+    (a test client's constant ``REMOTE_ADDR`` bound again by structlog's
+    documented pattern) is taken as set by the request itself.
     """
     end = contextvars.copy_context()
     left = end.get(_left_behind)
@@ -94,12 +130,18 @@ def detect_leaks(start: Context, record: RequestRecord) -> list[Leak]:
     leaks: list[Leak] = []
     kept: LeftBehind = {}
     missing = object()
+    own: Container[int] | None = None
     if left:
         for var, (value, origin) in left.items():
             now = end.get(var, missing)
             if now is not value:
                 continue  # cleared or overwritten since
             if origin is not record and start.get(var, missing) is value:
+                if own is None:
+                    own = own_values()
+                if id(value) in own:
+                    kept[var] = (value, record)
+                    continue
                 leaks.append((var, value, origin))
             kept[var] = (value, origin)
     for var, value in _changed(start, end):

@@ -133,7 +133,7 @@ class AppState:
                     has_value=True,
                     value_name=var.name,
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - never break a request
                 reporter.internal_error("reporting a ContextVar leak", exc)
                 continue
             reporter.report(violation, raise_now=False)
@@ -347,7 +347,7 @@ def _make_before_request(state: AppState) -> Callable[[], None]:
             arm(state)
         except ContaminationError:  # pragma: no cover - arming never reports
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never break a request
             reporter.internal_error("starting to guard a request", exc)
 
     return ctxguard_arm_request

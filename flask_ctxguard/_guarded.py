@@ -59,14 +59,24 @@ _RECORD = "_ctxguard_record"
 # call on every request just to store them. `headers` is the exception:
 # worth one such call. After the request ends, every attribute is checked.
 CHECKED_REQUEST_ATTRIBUTES = (
+    "accept_charsets",
+    "accept_encodings",
+    "accept_languages",
+    "accept_mimetypes",
+    "access_control_request_headers",
+    "access_control_request_method",
     "access_route",
     "args",
     "authorization",
     "base_url",
+    "cache_control",
+    "content_encoding",
     "content_length",
+    "content_md5",
     "content_type",
     "cookies",
     "data",
+    "date",
     "files",
     "form",
     "full_path",
@@ -75,8 +85,20 @@ CHECKED_REQUEST_ATTRIBUTES = (
     "headers",
     "host",
     "host_url",
+    "if_match",
+    "if_modified_since",
+    "if_none_match",
+    "if_range",
+    "if_unmodified_since",
+    "is_json",
+    "is_secure",
     "json",
     "mimetype",
+    "mimetype_params",
+    "origin",
+    "pragma",
+    "range",
+    "referrer",
     "remote_user",
     "root_url",
     "stream",
@@ -144,8 +166,10 @@ def _report_access(
     the access.
     """
     guard = record.guard
-    if _sites.is_internal_caller(depth + 1):
-        # Flask and Werkzeug reading a request while tearing it down.
+    if record.state == RETIRED and _sites.is_internal_caller(depth + 1):
+        # Flask and Werkzeug reading a request while tearing it down. While
+        # a request is in flight they only touch it in its own context, so
+        # any other access counts, also through a Werkzeug property.
         return
     try:
         reporter = guard.reporter
@@ -203,7 +227,7 @@ def _report_access(
         reporter.report(violation)
     except ContaminationError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - never break a request
         guard.reporter.internal_error("checking an access", exc)
 
 
@@ -542,7 +566,7 @@ def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
             has_value=True,
             value_name=name,
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - never break a request
         reporter.internal_error("checking a 'g' read", exc)
         return
     reporter.report(violation)
@@ -733,18 +757,25 @@ def _on_close(request: Any) -> None:
     record.state = RETIRED
     record.grace = True
     snapshot, record.snapshot = record.snapshot, None
+    leaks = []
+    if snapshot is not None:
+        try:
+            leaks = detect_leaks(snapshot, record, lambda: _own_ids(request))
+        except Exception as exc:  # noqa: BLE001 - never break the request
+            guard.reporter.internal_error("comparing ContextVars", exc)
     try:
         object.__setattr__(
             request, "__class__", _retired_requests[type(request)]
         )
     except (KeyError, TypeError) as exc:
         guard.reporter.internal_error("retiring a request", exc)
-    if snapshot is None:  # pragma: no cover - armed records have one
-        return
-    try:
-        leaks = detect_leaks(snapshot, record)
-    except Exception as exc:
-        guard.reporter.internal_error("comparing ContextVars", exc)
-        return
     if leaks:
         guard.report_contextvar_leaks(record, leaks)
+
+
+def _own_ids(request: Any) -> set[int]:
+    """The ids of the request's own data: its environ and URL values."""
+    state = request.__dict__
+    values = list(state.get("environ", {}).values())
+    values.extend((state.get("view_args") or {}).values())
+    return {id(value) for value in values}

@@ -80,7 +80,7 @@ def safe_repr(value: object, name: str = "") -> str:
             }
             return _repr.repr(shown)
         return _repr.repr(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
         return f"<{type(value).__name__} with a failing repr>"
 
 
@@ -190,7 +190,7 @@ class Reporter:
                 logger.error("contamination", **fields)
             else:
                 logger.warning("contamination", **fields)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the app's log pipeline
             self.internal_error("logging a violation", exc)
 
     def _signal(self, violation: Violation) -> None:
@@ -199,7 +199,7 @@ class Reporter:
             return
         try:
             contamination_detected.send(app, violation=violation)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a user's receiver
             self.internal_error("a contamination_detected receiver", exc)
 
     def internal_error(self, where: str, exc: BaseException) -> None:
@@ -225,7 +225,7 @@ class Reporter:
                 app=self.app_name,
                 exc_info=exc,
             )
-        except Exception:
+        except Exception:  # noqa: BLE001 - structlog itself is broken
             with contextlib.suppress(Exception):
                 stdlib_logger().error(message, exc_info=exc)
 

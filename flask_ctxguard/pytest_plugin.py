@@ -162,7 +162,7 @@ class _Plugin:
             return
         try:
             arm_request(state)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never break a request
             state.reporter.internal_error("starting to guard a request", exc)
 
     def _on_violation(

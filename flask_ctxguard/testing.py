@@ -262,7 +262,7 @@ def hammer(
                         responses.append(
                             HammerResponse(index, round_, spec, *got)
                         )
-        except BaseException as exc:  # reported to the caller below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             with lock:
                 errors.append(exc)
             barrier.abort()
