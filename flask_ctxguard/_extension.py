@@ -59,7 +59,9 @@ class AppState:
         #: Whether requests are armed by our before_request function (else
         #: by whoever installed us, such as the pytest plugin).
         self.arms_on_before_request = True
-        self._sites: dict[str | None, str | None] = {}
+        #: Installed by the pytest plugin, not by the app.
+        self.auto = False
+        self.sites: dict[str | None, str | None] = {}
 
     @property
     def app(self) -> Flask | None:
@@ -69,7 +71,7 @@ class AppState:
     def view_site(self, endpoint: str | None) -> str | None:
         """``"path.py:12 in func"`` of the view serving *endpoint*."""
         try:
-            return self._sites[endpoint]
+            return self.sites[endpoint]
         except KeyError:
             pass
         site = None
@@ -94,8 +96,8 @@ class AppState:
                     )
                 except (OSError, TypeError):
                     site = None
-        if len(self._sites) < 1024:
-            self._sites[endpoint] = site
+        if len(self.sites) < 4096:
+            self.sites[endpoint] = site
         return site
 
     def report_contextvar_leaks(
@@ -161,7 +163,9 @@ class CtxGuard:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._states: list[weakref.ref[AppState]] = []
+        # Strong references: violations outlive the app that reported them
+        # (an app built inline, a test's app). A state holds its app weakly.
+        self._states: list[AppState] = []
         self._lock = threading.Lock()
         if app is not None:
             self.init_app(app)
@@ -183,24 +187,38 @@ class CtxGuard:
             ConfigurationError: for a bad ``CTXGUARD_*`` value.
             AlreadyRegisteredError: if *app* already has a `CtxGuard`.
         """
-        self._install(app, arm_on_before_request=True)
+        self._install(app, auto=False)
 
-    def _install(self, app: Flask, *, arm_on_before_request: bool) -> None:
-        # The pytest plugin arms requests from the request_started signal
-        # instead, so that apps it guards show no extra before_request
-        # function to tests that inspect them.
-        if EXTENSION_KEY in app.extensions:
+    def _install(self, app: Flask, *, auto: bool) -> AppState:
+        # auto: installed by the pytest plugin on an app it discovered. Such
+        # a guard arms requests from the request_started signal (so that
+        # tests inspecting before_request_funcs see nothing extra), defaults
+        # to log mode, writes nothing into app.config, and gives way to the
+        # app's own CtxGuard if the app installs one later.
+        existing: AppState | None = app.extensions.get(EXTENSION_KEY)
+        if existing is not None and not (existing.auto and not auto):
+            if existing.auto and auto:
+                return existing
             msg = (
                 f"A 'CtxGuard' is already registered on the app {app.name!r}."
                 " Use that instance (app.extensions['ctxguard'].guard)"
                 " instead of creating another one."
             )
             raise AlreadyRegisteredError(msg)
-        for key, value in defaults(
-            testing=app.testing, debug=app.debug
-        ).items():
-            app.config.setdefault(key, value)
-        settings = read_settings(app.config)
+        config_defaults = defaults(testing=app.testing, debug=app.debug)
+        if auto:
+            config_defaults["CTXGUARD_MODE"] = "log"
+            config = {
+                **config_defaults,
+                **{
+                    k: v for k, v in app.config.items() if k in config_defaults
+                },
+            }
+        else:
+            for key, value in config_defaults.items():
+                app.config.setdefault(key, value)
+            config = app.config
+        settings = read_settings(config)
 
         problem = check_support()
         if problem is not None and settings.mode != "off":
@@ -225,27 +243,34 @@ class CtxGuard:
             )
 
         state = AppState(self, app, settings)
-        state.arms_on_before_request = arm_on_before_request
+        state.auto = auto
+        state.arms_on_before_request = not auto
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
-            self._states = [ref for ref in self._states if ref() is not None]
-            self._states.append(weakref.ref(state))
+            self._states = [
+                s
+                for s in self._states
+                if s.app is not None or s.reporter.violations
+            ]
+            self._states.append(state)
         if settings.mode == "off":
-            return
+            return state
 
         app.request_class = _guarded.guarded_request_class(app.request_class)
         app.app_ctx_globals_class = _guarded.guarded_g_class(  # type: ignore[assignment] # a subclass of the app's own
             app.app_ctx_globals_class
         )
-        if arm_on_before_request:
+        if state.arms_on_before_request:
             app.before_request_funcs.setdefault(None, []).insert(
                 0, _make_before_request(state)
             )
+        return state
 
     # -- public helpers -----------------------------------------------------
 
     def _alive(self) -> list[AppState]:
-        return [state for ref in self._states if (state := ref()) is not None]
+        with self._lock:
+            return list(self._states)
 
     @property
     def violations(self) -> list[Violation]:
@@ -289,7 +314,11 @@ class CtxGuard:
         Raises:
             ContaminationError: in raise mode, once all are reported.
         """
-        states = {id(state.app): state for state in self._alive()}
+        states = {
+            id(state.app): state
+            for state in self._alive()
+            if state.app is not None
+        }
         found: list[Violation] = []
         for ctx in leaked_roots(pushed_contexts()):
             state = states.get(id(ctx.app))

@@ -724,12 +724,17 @@ def arm_request(guard: Any) -> None:
     if state.get(_RECORD) is not None:
         return  # already armed: the same context pushed again
     rule = request.url_rule
+    endpoint = rule.endpoint if rule is not None else None
+    if endpoint not in guard.sites:
+        # Once per endpoint: the view's site outlives the app, for reports
+        # about objects that outlive it.
+        guard.view_site(endpoint)
     record = RequestRecord(
         guard,
         id(ctx),
         state.get("method", ""),
         state.get("path", ""),
-        rule.endpoint if rule is not None else None,
+        endpoint,
         contextvars.copy_context(),
     )
     state[_RECORD] = record

@@ -194,9 +194,9 @@ class Reporter:
             self.internal_error("logging a violation", exc)
 
     def _signal(self, violation: Violation) -> None:
+        # An app that is gone (a request object outlived its app) still has
+        # its violation sent, with no sender: receivers for any sender see it.
         app = self._app_ref()
-        if app is None:  # pragma: no cover - the app is being collected
-            return
         try:
             contamination_detected.send(app, violation=violation)
         except Exception as exc:  # noqa: BLE001 - a user's receiver

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import threading
+import weakref
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -44,14 +46,39 @@ __all__ = ["CtxGuardFixture"]
 MODES = ("strict", "warn", "off")
 
 
+def _looks_like_a_path(value: str) -> bool:
+    return (
+        value.endswith(".py")
+        or "/" in value
+        or "::" in value
+        or os.path.exists(value)
+    )
+
+
 def _mode(value: str) -> str:
-    if value not in MODES:
-        msg = (
-            "must be one of 'strict', 'warn', 'off' (or no value for"
-            f" 'strict'); got {value!r}"
-        )
-        raise argparse.ArgumentTypeError(msg)
-    return value
+    if value in MODES or _looks_like_a_path(value):
+        # A path after a bare --ctxguard is given back to pytest by
+        # pytest_load_initial_conftests before the final parse.
+        return value
+    msg = (
+        "must be one of 'strict', 'warn', 'off' (or no value for 'strict');"
+        f" got {value!r}"
+    )
+    raise argparse.ArgumentTypeError(msg)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # `pytest --ctxguard tests/`: an option with an optional value would
+    # take the path as its value. Make the bare option explicit.
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg == "--ctxguard" and following not in MODES:
+            args[index] = "--ctxguard=strict"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -94,7 +121,6 @@ class _TestRun:
     reported: list[Violation] = dataclasses.field(default_factory=list)
     absorbed: list[Violation] = dataclasses.field(default_factory=list)
     contexts_at_start: set[int] = dataclasses.field(default_factory=set)
-    contexts_before_call: set[int] = dataclasses.field(default_factory=set)
     leaked_contexts: set[int] = dataclasses.field(default_factory=set)
 
     @property
@@ -113,6 +139,7 @@ class _Plugin:
         self.current: _TestRun | None = None
         self.results: dict[str, list[Violation]] = {}
         self.problems: list[str] = []
+        self.unguardable: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._active = 0
         # Contexts pushed by fixtures broader than a test, until their
         # finalizer runs: not leaks of the test that happened to set them up.
@@ -142,14 +169,15 @@ class _Plugin:
         state: AppState | None = app.extensions.get(EXTENSION_KEY)
         if state is not None:
             return state
-        app.config.setdefault("CTXGUARD_MODE", "log")
+        if app in self.unguardable:
+            return None
         try:
-            self.guard._install(app, arm_on_before_request=False)
+            return self.guard._install(app, auto=True)
         except ConfigurationError as exc:
+            # Reported once per app, in the terminal summary.
+            self.unguardable.add(app)
             self.problems.append(f"app {app.name!r} not guarded: {exc}")
             return None
-        state = app.extensions.get(EXTENSION_KEY)
-        return state
 
     def _on_context_pushed(self, sender: Flask, **_: Any) -> None:
         self.ensure_guarded(sender)
@@ -303,23 +331,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    plugin = _plugin(item.config)
-    run = plugin.current
-    if run is not None:
-        run.contexts_before_call = {id(ctx) for ctx in pushed_contexts()}
-    yield
-    if run is not None and (plugin.mode != "off" or run.forced):
-        # What the test body pushed and did not pop.
-        plugin.report_leaked_contexts(
-            run,
-            run.contexts_before_call,
-            _site(item),
-            pop=plugin.is_strict(run),
-        )
-
-
-@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
@@ -455,7 +466,15 @@ class CtxGuardFixture:
         Yields the list of absorbed violations, filled on exit.
         """
         __tracebackhide__ = True
-        wanted = set(_allowed_codes(*codes)) if codes else set(RULES)
+        unknown = [code for code in codes if code not in RULES]
+        if unknown:
+            known = ", ".join(sorted(RULES))
+            msg = (
+                f"ctxguard.expect() got {unknown[0]!r}; pass codes such as"
+                f" 'CG101' (known: {known})."
+            )
+            raise ValueError(msg)
+        wanted = set(codes) if codes else set(RULES)
         run = self._run
         with self._plugin.lock:
             start = len(run.pending)

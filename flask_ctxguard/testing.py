@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import http.client
 import http.cookies
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -223,86 +224,118 @@ def hammer(
 
     .. versionadded:: 0.1.0
     """
-    if threads < 1 or rounds < 1:
+    if threads < 1 or rounds < 1 or not timeout > 0:
         msg = (
-            "threads and rounds must be at least 1; got"
-            f" threads={threads}, rounds={rounds}."
+            "threads and rounds must be at least 1 and timeout positive; got"
+            f" threads={threads}, rounds={rounds}, timeout={timeout}."
         )
         raise ValueError(msg)
+    if isinstance(requests, str):
+        requests = [requests]  # one path, not a sequence of characters
     if EXTENSION_KEY not in app.extensions:
         app.config.setdefault("CTXGUARD_MODE", "log")
         CtxGuard(app)
+    run = _Hammer(requests, threads, rounds, timeout)
+    with capture_violations() as violations:
+        run.serve(app)
+    responses = sorted(run.responses, key=lambda r: (r.client, r.round))
+    return HammerResult(responses=responses, violations=list(violations))
 
-    server = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
-    )
-    port = server.server_port
-    serving = threading.Thread(
-        target=server.serve_forever, name="ctxguard-hammer-server"
-    )
-    deadline = time.monotonic() + timeout
-    barrier = threading.Barrier(threads)
-    responses: list[HammerResponse] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def client(index: int) -> None:
+class _Hammer:
+    """One `hammer` run: a server, its clients, what they received."""
+
+    def __init__(
+        self, requests: Requests, threads: int, rounds: int, timeout: float
+    ) -> None:
+        self.requests = requests
+        self.threads = threads
+        self.rounds = rounds
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.barrier = threading.Barrier(threads)
+        self.lock = threading.Lock()
+        self.responses: list[HammerResponse] = []
+        self.errors: list[BaseException] = []
+        self.connections: list[http.client.HTTPConnection] = []
+        self.port = 0
+
+    def _remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.01)
+
+    def serve(self, app: Flask) -> None:
+        server = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
+        )
+        self.port = server.server_port
+        serving = threading.Thread(
+            target=server.serve_forever, name="ctxguard-hammer-server"
+        )
+        serving.start()
+        try:
+            self._run_clients()
+        finally:
+            server.shutdown()
+            serving.join(self.timeout)
+            server.server_close()
+        if self.errors:
+            broken = threading.BrokenBarrierError
+            real = [e for e in self.errors if not isinstance(e, broken)]
+            raise real[0] if real else self.errors[0]
+
+    def _run_clients(self) -> None:
+        clients = [
+            threading.Thread(
+                target=self._client, args=(i,), name=f"ctxguard-hammer-{i}"
+            )
+            for i in range(self.threads)
+        ]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(self._remaining())
+        if any(thread.is_alive() for thread in clients):
+            # Unblock clients still waiting for an answer, then report.
+            with self.lock:
+                for conn in self.connections:
+                    if conn.sock is not None:
+                        with contextlib.suppress(OSError):
+                            conn.sock.shutdown(socket.SHUT_RDWR)
+            msg = (
+                f"hammer: the clients did not finish within {self.timeout}s;"
+                " pass a larger timeout= or fewer requests."
+            )
+            raise TimeoutError(msg)
+
+    def _client(self, index: int) -> None:
+        requests = self.requests
         specs = [
             RequestSpec(s) if isinstance(s, str) else s
             for s in (requests(index) if callable(requests) else requests)
         ]
         cookies: dict[str, str] = {}
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        # The socket may wait longer than the run: the run's own deadline
+        # decides, with hammer's message, when the clients took too long.
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=self.timeout + 5
+        )
+        with self.lock:
+            self.connections.append(conn)
         try:
-            for round_ in range(rounds):
-                barrier.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            for round_ in range(self.rounds):
+                self.barrier.wait(timeout=self._remaining())
                 for spec in specs:
                     got = _send(conn, spec, cookies)
-                    with lock:
-                        responses.append(
+                    with self.lock:
+                        self.responses.append(
                             HammerResponse(index, round_, spec, *got)
                         )
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            with lock:
-                errors.append(exc)
-            barrier.abort()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by serve()
+            with self.lock:
+                self.errors.append(exc)
+            self.barrier.abort()
         finally:
             conn.close()
-
-    with capture_violations() as violations:
-        serving.start()
-        try:
-            _run_all(client, threads, deadline, timeout)
-        finally:
-            server.shutdown()
-            serving.join(timeout)
-            server.server_close()
-    if errors:
-        broken = threading.BrokenBarrierError
-        real = [e for e in errors if not isinstance(e, broken)]
-        first = real[0] if real else errors[0]
-        raise first
-    responses.sort(key=lambda r: (r.client, r.round))
-    return HammerResult(responses=responses, violations=list(violations))
-
-
-def _run_all(
-    target: Callable[[int], None], count: int, deadline: float, timeout: float
-) -> None:
-    clients = [
-        threading.Thread(target=target, args=(i,), name=f"ctxguard-hammer-{i}")
-        for i in range(count)
-    ]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join(max(deadline - time.monotonic(), 0.01))
-    if any(thread.is_alive() for thread in clients):
-        msg = (
-            f"hammer: the clients did not finish within {timeout}s;"
-            " pass a larger timeout= or fewer requests."
-        )
-        raise TimeoutError(msg)
 
 
 def _send(

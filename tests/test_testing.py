@@ -1,0 +1,338 @@
+"""
+flask_ctxguard.testing: capture_violations(), assert_no_contamination() and
+hammer() against real apps, real threads and a real server.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import threading
+from typing import Any
+
+import pytest
+from flask import Flask, g, request, session
+
+from flask_ctxguard import CtxGuard
+from flask_ctxguard.testing import (
+    assert_no_contamination,
+    capture_violations,
+    hammer,
+)
+
+#: Bound of every wait on a thread or an event.
+TIMEOUT = 5.0
+
+
+def add_views(app: Flask) -> dict[str, Any]:
+    """
+    Give *app* clean views and two buggy ones; return the module-level
+    cache the buggy ones share, as real code keeps it.
+    """
+    cache: dict[str, Any] = {}
+
+    @app.before_request
+    def load_account():
+        g.account = session.get("user", "anonymous")
+
+    @app.route("/login/<name>")
+    def login(name):
+        session["user"] = name
+        return name
+
+    @app.route("/me")
+    def me():
+        return g.account
+
+    @app.route("/set/<name>")
+    def set_user(name):
+        g.user = name
+        return name
+
+    @app.route("/get")
+    def get():
+        return str(g.user)
+
+    @app.route("/remember")
+    def remember():
+        # The bug: "the current request" kept in a module-level cache.
+        cache["request"] = request._get_current_object()  # type: ignore[attr-defined] # a proxy's method
+        return request.args["u"]
+
+    @app.route("/whoami")
+    def whoami():
+        return cache["request"].args["u"]
+
+    @app.route("/g/remember")
+    def remember_g():
+        # The bug: this request's 'g' kept for later requests.
+        cache["g"] = g._get_current_object()
+        return g.account
+
+    @app.route("/g/whoami")
+    def whoami_g():
+        return cache["g"].account
+
+    return cache
+
+
+def share_g(app: Flask) -> None:
+    """Two requests in one pushed app context: CG101."""
+    client = app.test_client()
+    with app.app_context():
+        client.get("/set/alice")
+        client.get("/get")
+
+
+@pytest.fixture(name="views")
+def _views(app):
+    return add_views(app)
+
+
+class TestCaptureViolations:
+    def test_several_apps(self):
+        """Violations of every guarded app are collected, oldest first."""
+        first, second = Flask("first"), Flask("second")
+        for app in (first, second):
+            app.config.update(SECRET_KEY="test", CTXGUARD_MODE="log")
+            CtxGuard(app)
+        add_views(first)
+        cache = add_views(second)
+
+        with capture_violations() as found:
+            share_g(first)
+            second.test_client().get("/remember?u=bob")
+            cache["request"].args
+
+        assert [("CG101", "first"), ("CG102", "second")] == [
+            (v.code, v.app) for v in found
+        ]
+
+    def test_threads(self, app, guard, views):
+        """A violation in another thread is collected too."""
+        app.test_client().get("/remember?u=bob")
+        worker = threading.Thread(
+            target=lambda: views["request"].args, name="late-worker"
+        )
+
+        with capture_violations() as found:
+            worker.start()
+            worker.join(TIMEOUT)
+
+        assert [("CG102", "late-worker")] == [
+            (v.code, v.thread) for v in found
+        ]
+
+    def test_only_inside_the_block(self, app, guard, views):
+        """Violations after the block are not collected."""
+        with capture_violations() as found:
+            pass
+        share_g(app)
+
+        assert [] == found
+        assert ["CG101"] == [v.code for v in guard.violations]
+
+    def test_app_already_collected(self):
+        """
+        A kept request used after its app was garbage-collected is still
+        collected.
+        """
+        app = Flask("short-lived")
+        app.config.update(SECRET_KEY="test", CTXGUARD_MODE="log")
+        CtxGuard(app)
+        cache = add_views(app)
+        app.test_client().get("/remember?u=bob")
+        del app
+        gc.collect()
+
+        with capture_violations() as found:
+            cache["request"].args
+
+        assert ["CG102"] == [v.code for v in found]
+
+
+class TestAssertNoContamination:
+    def test_clean_guard(self, app, guard, views):
+        """A guard without violations passes."""
+        app.test_client().get("/me")
+
+        assert_no_contamination(guard)
+
+    def test_guard(self, app, guard, views):
+        """A guard with a violation fails with its full report."""
+        share_g(app)
+
+        with pytest.raises(
+            AssertionError,
+            match=r"\A1 request-context contamination violation:\n\n"
+            r"CG101 g-leak: 'g\.user' was read during GET /get ",
+        ):
+            assert_no_contamination(guard)
+
+    def test_list(self, app, guard, views):
+        """Lists of violations are checked together."""
+        share_g(app)
+        share_g(app)
+        first, second = guard.violations
+
+        with pytest.raises(
+            AssertionError,
+            match=r"\A2 request-context contamination violations:\n\n",
+        ) as info:
+            assert_no_contamination([first], [second])
+
+        assert f"{first}\n\n{second}" == str(info.value).split("\n\n", 1)[1]
+
+    def test_empty_list(self):
+        """An empty list passes."""
+        assert_no_contamination([])
+
+    def test_context_manager(self, app, guard, views):
+        """As a context manager, it fails for a violation inside the block."""
+        with pytest.raises(
+            AssertionError,
+            match=r"\A1 request-context contamination violation:\n\nCG101 ",
+        ):
+            with assert_no_contamination():
+                share_g(app)
+
+    def test_context_manager_clean(self, app, guard, views):
+        """A clean block passes and yields the (empty) violations."""
+        with assert_no_contamination() as found:
+            assert b"anonymous" == app.test_client().get("/me").data
+
+        assert [] == found
+
+    def test_context_manager_error(self, app, guard, views):
+        """An error inside the block propagates unchanged."""
+
+        def leak_then_fail() -> None:
+            with assert_no_contamination():
+                share_g(app)
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError, match="boom"):
+            leak_then_fail()
+
+
+@pytest.fixture(name="stuck")
+def _stuck(app):
+    """A view '/stuck' that answers only when the test is over."""
+    release = threading.Event()
+
+    @app.route("/stuck")
+    def stuck():
+        release.wait(TIMEOUT)
+        return "late"
+
+    yield
+    release.set()
+
+
+def login_then_me(client: int) -> list[str]:
+    """Each client logs in as itself and asks who it is."""
+    return [f"/login/user{client}", "/me"]
+
+
+class TestHammer:
+    def test_clean_app(self, app, guard, views):
+        """Under 8 threads, every client gets its own data, nothing else."""
+        result = hammer(app, login_then_me, threads=8, rounds=3)
+
+        assert [] == result.violations
+        assert 8 * 3 * 2 == len(result.responses)
+        assert {200} == {r.status for r in result.responses}
+        for client in range(8):
+            responses = result.for_client(client)
+
+            assert [0, 0, 1, 1, 2, 2] == [r.round for r in responses]
+            assert [f"user{client}"] * 6 == [r.text for r in responses]
+        result.assert_clean()
+
+    @pytest.mark.parametrize(
+        "paths", [["/remember", "/whoami"], ["/g/remember", "/g/whoami"]]
+    )
+    def test_buggy_app(self, app, guard, views, paths):
+        """
+        A request or 'g' kept across requests is reported, while the server
+        keeps answering.
+        """
+        keep, read = paths
+
+        result = hammer(
+            app,
+            lambda client: [f"{keep}?u=user{client}", f"{read}?u=x"],
+            threads=8,
+            rounds=3,
+        )
+
+        assert {200} == {r.status for r in result.responses}
+        assert 8 * 3 * 2 == len(result.responses)
+        assert {"CG103"} == {v.code for v in result.violations}
+        assert len(guard.violations) == len(result.violations)
+        with pytest.raises(
+            AssertionError, match=r"request-context contamination violation"
+        ):
+            result.assert_clean()
+
+    def test_unguarded_app(self):
+        """An app without a guard gets one in log mode, even when testing."""
+        app = Flask("unguarded")
+        app.config.update(SECRET_KEY="test", TESTING=True)
+        add_views(app)
+
+        result = hammer(app, ["/remember?u=a", "/whoami"], threads=2, rounds=2)
+
+        assert "log" == app.config["CTXGUARD_MODE"]
+        assert isinstance(app.extensions["ctxguard"].guard, CtxGuard)
+        assert {200} == {r.status for r in result.responses}
+        assert {"CG103"} == {v.code for v in result.violations}
+
+    def test_own_guard_is_kept(self, app, guard, views):
+        """An app that has a guard keeps it."""
+        result = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
+
+        assert guard is app.extensions["ctxguard"].guard
+        assert guard.violations == result.violations
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"threads": 0}, {"threads": -1}, {"rounds": 0}],
+    )
+    def test_bad_counts(self, app, guard, views, kwargs):
+        """Fewer than one thread or round is refused before any request."""
+        with pytest.raises(
+            ValueError,
+            match=r"threads and rounds must be at least 1 and timeout"
+            r" positive; got",
+        ):
+            hammer(app, ["/me"], **kwargs)
+
+    def test_bad_timeout(self, app, guard, views):
+        """A timeout that is not positive is refused before any request."""
+        # Not -1: without the check, http.client leaks its socket on a
+        # negative timeout, and the ResourceWarning hits a later test.
+        with pytest.raises(ValueError, match="timeout"):
+            hammer(app, ["/me"], timeout=0)
+
+    def test_single_path(self, app, guard, views):
+        """A bare string is one path, not a sequence of characters."""
+        result = hammer(app, "/me", threads=1)
+
+        assert ["/me"] == [r.request.path for r in result.responses]
+
+    def test_timeout(self, app, guard, stuck):
+        """A run longer than its timeout raises TimeoutError."""
+        with pytest.raises(TimeoutError):
+            hammer(app, ["/stuck"], threads=2, timeout=0.5)
+
+    def test_timeout_message(self, app, guard, stuck):
+        """The TimeoutError is hammer's own, naming the timeout and the fix."""
+        with pytest.raises(
+            TimeoutError,
+            match=re.escape(
+                "hammer: the clients did not finish within 0.5s;"
+                " pass a larger timeout= or fewer requests."
+            ),
+        ):
+            hammer(app, ["/stuck"], threads=2, timeout=0.5)
