@@ -251,7 +251,11 @@ class PreservedContextWithClient:
             # A redirect followed inside the block: both requests'
             # contexts are preserved, the last one on top.
             landed = reply(client.post("/switch/bob", follow_redirects=True))
-            after_redirect = (request.full_path, session["user"], g.tab)
+            after_redirect = (
+                request.full_path,
+                session["user"],
+                g.get("tab"),
+            )
         return [
             login,
             after_login,
@@ -555,8 +559,13 @@ class TestNoRaceTestingPatterns:
             (200, b"ada/orders"),
             ("orders", "ada", "orders"),
             (200, b"bob/switched"),
+        ] == run.bare[:5]
+        # Which of the redirect's two preserved contexts ends on top is
+        # Flask's choice: the first one before Flask 3.0, the last since.
+        assert run.bare[5] in (
             ("/profile?tab=switched", "bob", "switched"),
-        ] == run.bare
+            ("/switch/bob?", "bob", None),
+        )
         assert run.bare == run.guarded
         assert [] == reports(run)
 
