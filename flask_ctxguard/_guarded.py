@@ -37,7 +37,7 @@ from ._flaskcompat import (
     request_ctx_var,
     session_of,
 )
-from ._tags import ARMED, RETIRED, RequestRecord, RequestTag
+from ._tags import ARMED, CLOSING, RETIRED, RequestRecord, RequestTag
 from .exceptions import ContaminationError
 
 __all__ = [
@@ -136,6 +136,8 @@ def _method(cls: type, name: str) -> Callable[..., Any]:
 
 
 _lock = threading.Lock()
+_UNSEEN: Any = object()
+_our_request_classes: set[type] = set()
 _guarded_requests: dict[type, type] = {}
 _retired_requests: dict[type, type] = {}
 _guarded_sessions: dict[type, type | None] = {}
@@ -166,7 +168,7 @@ def _report_access(
     the access.
     """
     guard = record.guard
-    if record.state == RETIRED and _sites.is_internal_caller(depth + 1):
+    if record.state != ARMED and _sites.is_internal_caller(depth + 1):
         # Flask and Werkzeug reading a request while tearing it down. While
         # a request is in flight they only touch it in its own context, so
         # any other access counts, also through a Werkzeug property.
@@ -178,7 +180,7 @@ def _report_access(
             return
         if accessor is not None:
             code = "CG103"
-        elif record.state == RETIRED:
+        elif record.state != ARMED:
             code = "CG102"
         else:
             code = "CG104"
@@ -195,7 +197,7 @@ def _report_access(
             accessor_tag = accessor.tag()
             when = (
                 "after that request ended"
-                if record.state == RETIRED
+                if record.state != ARMED
                 else "while that request was still in flight"
             )
             message = f"{of} was used during {accessor_tag}, {when}."
@@ -285,7 +287,7 @@ class _CheckedAttribute:
 
 def is_guarded_request_class(cls: type) -> bool:
     """Whether *cls* is one of our guarded (or retired) request classes."""
-    return cls in _retired_requests or cls in _guarded_requests.values()
+    return cls in _our_request_classes
 
 
 def guarded_request_class(base: type) -> type:
@@ -298,8 +300,10 @@ def guarded_request_class(base: type) -> type:
         cls = _guarded_requests.get(base)
         if cls is None:
             cls = _make_guarded_request_class(base)
+            retired = _make_retired_request_class(cls)
+            _our_request_classes.update((cls, retired))
+            _retired_requests[cls] = retired
             _guarded_requests[base] = cls
-            _retired_requests[cls] = _make_retired_request_class(cls)
         return cls
 
 
@@ -340,11 +344,11 @@ def _make_retired_request_class(guarded: type) -> type:
                 record = base_getattribute(self, "__dict__").get(_RECORD)
                 if record is None:
                     pass
-                elif name == "environ" and record.grace:
+                elif name == "environ" and record.state == CLOSING:
                     # Flask's pop() clears environ["werkzeug.request"] right
                     # after close(): let that one access through without
                     # walking the stack on every request.
-                    record.grace = False
+                    record.state = RETIRED
                 else:
                     _report_access(record, "request", name, 1)
         return base_getattribute(self, name)
@@ -385,7 +389,9 @@ def _guarded_session_class(base: type) -> type | None:
         cls: type | None = None
         if base in _guarded_sessions.values():
             cls = base
-        elif hasattr(base, "__dict__") and "__slots__" not in vars(base):
+        elif base.__dictoffset__:
+            # Instances need a __dict__ for the record; a session class
+            # without one (all __slots__) is not guarded.
             namespace: dict[str, Any] = {
                 "__slots__": (),
                 "__module__": base.__module__,
@@ -397,14 +403,12 @@ def _guarded_session_class(base: type) -> type | None:
                 if method is not None:
                     namespace[name] = _session_method(name, method)
             cls = type(base.__name__, (base,), namespace)
+            _guarded_sessions[cls] = cls
         _guarded_sessions[base] = cls
         return cls
 
 
-def _guard_session(session: Any, record: RequestRecord) -> None:
-    cls = _guarded_session_class(type(session))
-    if cls is None:
-        return
+def _guard_session(session: Any, cls: type, record: RequestRecord) -> None:
     try:
         if type(session) is not cls:
             object.__setattr__(session, "__class__", cls)
@@ -441,12 +445,12 @@ class SharedG:
 # that would change the object's layout: its class is switched to one
 # without a slot, and its record is kept in a weak dictionary instead.
 _g_records: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_slotted_gs: set[type] = set()
+_slotted_guarded_gs: set[type] = set()
 _late_gs: dict[type, type] = {}
 
 
 def _g_record(g: Any) -> Any:
-    if type(g) in _slotted_gs:
+    if type(g) in _slotted_guarded_gs:
         try:
             return object.__getattribute__(g, _RECORD)
         except AttributeError:
@@ -458,7 +462,7 @@ def _g_record(g: Any) -> Any:
 
 
 def _set_g_record(g: Any, record: Any) -> None:
-    if type(g) in _slotted_gs:
+    if type(g) in _slotted_guarded_gs:
         object.__setattr__(g, _RECORD, record)
         return
     with contextlib.suppress(TypeError):
@@ -481,7 +485,7 @@ def guarded_g_class(base: type) -> type:
         if cls is None:
             cls = _make_guarded_g_class(base, slotted=True)
             watched = _make_watched_g_class(cls)
-            _slotted_gs.update((cls, watched))
+            _slotted_guarded_gs.update((cls, watched))
             _watched_gs[cls] = watched
             _guarded_gs[base] = cls
         return cls
@@ -709,13 +713,21 @@ def _own_g(g: Any, record: RequestRecord) -> None:
 def arm_request(guard: Any) -> None:
     """
     Start guarding the current request: called first among the app's
-    ``before_request`` functions.
+    ``before_request`` functions. Never raises: a failure is reported once
+    and the request goes on unguarded.
     """
+    try:
+        _arm(guard)
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        guard.reporter.internal_error("starting to guard a request", exc)
+
+
+def _arm(guard: Any) -> None:
     ctx = _request_get(None)
     if ctx is None:
         return
     request = ctx.request
-    if not is_guarded_request_class(type(request)):
+    if type(request) not in _our_request_classes:
         # app.request_class was replaced after init_app.
         object.__setattr__(
             request, "__class__", guarded_request_class(type(request))
@@ -729,7 +741,7 @@ def arm_request(guard: Any) -> None:
         # Once per endpoint: the view's site outlives the app, for reports
         # about objects that outlive it.
         guard.view_site(endpoint)
-    record = RequestRecord(
+    record = state[_RECORD] = RequestRecord(
         guard,
         id(ctx),
         state.get("method", ""),
@@ -737,16 +749,26 @@ def arm_request(guard: Any) -> None:
         endpoint,
         contextvars.copy_context(),
     )
-    state[_RECORD] = record
+
+    # The hot path of every request: the common cases are inlined.
     session = session_of(ctx)
     if session is not None:
-        _guard_session(session, record)
+        session_class = _guarded_sessions.get(type(session), _UNSEEN)
+        if session_class is _UNSEEN:
+            session_class = _guarded_session_class(type(session))
+        if session_class is type(session):
+            session.__dict__[_RECORD] = record
+        elif session_class is not None:
+            _guard_session(session, session_class, record)
     app_ctx = _app_get(None)
     if app_ctx is not None:
-        if owns_app_context(ctx):
-            _own_g(app_ctx.g, record)
+        g = app_ctx.g
+        if not owns_app_context(ctx):
+            _watch_shared_g(g, guard)
+        elif type(g) in _slotted_guarded_gs:
+            object.__setattr__(g, _RECORD, record)
         else:
-            _watch_shared_g(app_ctx.g, guard)
+            _own_g(g, record)
 
 
 def _on_close(request: Any) -> None:
@@ -759,8 +781,7 @@ def _on_close(request: Any) -> None:
         # in another thread; the request itself goes on.
         return
     guard = record.guard
-    record.state = RETIRED
-    record.grace = True
+    record.state = CLOSING
     snapshot, record.snapshot = record.snapshot, None
     leaks = []
     if snapshot is not None:

@@ -14,13 +14,16 @@ import itertools
 import os
 import threading
 import time
+from threading import get_ident
 from typing import Any
 
 __all__ = ["RequestRecord", "RequestTag", "new_token"]
 
-#: Lifecycle of a guarded request, kept on its `RequestRecord`.
+#: Lifecycle of a guarded request, kept on its `RequestRecord`: in flight,
+#: just closed (Flask is tearing it down), retired.
 ARMED = 1
-RETIRED = 2
+CLOSING = 2
+RETIRED = 3
 
 
 def _new_prefix() -> str:
@@ -107,22 +110,24 @@ class RequestRecord:
 
     Shared by the request, its session and (when the request owns its app
     context) its ``g``: retiring the record retires all three at once. It
-    holds no reference to the request's objects.
+    holds no reference to the request's objects. Built on every request, so
+    it stores only what is cheap to get; the rest is derived in `tag`.
     """
 
     __slots__ = (
         "_tag",
         "ctx_id",
         "endpoint",
-        "grace",
         "guard",
         "method",
         "path",
         "snapshot",
         "started",
         "state",
-        "thread",
+        "thread_id",
     )
+
+    _tag: RequestTag
 
     def __init__(  # noqa: PLR0917 - built once per request, positionally
         self,
@@ -140,28 +145,40 @@ class RequestRecord:
         self.endpoint = endpoint
         self.snapshot: contextvars.Context | None = snapshot
         self.state = ARMED
-        self.grace = False
-        self.thread = threading.current_thread()
+        self.thread_id = get_ident()
         self.started = time.time()
-        self._tag: RequestTag | None = None
 
     def tag(self) -> RequestTag:
         """
         This request's `RequestTag`, built on first use.
         """
-        tag = self._tag
-        if tag is None:
-            tag = self._tag = RequestTag(
-                token=new_token(),
-                thread_id=self.thread.ident or 0,
-                thread_name=self.thread.name,
-                method=self.method,
-                path=self.path,
-                endpoint=self.endpoint,
-                started=self.started,
-            )
+        try:
+            return self._tag
+        except AttributeError:
+            pass
+        tag = self._tag = RequestTag(
+            token=new_token(),
+            thread_id=self.thread_id,
+            thread_name=thread_name(self.thread_id),
+            method=self.method,
+            path=self.path,
+            endpoint=self.endpoint,
+            started=self.started,
+        )
         return tag
 
     def __repr__(self) -> str:
-        state = "armed" if self.state == ARMED else "retired"
+        state = "in flight" if self.state == ARMED else "ended"
         return f"<RequestRecord {self.method} {self.path} {state}>"
+
+
+def thread_name(ident: int) -> str:
+    """
+    The name of the thread (or greenlet) *ident*, if it is still alive.
+    """
+    if ident == get_ident():
+        return threading.current_thread().name
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return f"thread {ident}"

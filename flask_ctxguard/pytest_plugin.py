@@ -188,10 +188,7 @@ class _Plugin:
             return
         if state.settings.mode == "off":
             return
-        try:
-            arm_request(state)
-        except Exception as exc:  # noqa: BLE001 - never break a request
-            state.reporter.internal_error("starting to guard a request", exc)
+        arm_request(state)
 
     def _on_violation(
         self, sender: Any, violation: Violation, **_: Any
