@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from . import _guarded, _sites
 from ._config import Settings, defaults, read_settings
@@ -380,11 +380,3 @@ def _flask_version() -> str | None:
         return importlib.metadata.version("flask")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover
         return None
-
-
-def state_for(app: Flask | None = None) -> AppState | None:
-    """The guard state of *app* (default: ``current_app``), if guarded."""
-    if app is None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-    state: AppState | None = app.extensions.get(EXTENSION_KEY)
-    return state

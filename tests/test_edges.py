@@ -1,0 +1,252 @@
+from __future__ import annotations
+
+import pytest
+from flask import Flask, g, request
+from flask.views import MethodView
+from structlog.testing import capture_logs
+
+from flask_ctxguard import CtxGuard, _sites
+
+KEPT: list = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept():
+    yield
+    KEPT.clear()
+
+
+@pytest.fixture(name="app")
+def _app():
+    app = Flask("edges")
+    app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
+
+    @app.route("/keep")
+    def keep():
+        KEPT.append(request._get_current_object())
+        return "kept"
+
+    return app
+
+
+class TestViewSites:
+    def test_class_based_view(self, app):
+        """A MethodView's site is its class's definition."""
+
+        class Items(MethodView):
+            def get(self):
+                KEPT.append(request._get_current_object())
+                return "items"
+
+        app.add_url_rule("/items", view_func=Items.as_view("items"))
+        guard = CtxGuard(app)
+        app.test_client().get("/items")
+
+        _ = KEPT[0].args
+
+        assert guard.violations[0].origin_site.startswith(
+            "tests/test_edges.py:"
+        )
+        assert guard.violations[0].origin_site.endswith(" in Items")
+
+    def test_unknown_endpoint(self, app):
+        """A request that matched no endpoint has no origin site."""
+
+        @app.errorhandler(404)
+        def missing(error):
+            KEPT.append(request._get_current_object())
+            return "missing", 404
+
+        guard = CtxGuard(app)
+        app.test_client().get("/nowhere")
+
+        _ = KEPT[0].args
+
+        assert guard.violations[0].origin_site is None
+        assert guard.violations[0].origin.endpoint is None
+
+
+class TestIgnore:
+    def test_ignored_object_access(self, app):
+        """An ignored code is not reported for object accesses."""
+        app.config["CTXGUARD_IGNORE"] = ["CG102"]
+        guard = CtxGuard(app)
+        app.test_client().get("/keep")
+
+        _ = KEPT[0].args
+
+        assert [] == guard.violations
+
+    def test_ignored_contextvar(self, app):
+        """CTXGUARD_IGNORE drops a ContextVar by subject glob."""
+        import contextvars
+
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("lang")
+
+        @app.route("/lang")
+        def lang():
+            var.set(request.args.get("l", "en") + "!")
+            return "ok"
+
+        app.config["CTXGUARD_IGNORE"] = ["ContextVar la*"]
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/lang?l=fr")
+            client.get("/keep")
+
+        contextvars.Context().run(run)
+
+        assert [] == guard.violations
+
+
+class TestContainment:
+    def test_failing_site_capture(self, app, monkeypatch):
+        """A failure while describing an access is logged once; the code
+        reading the stale request goes on."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep?a=1")
+
+        def broken(depth=0):
+            raise RuntimeError("no frames")
+
+        monkeypatch.setattr(_sites, "capture_site", broken)
+        with capture_logs() as logs:
+            values = [KEPT[0].args["a"] for _ in range(3)]
+
+        assert ["1"] * 3 == values
+        assert [] == guard.violations
+        assert ["internal-error"] == [e["event"] for e in logs]
+        assert "checking an access" == logs[0]["where"]
+
+    def test_failing_contextvar_comparison(self, app, monkeypatch):
+        """A failure while comparing ContextVars is logged once."""
+        from flask_ctxguard import _guarded
+
+        def broken(*args):
+            raise RuntimeError("no snapshot")
+
+        monkeypatch.setattr(_guarded, "detect_leaks", broken)
+        CtxGuard(app)
+
+        with capture_logs() as logs:
+            responses = [app.test_client().get("/keep") for _ in range(2)]
+
+        assert [b"kept"] * 2 == [r.data for r in responses]
+        assert ["comparing ContextVars"] == [e["where"] for e in logs]
+
+
+class TestRequestAttributes:
+    def test_class_access(self, app):
+        """Attributes read on the request class give the descriptor."""
+        CtxGuard(app)
+
+        assert app.request_class.args is not None
+        assert isinstance(app.request_class.headers, object)
+
+    def test_set_and_delete_plain_attribute(self, app):
+        """A view may replace or delete request.headers as before."""
+
+        @app.route("/swap")
+        def swap():
+            request.headers = {"X": "1"}
+            first = request.headers["X"]
+            del request.headers
+            with pytest.raises(AttributeError):
+                _ = request.headers
+            return first
+
+        guard = CtxGuard(app)
+
+        assert b"1" == app.test_client().get("/swap").data
+        assert [] == guard.violations
+
+    def test_cached_property_reset(self, app):
+        """Deleting a cached property (args) recomputes it, as before."""
+
+        @app.route("/args")
+        def args():
+            first = request.args.get("a")
+            del request.args
+            return f"{first}{request.args.get('a')}"
+
+        guard = CtxGuard(app)
+
+        assert b"11" == app.test_client().get("/args?a=1").data
+        assert [] == guard.violations
+
+
+class TestSharedG:
+    def test_setdefault_writes_in_a_request(self, app):
+        """g.setdefault of a new name in a request owns it: read by the
+        next request, it is CG101."""
+
+        @app.route("/default")
+        def default():
+            return g.setdefault("theme", request.args.get("t", "dark"))
+
+        @app.route("/theme")
+        def theme():
+            return g.theme
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        with app.app_context():
+            client.get("/default?t=light")
+            response = client.get("/theme")
+
+        assert b"light" == response.data
+        assert ["g.theme"] == [v.subject for v in guard.violations]
+
+    def test_delete_in_a_request(self, app):
+        """Deleting another request's attribute is not a read, and the
+        attribute is owned by nobody afterwards."""
+
+        @app.route("/set")
+        def set_():
+            g.user = "alice"
+            return ""
+
+        @app.route("/forget")
+        def forget():
+            del g.user
+            g.pop("other", None)
+            return ""
+
+        @app.route("/read")
+        def read():
+            return str(g.get("user"))
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        with app.app_context():
+            client.get("/set")
+            client.get("/forget")
+            response = client.get("/read")
+
+        assert b"None" == response.data
+        assert [] == guard.violations
+
+
+class TestArming:
+    def test_context_pushed_twice(self, app):
+        """A request context pushed again inside its own request (nested
+        push) is armed once."""
+
+        @app.route("/twice")
+        def twice():
+            from flask.globals import request_ctx
+
+            ctx = request_ctx._get_current_object()
+            with ctx:
+                app.preprocess_request()
+            KEPT.append(request._get_current_object())
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().get("/twice")
+
+        _ = KEPT[0].args
+
+        assert ["CG102"] == [v.code for v in guard.violations]
