@@ -13,6 +13,7 @@ import functools
 import importlib.metadata
 import inspect
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,9 @@ class AppState:
         #: Installed by the pytest plugin, not by the app.
         self.auto = False
         self.sites: dict[str | None, str | None] = {}
+        self._constants: dict[
+            tuple[str | None, tuple[str, ...]], frozenset[int]
+        ] = {}
 
     @property
     def app(self) -> Flask | None:
@@ -100,6 +104,38 @@ class AppState:
         if len(self.sites) < 4096:
             self.sites[endpoint] = site
         return site
+
+    def code_constants(
+        self, endpoint: str | None, blueprints: tuple[str, ...]
+    ) -> frozenset[int]:
+        """
+        The ids of the constants in the code that runs for *endpoint*: its
+        view and the app's and blueprints' ``before_request`` and URL value
+        preprocessors (cached).
+
+        A ContextVar a request sets to such a constant (structlog's
+        ``bind_contextvars(user="-")`` after ``clear_contextvars()``) is the
+        very object the previous request left: the request set it itself.
+        """
+        key = (endpoint, blueprints)
+        cached = self._constants.get(key)
+        if cached is not None:
+            return cached
+        app = self.app
+        functions: list[Any] = []
+        if app is not None:
+            view = app.view_functions.get(endpoint) if endpoint else None
+            if view is not None:
+                functions.append(view)
+            for name in (None, *blueprints):
+                functions.extend(app.before_request_funcs.get(name, ()))
+                functions.extend(app.url_value_preprocessors.get(name, ()))
+        found = frozenset(
+            id(constant) for constant in _constants_of(functions)
+        )
+        if len(self._constants) < 1024:
+            self._constants[key] = found
+        return found
 
     def report_contextvar_leaks(
         self, record: RequestRecord, leaks: list[Leak]
@@ -335,6 +371,28 @@ class CtxGuard:
 
     def _raising(self) -> bool:
         return any(state.reporter.raising for state in self._alive())
+
+
+def _constants_of(functions: list[Any]) -> list[object]:
+    """Every constant of *functions*, their wrappers and nested code."""
+    codes = []
+    for function in functions:
+        layer, depth = function, 0
+        while layer is not None and depth < 16:
+            code = getattr(layer, "__code__", None)
+            if code is not None:
+                codes.append(code)
+            layer = getattr(layer, "__wrapped__", None)
+            depth += 1
+    constants: list[object] = []
+    while codes:
+        code = codes.pop()
+        for constant in code.co_consts:
+            if isinstance(constant, types.CodeType):
+                codes.append(constant)
+            else:
+                constants.append(constant)
+    return constants
 
 
 def context_leak(

@@ -408,6 +408,16 @@ def _guarded_session_class(base: type) -> type | None:
         return cls
 
 
+def _decline_session(guard: Any, cls: type) -> None:
+    guard.reporter.declined(
+        f"session class {cls.__module__}.{cls.__qualname__}",
+        "its instances cannot carry the guard's record (no __dict__, or a"
+        " class that cannot be switched); sessions of this class are not"
+        " checked for CG102-CG104. Give the class a __dict__ (drop"
+        " __slots__) to have them guarded.",
+    )
+
+
 def _guard_session(session: Any, cls: type, record: RequestRecord) -> None:
     try:
         if type(session) is not cls:
@@ -418,6 +428,7 @@ def _guard_session(session: Any, cls: type, record: RequestRecord) -> None:
         # the guard declines for sessions of this class.
         with _lock:
             _guarded_sessions[type(session)] = None
+        _decline_session(record.guard, type(session))
 
 
 # -- g ------------------------------------------------------------------------
@@ -581,6 +592,19 @@ def base_dict(g: Any) -> dict[str, Any]:
     return object.__getattribute__(g, "__dict__")  # type: ignore[no-any-return]
 
 
+def _check_owned_read(g: Any, name: str) -> None:
+    shared = _g_record(g)
+    # Owners, not __dict__: a g class may keep attributes in slots.
+    if type(shared) is SharedG and name in shared.owners:
+        _check_g_read(g, name, "read", 2)
+
+
+def _forget_g_owner(g: Any, name: str) -> None:
+    shared = _g_record(g)
+    if type(shared) is SharedG:
+        shared.owners.pop(name, None)
+
+
 def _record_g_write(g: Any, name: str, depth: int) -> None:
     shared = _g_record(g)
     if type(shared) is not SharedG:
@@ -605,9 +629,14 @@ def _make_watched_g_class(guarded: type) -> type:
     base_getattribute = _method(guarded, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
-        value = base_getattribute(self, name)
-        if name in base_dict(self):
-            _check_g_read(self, name, "read", 1)
+        try:
+            value = base_getattribute(self, name)
+        except AttributeError:
+            # Python falls back to the class's __getattr__ (which reads
+            # __dict__) without coming back here: check before it does.
+            _check_owned_read(self, name)
+            raise
+        _check_owned_read(self, name)
         return value
 
     base_setattr = _method(guarded, "__setattr__")
@@ -623,7 +652,7 @@ def _make_watched_g_class(guarded: type) -> type:
 
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
         base_delattr(self, name)
-        _record_g_write(self, name, 1)
+        _forget_g_owner(self, name)
 
     def get(self: Any, name: str, default: Any = None) -> Any:
         if name in base_dict(self):
@@ -639,7 +668,7 @@ def _make_watched_g_class(guarded: type) -> type:
             value = base_pop(self, name)
         else:
             value = base_pop(self, name, default)
-        _record_g_write(self, name, 1)
+        _forget_g_owner(self, name)
         return value
 
     def setdefault(self: Any, name: str, default: Any = None) -> Any:
@@ -722,7 +751,7 @@ def arm_request(guard: Any) -> None:
         guard.reporter.internal_error("starting to guard a request", exc)
 
 
-def _arm(guard: Any) -> None:
+def _arm(guard: Any) -> None:  # noqa: PLR0912 - the hot path, inlined
     ctx = _request_get(None)
     if ctx is None:
         return
@@ -760,6 +789,8 @@ def _arm(guard: Any) -> None:
             session.__dict__[_RECORD] = record
         elif session_class is not None:
             _guard_session(session, session_class, record)
+        else:
+            _decline_session(guard, type(session))
     app_ctx = _app_get(None)
     if app_ctx is not None:
         g = app_ctx.g
@@ -786,7 +817,9 @@ def _on_close(request: Any) -> None:
     leaks = []
     if snapshot is not None:
         try:
-            leaks = detect_leaks(snapshot, record, lambda: _own_ids(request))
+            leaks = detect_leaks(
+                snapshot, record, lambda: _own_ids(request, guard)
+            )
         except Exception as exc:  # noqa: BLE001 - never break the request
             guard.reporter.internal_error("comparing ContextVars", exc)
     try:
@@ -799,9 +832,27 @@ def _on_close(request: Any) -> None:
         guard.report_contextvar_leaks(record, leaks)
 
 
-def _own_ids(request: Any) -> set[int]:
-    """The ids of the request's own data: its environ and URL values."""
+def _own_ids(request: Any, guard: Any) -> set[int]:
+    """
+    The ids of values the request could have set itself: its environ and
+    URL values, and the constants of the code that runs for its endpoint.
+    """
     state = request.__dict__
     values = list(state.get("environ", {}).values())
     values.extend((state.get("view_args") or {}).values())
-    return {id(value) for value in values}
+    ids = {id(value) for value in values}
+    rule = state.get("url_rule")
+    if rule is not None:
+        ids.update((id(rule.endpoint), id(rule.rule)))
+    ids |= guard.code_constants(
+        rule.endpoint if rule is not None else None,
+        state.get("blueprints") or _blueprints_of(request),
+    )
+    return ids
+
+
+def _blueprints_of(request: Any) -> tuple[str, ...]:
+    try:
+        return tuple(object.__getattribute__(request, "blueprints"))
+    except Exception:  # noqa: BLE001 - a custom request class's property
+        return ()

@@ -63,25 +63,45 @@ def safe_repr(value: object, name: str = "") -> str:
     """
     A short repr of *value*, with secrets redacted.
 
-    The value itself is redacted when *name* looks secret; a mapping's
-    entries under secret-looking keys are redacted too. Reprs are truncated.
+    The value itself is redacted when *name* looks secret; inside it, the
+    entries of any mapping (dicts, Werkzeug's headers, anything with
+    ``items()``) under secret-looking keys are redacted, however deep.
+    Reprs are truncated.
     """
     if name and looks_secret(name):
         return _REDACTED
     try:
-        if isinstance(value, dict):
-            shown = {
-                key: (
-                    "<redacted>"
-                    if isinstance(key, str) and looks_secret(key)
-                    else item
-                )
-                for key, item in list(value.items())[: _repr.maxdict]
-            }
-            return _repr.repr(shown)
-        return _repr.repr(value)
+        return _repr.repr(_redacted(value, _repr.maxlevel + 1))
     except Exception:  # noqa: BLE001 - a user's __repr__ may raise anything
         return f"<{type(value).__name__} with a failing repr>"
+
+
+class _Redacted:
+    def __repr__(self) -> str:
+        return _REDACTED
+
+
+def _redacted(value: object, depth: int) -> object:
+    """*value* rebuilt from plain containers, secrets replaced."""
+    if isinstance(value, str | bytes | int | float | bool) or value is None:
+        return value
+    if depth <= 0:
+        return value if isinstance(value, tuple | list | dict) else ...
+    items = getattr(value, "items", None)
+    if callable(items) and not isinstance(value, type):
+        pairs = list(items())[: _repr.maxdict + 1]
+        return {
+            key: (
+                _Redacted()
+                if isinstance(key, str) and looks_secret(key)
+                else _redacted(item, depth - 1)
+            )
+            for key, item in pairs
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        shown = [_redacted(item, depth - 1) for item in list(value)[:7]]
+        return tuple(shown) if isinstance(value, tuple) else shown
+    return value
 
 
 class Reporter:
@@ -228,6 +248,25 @@ class Reporter:
         except Exception:  # noqa: BLE001 - structlog itself is broken
             with contextlib.suppress(Exception):
                 stdlib_logger().error(message, exc_info=exc)
+
+    def declined(self, what: str, reason: str) -> None:
+        """
+        Say once, at warning level, that *what* is not guarded and why.
+        """
+        key = ("declined", what)
+        with self._lock:
+            if key in self._errors or len(self._errors) >= _MAX_ERRORS:
+                return
+            self._errors.add(key)
+        try:
+            get_logger().warning(
+                "unguarded", what=what, reason=reason, app=self.app_name
+            )
+        except Exception:  # noqa: BLE001 - the app's log pipeline
+            with contextlib.suppress(Exception):
+                stdlib_logger().warning(
+                    "flask_ctxguard: %s is not guarded: %s", what, reason
+                )
 
     def clear(self) -> None:
         """Forget every violation and repeat count."""

@@ -1,0 +1,489 @@
+"""
+Under load on real servers: gunicorn's gthread workers, waitress, Werkzeug's
+threaded server and gevent. Every response must be its own request's and
+nothing may be reported for clean endpoints; a buggy endpoint mixed in is
+reported while the server keeps answering 200.
+
+All servers listen on 127.0.0.1 on a port the OS picks; every run and every
+client is bounded in time, and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from flask_ctxguard import CtxGuard
+from flask_ctxguard.testing import RequestSpec, hammer
+from tests.loadclient import (
+    Plan,
+    Reply,
+    check_replies,
+    clean_plan,
+    mixed_plan,
+    run_load,
+)
+from tests.scenarios.conftest import serve_waitress
+from tests.serverapp import create_app
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CLIENTS = 32
+#: Bound of every load run and of every client's socket.
+TIMEOUT = 60.0
+#: Bound of a server's start and stop.
+START_TIMEOUT = 30.0
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left():
+    """No server, pool, reader or client thread outlives its test."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate() if t not in before]
+    for thread in left:
+        thread.join(timeout=10)
+
+    assert [] == [t.name for t in left if t.is_alive()]
+
+
+@pytest.fixture(name="events")
+def _events():
+    """
+    Every structlog event, collected from any thread (``capture_logs`` is
+    not thread-safe): the in-process servers' log output.
+    """
+    events: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def collect(logger, method_name, event_dict):
+        with lock:
+            events.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, collect]
+    )
+    return events
+
+
+def guarded_app(name: str) -> tuple[Any, CtxGuard]:
+    """The server app, guarded in log mode."""
+    app = create_app(name)
+    return app, CtxGuard(app)
+
+
+def contamination(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``contamination`` events among *events*."""
+    return [e for e in events if e["event"] == "contamination"]
+
+
+def messages(events: list[dict[str, Any]]) -> list[str]:
+    """What each of *events* says, for a readable failure."""
+    return [f"{e.get('code')} {e.get('message', e)}" for e in events]
+
+
+def internal_errors(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The guard's own failures among *events*."""
+    return [e for e in events if e["event"] == "internal-error"]
+
+
+def codes_and_subjects(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(e["code"], e["subject"]) for e in events}
+
+
+#: What the buggy endpoints cause: a cached request read by the next
+#: request, a ContextVar left set for the next request of the thread.
+BUGS = {("CG103", "request"), ("CG106", "ContextVar tenant")}
+
+
+def buggy_replies(replies: list[Reply]) -> list[Reply]:
+    return [r for r in replies if r.path.startswith("/buggy/")]
+
+
+# -- gunicorn -----------------------------------------------------------------
+
+
+class Gunicorn:
+    """
+    A gunicorn arbiter serving ``tests.serverapp`` in its own process group,
+    and every line it and its workers wrote to stderr.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], workers: int) -> None:
+        self.proc = proc
+        self.workers = workers
+        self.lines: list[str] = []
+        self.port = 0
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def read(self) -> None:
+        """Collect stderr until the arbiter exits (a thread's target)."""
+        assert self.proc.stderr is not None
+        ready = 0
+        for line in self.proc.stderr:
+            with self._lock:
+                self.lines.append(line)
+            if not self.port and (
+                found := re.search(r"Listening at: http://[\d.]+:(\d+)", line)
+            ):
+                self.port = int(found[1])
+            if '"event": "worker-ready"' in line:
+                ready += 1
+                if ready == self.workers:
+                    self.ready.set()
+        self.ready.set()  # the arbiter is gone: stop waiting
+
+    def events(self) -> list[dict[str, Any]]:
+        """The structured log: every JSON line, parsed."""
+        with self._lock:
+            lines = list(self.lines)
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+
+def _gunicorn_options() -> list[str]:
+    """``--no-control-socket`` where this gunicorn has a control socket."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=True,
+    ).stdout
+    return ["--no-control-socket"] if "--no-control-socket" in shown else []
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM (graceful), bounded; then SIGKILL to the process group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=START_TIMEOUT)
+    # Workers that outlived their arbiter (they should not) die with it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def gunicorn(*, workers: int = 2, threads: int = 8) -> Iterator[Gunicorn]:
+    """
+    Run ``gunicorn -k gthread`` on 127.0.0.1 (a port the OS picks) and
+    yield it once every worker has built the app.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-k",
+        "gthread",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-b",
+        "127.0.0.1:0",
+        "--graceful-timeout",
+        "10",
+        *_gunicorn_options(),
+        "tests.serverapp:gunicorn_app()",
+    ]
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        server = Gunicorn(proc, workers)
+        reader = threading.Thread(target=server.read, name="gunicorn-stderr")
+        reader.start()
+        try:
+            server.ready.wait(START_TIMEOUT)
+            if proc.poll() is not None or not server.port:
+                msg = f"gunicorn did not start:\n{server.output()}"
+                raise RuntimeError(msg)
+            if not server.ready.is_set():
+                msg = f"gunicorn's workers did not boot:\n{server.output()}"
+                raise TimeoutError(msg)
+            yield server
+        finally:
+            _stop(proc)
+            reader.join(START_TIMEOUT)
+
+
+def same_request_same_token(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    Map every token in *events* to the requests it was given to, which must
+    be one: tokens are unique across threads and worker processes.
+    """
+    identities = collections.defaultdict(set)
+    for event in events:
+        for tag in (event["origin"], event["accessor"]):
+            if tag and "token" in tag:
+                identity = (tag["path"], tag["thread_id"], tag["started"])
+                identities[tag["token"]].add(identity)
+    return {token: seen for token, seen in identities.items() if len(seen) > 1}
+
+
+class TestGunicorn:
+    def test_clean_load_is_answered_and_not_reported(self):
+        """
+        4000 requests of 32 clients on 2 gthread workers of 8 threads each:
+        every response is its own request's, and no contamination is logged.
+        """
+        with gunicorn() as server:
+            replies = run_load(
+                server.port,
+                clean_plan(125),
+                clients=CLIENTS,
+                timeout=TIMEOUT,
+            )
+        events = server.events()
+
+        assert 4000 == len(replies)
+        assert [] == check_replies(replies)
+        assert [] == messages(contamination(events))
+        assert [] == messages(internal_errors(events))
+        # The JSON log was read: both workers' ready events are in it.
+        ready = [e for e in events if e["event"] == "worker-ready"]
+        assert 2 == len({e["pid"] for e in ready})
+        served_by = {
+            json.loads(r.body)["pid"] for r in replies if "/me" in r.path
+        }
+        assert served_by <= {e["pid"] for e in ready}
+
+    def test_buggy_endpoint_is_reported_under_load(self):
+        """
+        The same load with buggy endpoints mixed in: every request is still
+        answered 200 (clean ones correctly), and the workers' structured logs
+        report each bug with its code, at warning level.
+        """
+        with gunicorn() as server:
+            replies = run_load(
+                server.port,
+                mixed_plan(125),
+                clients=CLIENTS,
+                timeout=TIMEOUT,
+            )
+        events = server.events()
+        found = contamination(events)
+
+        assert 4000 == len(replies)
+        assert [] == check_replies(replies)
+        assert 768 == len(buggy_replies(replies))
+        assert BUGS == codes_and_subjects(found)
+        assert {"warning"} == {e["level"] for e in found}
+        assert [] == internal_errors(events)
+        for event in found:
+            if event["code"] == "CG103":
+                assert "/buggy/remember" == event["origin"]["path"]
+                assert "/buggy/remember" == event["accessor"]["path"]
+            else:
+                assert "set_tenant" == event["origin"]["endpoint"]
+                # Held through a whole request of the same worker thread.
+                assert "set_tenant" != event["accessor"]["endpoint"]
+                assert (
+                    event["origin"]["thread_id"]
+                    == event["accessor"]["thread_id"]
+                )
+        assert {} == same_request_same_token(found)
+
+
+# -- waitress -----------------------------------------------------------------
+
+
+class TestWaitress:
+    def test_clean_load_is_answered_and_not_reported(self, events):
+        """
+        2000 requests of 32 clients on 8 waitress threads: every response
+        is its own request's, and nothing is reported.
+        """
+        app, guard = guarded_app("waitress-clean")
+
+        with serve_waitress(app, threads=8) as port:
+            replies = run_load(
+                port, clean_plan(63), clients=CLIENTS, timeout=TIMEOUT
+            )
+
+        assert 2016 == len(replies)
+        assert [] == check_replies(replies)
+        assert [] == [str(v) for v in guard.violations]
+        assert [] == messages(contamination(events))
+        assert [] == internal_errors(events)
+
+    def test_buggy_endpoint_is_reported_under_load(self, events):
+        """
+        Buggy endpoints mixed in are reported while every request is
+        answered 200 and clean ones stay correct.
+        """
+        app, guard = guarded_app("waitress-buggy")
+
+        with serve_waitress(app, threads=8) as port:
+            replies = run_load(
+                port, mixed_plan(63), clients=CLIENTS, timeout=TIMEOUT
+            )
+
+        assert 2016 == len(replies)
+        assert [] == check_replies(replies)
+        assert BUGS == {(v.code, v.subject) for v in guard.violations}
+        assert BUGS == codes_and_subjects(contamination(events))
+        assert [] == internal_errors(events)
+
+
+class TestPooledThreads:
+    def test_structlog_rebinding_a_constant_is_not_reported(self, events):
+        """
+        structlog's documented pattern on a pooled worker thread (clear,
+        then bind) with a constant default, '-' for a request without an
+        id: the second such request on the thread is not reported, for it
+        cleared the value and bound its own.
+        """
+        app, guard = guarded_app("constant")
+
+        with serve_waitress(app, threads=1) as port:
+            replies = run_load(
+                port,
+                lambda client: ["/login/user0", "/login/user0"],
+                clients=1,
+                timeout=TIMEOUT,
+            )
+
+        assert [] == check_replies(replies)
+        assert [] == [str(v) for v in guard.violations]
+
+
+# -- Werkzeug -----------------------------------------------------------------
+
+
+def hammer_replies(app: Any, plan: Plan) -> tuple[list[Reply], Any]:
+    """`hammer` *plan* with 32 clients; the replies as `Reply` objects."""
+
+    def specs(client: int) -> list[RequestSpec]:
+        headers = (("X-Client", str(client)),)
+        return [RequestSpec(path, headers=headers) for path in plan(client)]
+
+    result = hammer(app, specs, threads=CLIENTS, timeout=TIMEOUT)
+    replies = [
+        Reply(r.client, r.request.path, r.status, r.text)
+        for r in result.responses
+    ]
+    return replies, result
+
+
+class TestWerkzeug:
+    def test_clean_load_is_answered_and_not_reported(self, events):
+        """
+        1280 requests of 32 keep-alive clients on Werkzeug's threaded
+        server: every response is its own request's, nothing is reported.
+        """
+        app, guard = guarded_app("werkzeug-clean")
+
+        replies, result = hammer_replies(app, clean_plan(40))
+
+        assert 1280 == len(replies)
+        assert [] == check_replies(replies)
+        assert [] == result.violations
+        assert [] == guard.violations
+        assert [] == internal_errors(events)
+
+    def test_buggy_endpoint_is_reported_under_load(self, events):
+        """Buggy endpoints mixed in are reported; all answered 200."""
+        app, guard = guarded_app("werkzeug-buggy")
+
+        replies, result = hammer_replies(app, mixed_plan(40))
+
+        assert 1280 == len(replies)
+        assert [] == check_replies(replies)
+        # Werkzeug serves every request on a new thread: the tenant that
+        # /buggy/tenant leaves behind dies with it, and nothing leaks.
+        assert {("CG103", "request")} == {
+            (v.code, v.subject) for v in result.violations
+        }
+        assert len(guard.violations) == len(result.violations)
+        assert [] == internal_errors(events)
+
+
+# -- gevent -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", name="gevent_outcome")
+def _gevent_outcome(tmp_path_factory):
+    """
+    Run tests/gevent_load.py in its own process (gevent patches first),
+    once for the module; what it saw, as JSON.
+    """
+    out = tmp_path_factory.mktemp("gevent") / "outcome.json"
+    program = pathlib.Path(__file__).with_name("gevent_load.py")
+    started = time.monotonic()
+    finished = subprocess.run(
+        [sys.executable, str(program), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT + START_TIMEOUT,
+        check=False,
+    )
+    assert 0 == finished.returncode, (
+        f"after {time.monotonic() - started:.1f}s:\n{finished.stderr}"
+    )
+    return json.loads(out.read_text())
+
+
+def gevent_replies(run: dict[str, Any]) -> list[Reply]:
+    return [Reply(*reply) for reply in run["replies"]]
+
+
+class TestGevent:
+    def test_clean_load_is_answered_and_not_reported(self, gevent_outcome):
+        """
+        1280 requests of 32 greenlet clients on gevent's pywsgi server,
+        monkey-patched: every response is its own request's, nothing is
+        reported.
+        """
+        run = gevent_outcome["clean"]
+        replies = gevent_replies(run)
+
+        assert gevent_outcome["patched"] is True
+        assert 1280 == len(replies)
+        assert [] == check_replies(replies)
+        assert [] == run["violations"]
+        assert [] == contamination(run["events"])
+        assert [] == internal_errors(run["events"])
+
+    def test_buggy_endpoint_is_reported_under_load(self, gevent_outcome):
+        """
+        Buggy endpoints mixed in are reported; every request is answered
+        200 and clean ones stay correct.
+        """
+        run = gevent_outcome["buggy"]
+        replies = gevent_replies(run)
+
+        assert 1280 == len(replies)
+        assert [] == check_replies(replies)
+        assert BUGS == {tuple(v) for v in run["violations"]}
+        assert BUGS == codes_and_subjects(contamination(run["events"]))
+        assert [] == internal_errors(run["events"])
