@@ -293,10 +293,19 @@ class CtxGuard:
         if settings.mode == "off":
             return state
 
-        app.request_class = _guarded.guarded_request_class(app.request_class)
-        app.app_ctx_globals_class = _guarded.guarded_g_class(  # type: ignore[assignment] # a subclass of the app's own
-            app.app_ctx_globals_class
-        )
+        for attribute, make in (
+            ("request_class", _guarded.guarded_request_class),
+            ("app_ctx_globals_class", _guarded.guarded_g_class),
+        ):
+            base = getattr(app, attribute)
+            try:
+                setattr(app, attribute, make(base))
+            except Exception as exc:  # noqa: BLE001 - decline, don't break
+                state.reporter.declined(
+                    f"{attribute} {base.__module__}.{base.__qualname__}",
+                    f"the guard cannot subclass it ({exc!r}); objects of this"
+                    " class are not checked.",
+                )
         if state.arms_on_before_request:
             app.before_request_funcs.setdefault(None, []).insert(
                 0, _make_before_request(state)

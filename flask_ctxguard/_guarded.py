@@ -641,10 +641,13 @@ def _make_watched_g_class(guarded: type) -> type:
 
     base_setattr = _method(guarded, "__setattr__")
     base_delattr = _method(guarded, "__delattr__")
-    base_get = _method(guarded, "get")
-    base_pop = _method(guarded, "pop")
-    base_setdefault = _method(guarded, "setdefault")
-    base_contains = _method(guarded, "__contains__")
+    # A g class need not be an _AppCtxGlobals (Flask only calls it): wrap
+    # the dict-like methods it has, and only those.
+    base_get = getattr(guarded, "get", None)
+    base_pop = getattr(guarded, "pop", None)
+    base_setdefault = getattr(guarded, "setdefault", None)
+    base_contains = getattr(guarded, "__contains__", None)
+    base_iter = getattr(guarded, "__iter__", None)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
         base_setattr(self, name, value)
@@ -657,7 +660,7 @@ def _make_watched_g_class(guarded: type) -> type:
     def get(self: Any, name: str, default: Any = None) -> Any:
         if name in base_dict(self):
             _check_g_read(self, name, "read (g.get)", 1)
-        return base_get(self, name, default)
+        return base_get(self, name, default)  # type: ignore[misc]
 
     _missing = object()
 
@@ -665,22 +668,22 @@ def _make_watched_g_class(guarded: type) -> type:
         if name in base_dict(self):
             _check_g_read(self, name, "popped", 1)
         if default is _missing:
-            value = base_pop(self, name)
+            value = base_pop(self, name)  # type: ignore[misc]
         else:
-            value = base_pop(self, name, default)
+            value = base_pop(self, name, default)  # type: ignore[misc]
         _forget_g_owner(self, name)
         return value
 
     def setdefault(self: Any, name: str, default: Any = None) -> Any:
         if name in base_dict(self):
             _check_g_read(self, name, "read (g.setdefault)", 1)
-            return base_setdefault(self, name, default)
-        value = base_setdefault(self, name, default)
+            return base_setdefault(self, name, default)  # type: ignore[misc]
+        value = base_setdefault(self, name, default)  # type: ignore[misc]
         _record_g_write(self, name, 1)
         return value
 
     def __contains__(self: Any, name: object) -> bool:  # noqa: N807
-        found: bool = base_contains(self, name)
+        found: bool = base_contains(self, name)  # type: ignore[misc]
         if found and isinstance(name, str):
             _check_g_read(self, name, "looked up ('in')", 1)
         return found
@@ -691,7 +694,7 @@ def _make_watched_g_class(guarded: type) -> type:
             _check_g_read(self, name, "iterated over", 1)
         return iter(names)
 
-    namespace = {
+    namespace: dict[str, Any] = {
         "__slots__": (),
         "__module__": guarded.__module__,
         "__qualname__": guarded.__qualname__,
@@ -699,12 +702,16 @@ def _make_watched_g_class(guarded: type) -> type:
         "__getattribute__": __getattribute__,
         "__setattr__": __setattr__,
         "__delattr__": __delattr__,
-        "get": get,
-        "pop": pop,
-        "setdefault": setdefault,
-        "__contains__": __contains__,
-        "__iter__": __iter__,
     }
+    for name, base, wrapper in (
+        ("get", base_get, get),
+        ("pop", base_pop, pop),
+        ("setdefault", base_setdefault, setdefault),
+        ("__contains__", base_contains, __contains__),
+        ("__iter__", base_iter, __iter__),
+    ):
+        if base is not None:
+            namespace[name] = wrapper
     return type(guarded.__name__, (guarded,), namespace)
 
 

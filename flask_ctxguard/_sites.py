@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 import traceback
 from types import FrameType
 
@@ -69,18 +70,40 @@ def is_internal_caller(depth: int) -> bool:
 def user_frame(depth: int) -> FrameType | None:
     """
     The first frame at or above *depth* (relative to the caller) that is
-    not Flask, Werkzeug, flask_ctxguard or their plumbing.
+    the user's own code.
+
+    Flask, Werkzeug, flask_ctxguard and their plumbing are skipped; so are
+    installed third-party packages (a Flask extension reading ``g``) as
+    long as a frame of the user's own code follows them.
     """
     try:
         frame: FrameType | None = sys._getframe(depth + 1)
     except ValueError:  # pragma: no cover - no such frame
         return None
+    fallback = None
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not _is_module_of(name, _PLUMBING):
-            return frame
+            if not _is_installed(frame.f_code.co_filename):
+                return frame
+            fallback = fallback or frame
         frame = frame.f_back
-    return None
+    return fallback
+
+
+_INSTALLED = tuple(
+    {
+        path
+        for key in ("purelib", "platlib", "stdlib", "platstdlib")
+        if (path := sysconfig.get_paths().get(key))
+    }
+)
+
+
+def _is_installed(filename: str) -> bool:
+    """Whether *filename* belongs to the standard library or a package
+    installed in site-packages, rather than to the user's project."""
+    return filename.startswith(_INSTALLED) or "site-packages" in filename
 
 
 def relative(filename: str) -> str:

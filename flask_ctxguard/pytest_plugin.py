@@ -38,7 +38,7 @@ from ._flaskcompat import (
 from ._guarded import arm_request
 from ._signals import contamination_detected
 from ._violations import RULES, Violation
-from .exceptions import ConfigurationError, ContaminationError
+from .exceptions import ContaminationError
 from .testing import format_violations
 
 __all__ = ["CtxGuardFixture"]
@@ -173,11 +173,15 @@ class _Plugin:
             return None
         try:
             return self.guard._install(app, auto=True)
-        except ConfigurationError as exc:
-            # Reported once per app, in the terminal summary.
+        except Exception as exc:  # noqa: BLE001 - never break the suite
+            # A bad CTXGUARD_* value, or an app the guard cannot take:
+            # said once per app, in the terminal summary.
             self.unguardable.add(app)
             self.problems.append(f"app {app.name!r} not guarded: {exc}")
             return None
+
+    # Flask calls these from inside the app's own code: they must never
+    # raise, or a test would fail because of the plugin.
 
     def _on_context_pushed(self, sender: Flask, **_: Any) -> None:
         self.ensure_guarded(sender)
@@ -186,9 +190,8 @@ class _Plugin:
         state = self.ensure_guarded(sender)
         if state is None or state.arms_on_before_request:
             return
-        if state.settings.mode == "off":
-            return
-        arm_request(state)
+        if state.settings.mode != "off":
+            arm_request(state)
 
     def _on_violation(
         self, sender: Any, violation: Violation, **_: Any
@@ -415,9 +418,8 @@ def pytest_terminal_summary(
         terminalreporter.section("ctxguard")
     for nodeid, violations in plugin.results.items():
         write(nodeid)
-        for violation in violations:
-            for line in str(violation).splitlines():
-                write(f"  {line}")
+        for line in format_violations(violations).splitlines():
+            write(f"  {line}" if line else "")
     for problem in plugin.problems:
         write(f"problem: {problem}")
     total = sum(len(v) for v in plugin.results.values())

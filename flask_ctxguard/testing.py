@@ -67,8 +67,22 @@ def capture_violations() -> Iterator[list[Violation]]:
 def format_violations(violations: Iterable[Violation]) -> str:
     """
     The full reports of *violations*, separated by blank lines.
+
+    Repeats (same app, code, subject and sites) are shown once, with their
+    count.
     """
-    return "\n\n".join(str(v) for v in violations)
+    groups: dict[tuple[object, ...], list[Violation]] = {}
+    for violation in violations:
+        groups.setdefault((violation.app, *violation.key), []).append(
+            violation
+        )
+    reports = []
+    for group in groups.values():
+        report = str(group[0])
+        if len(group) > 1:
+            report += f"\n  (seen {len(group)} times)"
+        reports.append(report)
+    return "\n\n".join(reports)
 
 
 def _fail_if_any(violations: Sequence[Violation]) -> None:

@@ -250,3 +250,77 @@ class TestArming:
         _ = KEPT[0].args
 
         assert ["CG102"] == [v.code for v in guard.violations]
+
+
+class PlainGlobals:
+    """A g class that is not an _AppCtxGlobals: Flask only calls it."""
+
+    def __init__(self):
+        self.spam = "eggs"
+
+
+class TestPlainGClass:
+    def test_guarded_app_works(self, app):
+        """An app whose g class is a plain class is guarded and works."""
+        app.app_ctx_globals_class = PlainGlobals
+        guard = CtxGuard(app)
+
+        @app.route("/spam")
+        def spam():
+            return g.spam
+
+        assert b"eggs" == app.test_client().get("/spam").data
+        with app.app_context():
+            assert "eggs" == g.spam
+        assert [] == guard.violations
+
+    def test_shared_g_is_watched(self, app):
+        """CG101 works on a plain g class too."""
+        app.app_ctx_globals_class = PlainGlobals
+        guard = CtxGuard(app)
+
+        @app.route("/set")
+        def set_():
+            g.user = "alice"
+            return ""
+
+        @app.route("/get")
+        def get():
+            return g.user
+
+        client = app.test_client()
+        with app.app_context():
+            client.get("/set")
+            response = client.get("/get")
+
+        assert b"alice" == response.data
+        assert ["g.user"] == [v.subject for v in guard.violations]
+
+    def test_plugin_keeps_outcomes(self, pytester):
+        """Under the plugin in warn mode, such an app changes no outcome
+        (Flask's own test_custom_app_ctx_globals_class)."""
+        pytester.makepyfile(
+            """
+            import flask
+
+            def test_custom_g_class():
+                app = flask.Flask(__name__)
+
+                class CustomRequestGlobals:
+                    def __init__(self):
+                        self.spam = "eggs"
+
+                app.app_ctx_globals_class = CustomRequestGlobals
+                with app.app_context():
+                    assert flask.g.spam == "eggs"
+
+            def test_next():
+                assert not flask.current_app
+            """
+        )
+
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--ctxguard=warn"
+        )
+
+        result.assert_outcomes(passed=2)

@@ -170,7 +170,8 @@ class TestAssertNoContamination:
             assert_no_contamination(guard)
 
     def test_list(self, app, guard, views):
-        """Lists of violations are checked together."""
+        """Lists of violations are checked together; repeats of one
+        violation are shown once, with their count."""
         share_g(app)
         share_g(app)
         first, second = guard.violations
@@ -181,7 +182,10 @@ class TestAssertNoContamination:
         ) as info:
             assert_no_contamination([first], [second])
 
-        assert f"{first}\n\n{second}" == str(info.value).split("\n\n", 1)[1]
+        assert (
+            f"{first}\n  (seen 2 times)"
+            == (str(info.value).split("\n\n", 1)[1])
+        )
 
     def test_empty_list(self):
         """An empty list passes."""
