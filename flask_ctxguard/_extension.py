@@ -9,7 +9,6 @@ and keeps each app's state in ``app.extensions["ctxguard"]``.
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import inspect
 import threading
@@ -296,19 +295,21 @@ class CtxGuard:
         for attribute, make in (
             ("request_class", _guarded.guarded_request_class),
             ("app_ctx_globals_class", _guarded.guarded_g_class),
+            ("session_interface", _guarded.guarded_session_interface),
         ):
             base = getattr(app, attribute)
             try:
                 setattr(app, attribute, make(base))
             except Exception as exc:  # noqa: BLE001 - decline, don't break
+                kind = base if isinstance(base, type) else type(base)
                 state.reporter.declined(
-                    f"{attribute} {base.__module__}.{base.__qualname__}",
+                    f"{attribute} {kind.__module__}.{kind.__qualname__}",
                     f"the guard cannot subclass it ({exc!r}); objects of this"
                     " class are not checked.",
                 )
         if state.arms_on_before_request:
             app.before_request_funcs.setdefault(None, []).insert(
-                0, _make_before_request(state)
+                0, _make_fallback(app, state)
             )
         return state
 
@@ -345,9 +346,10 @@ class CtxGuard:
         ctx = request_ctx_var.get(None)
         if ctx is None:
             return None
-        record = ctx.request.__dict__.get("_ctxguard_record")
+        record = getattr(ctx.request, "_ctxguard_record", None)
         if record is None or record.guard.guard is not self:
             return None
+        _guarded.note_endpoint(record, ctx.request)
         return record.tag()  # type: ignore[no-any-return]
 
     def check_contexts(self) -> list[Violation]:
@@ -435,11 +437,28 @@ def context_leak(
     )
 
 
-def _make_before_request(state: AppState) -> Callable[[], None]:
-    # A partial, not a closure: one Python call less on every request.
-    arm = functools.partial(_guarded.arm_request, state)
-    arm.__name__ = "ctxguard_arm_request"  # type: ignore[attr-defined]
-    return arm
+def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
+    """
+    A before_request function for requests the session interface did not
+    arm: an app whose session_interface or request_class was replaced after
+    init_app. Once a request shows arming at work, it removes itself, and
+    later requests pay nothing for it.
+    """
+
+    def ctxguard_arm_request() -> None:
+        ctx = request_ctx_var.get(None)
+        armed = getattr(ctx.request, "_ctxguard_record", None) if ctx else None
+        if armed is not None:
+            # Armed when its session opened: not needed. Rebind the
+            # list rather than mutate it: Flask is iterating over it.
+            funcs = app.before_request_funcs.get(None, [])
+            app.before_request_funcs[None] = [
+                f for f in funcs if f is not ctxguard_arm_request
+            ]
+            return
+        _guarded.arm_request(state)
+
+    return ctxguard_arm_request
 
 
 def _flask_version() -> str | None:

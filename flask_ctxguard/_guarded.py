@@ -23,21 +23,23 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from flask.sessions import NullSession
+
 from . import _sites
 from ._contextvars import detect_leaks
 from ._flaskcompat import (
     app_ctx_var,
-    owns_app_context,
     request_ctx_var,
     session_of,
 )
-from ._tags import ARMED, CLOSING, RETIRED, RequestRecord, RequestTag
+from ._tags import ARMED, RETIRED, RequestRecord, RequestTag
 from .exceptions import ContaminationError
 
 __all__ = [
@@ -56,8 +58,9 @@ _RECORD = "_ctxguard_record"
 # (environ, url_rule, endpoint, blueprints...) is left out to keep the hot
 # path cheap, and so are the plain attributes Werkzeug sets in __init__
 # (method, path, scheme, remote_addr...): checking them would cost a Python
-# call on every request just to store them. `headers` is the exception:
-# worth one such call. After the request ends, every attribute is checked.
+# call on every request just to store them (and Flask 3.1 stores `host` on
+# every request). `headers` is the exception: worth one such call. After
+# the request ends, every attribute is checked.
 CHECKED_REQUEST_ATTRIBUTES = (
     "accept_charsets",
     "accept_encodings",
@@ -83,7 +86,6 @@ CHECKED_REQUEST_ATTRIBUTES = (
     "get_data",
     "get_json",
     "headers",
-    "host",
     "host_url",
     "if_match",
     "if_modified_since",
@@ -137,6 +139,7 @@ def _method(cls: type, name: str) -> Callable[..., Any]:
 
 _lock = threading.Lock()
 _UNSEEN: Any = object()
+_NULL_SESSIONS = frozenset({NullSession})
 _our_request_classes: set[type] = set()
 _guarded_requests: dict[type, type] = {}
 _retired_requests: dict[type, type] = {}
@@ -152,10 +155,26 @@ def _current_record() -> RequestRecord | None:
     ctx = _request_get(None)
     if ctx is None:
         return None
-    record = ctx.request.__dict__.get(_RECORD)
+    request = ctx.request
+    record = getattr(request, _RECORD, None)
     if record is None or record.state != ARMED:
         return None
+    _note_endpoint(record, request)
     return record  # type: ignore[no-any-return]
+
+
+def note_endpoint(record: RequestRecord, request: Any) -> None:
+    """
+    Fill in *record*'s endpoint from its in-flight *request*: it is armed
+    when its session opens, before Flask matches the URL.
+    """
+    if record.endpoint is None:
+        rule = getattr(request, "url_rule", None)
+        if rule is not None:
+            record.endpoint = rule.endpoint
+
+
+_note_endpoint = note_endpoint
 
 
 def _report_access(
@@ -242,47 +261,57 @@ class _CheckedAttribute:
     then defers to the attribute it replaces.
     """
 
-    __slots__ = ("_base", "_name")
+    __slots__ = ("_base", "_delete", "_name", "_set", "_stored")
 
     def __init__(self, name: str, base: Any) -> None:
         self._name = name
+        self._stored = f"_ctxguard_{name}"
         # None: a plain instance attribute (werkzeug sets `method`, `path`,
         # `headers`... in __init__); otherwise the inherited descriptor.
         self._base = base
+        self._set = getattr(base, "__set__", None)
+        self._delete = getattr(base, "__delete__", None)
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self if self._base is None else self._base
         ctx = _request_get(None)
         if ctx is None or ctx.request is not obj:
-            record = obj.__dict__.get(_RECORD)
-            # A retired request checks every attribute in __getattribute__.
-            if record is not None and record.state == ARMED:
+            record = obj._ctxguard_record
+            if record is not None:
+                if record.state == ARMED:
+                    _note_endpoint(record, obj)
                 _report_access(record, "request", self._name, 1)
         base = self._base
         if base is None:
+            # Stored under another name with plain attribute access, never
+            # through obj.__dict__: touching __dict__ would turn the
+            # object's fast inline attributes into a real dict and slow
+            # every later attribute read of the request.
             try:
-                return obj.__dict__[self._name]
-            except KeyError:
-                raise AttributeError(self._name) from None
+                return getattr(obj, self._stored)
+            except AttributeError:
+                # Set before the object's class was switched to ours.
+                try:
+                    return obj.__dict__[self._name]
+                except KeyError:
+                    raise AttributeError(self._name) from None
         return base.__get__(obj, owner)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        base = self._base
-        if base is not None and hasattr(base, "__set__"):
-            base.__set__(obj, value)
+        if self._set is not None:
+            self._set(obj, value)
         else:
-            obj.__dict__[self._name] = value
+            setattr(obj, self._stored, value)
 
     def __delete__(self, obj: Any) -> None:
-        base = self._base
-        if base is not None and hasattr(base, "__delete__"):
-            base.__delete__(obj)
-        else:
-            try:
-                del obj.__dict__[self._name]
-            except KeyError:
-                raise AttributeError(self._name) from None
+        if self._delete is not None:
+            self._delete(obj)
+            return
+        try:
+            delattr(obj, self._stored)
+        except AttributeError:
+            raise AttributeError(self._name) from None
 
 
 def is_guarded_request_class(cls: type) -> bool:
@@ -327,39 +356,113 @@ def _make_guarded_request_class(base: type) -> type:
         try:
             base_close(self)
         finally:
-            _on_close(self)
+            record = self._ctxguard_record
+            if record is not None and record.state == ARMED:
+                _retire(self, record)
 
     close.__doc__ = base_close.__doc__
     namespace["close"] = close
+
     return type(base.__name__, (base,), namespace)
 
 
+# Plain attributes Werkzeug and Flask set on a request; after it ends they
+# are checked like the rest. `environ` is not: Flask itself reads it right
+# after close() on every request, and checking it would cost every request
+# a Python call (see the limits in the README).
+_RETIRED_PLAIN_ATTRIBUTES = (
+    "method",
+    "path",
+    "query_string",
+    "remote_addr",
+    "root_path",
+    "routing_exception",
+    "scheme",
+    "server",
+    "shallow",
+    "url_rule",
+    "view_args",
+)
+
+
+_MISSING: Any = object()
+
+
+class _RetiredAttribute:
+    """
+    A data descriptor of a retired request's class: any use of the
+    attribute outside the request's own context is reported, then the
+    attribute resolves as it would on the guarded class.
+    """
+
+    __slots__ = ("_base", "_data", "_name")
+
+    def __init__(self, name: str, base: Any) -> None:
+        self._name = name
+        # _MISSING: a plain instance attribute with no class default.
+        self._base = base
+        kind = type(base)
+        self._data = base is not _MISSING and (
+            hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+        )
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        base = self._base
+        if obj is None:
+            return self if base is _MISSING else base
+        ctx = _request_get(None)
+        if ctx is None or ctx.request is not obj:
+            record = obj._ctxguard_record
+            if record is not None:
+                _report_access(record, "request", self._name, 1)
+        if not self._data:
+            state = obj.__dict__
+            if self._name in state:
+                return state[self._name]
+            if base is _MISSING:
+                raise AttributeError(self._name)
+        getter = getattr(type(base), "__get__", None)
+        return base if getter is None else getter(base, obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if self._data:
+            type(self._base).__set__(self._base, obj, value)
+        else:
+            obj.__dict__[self._name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        if self._data:
+            type(self._base).__delete__(self._base, obj)
+            return
+        try:
+            del obj.__dict__[self._name]
+        except KeyError:
+            raise AttributeError(self._name) from None
+
+
 def _make_retired_request_class(guarded: type) -> type:
-    base_getattribute = _method(guarded, "__getattribute__")
-
-    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
-        if name[:2] != "__" and name != _RECORD:
-            ctx = _request_get(None)
-            if ctx is None or ctx.request is not self:
-                record = base_getattribute(self, "__dict__").get(_RECORD)
-                if record is None:
-                    pass
-                elif name == "environ" and record.state == CLOSING:
-                    # Flask's pop() clears environ["werkzeug.request"] right
-                    # after close(): let that one access through without
-                    # walking the stack on every request.
-                    record.state = RETIRED
-                else:
-                    _report_access(record, "request", name, 1)
-        return base_getattribute(self, name)
-
-    namespace = {
+    """
+    The class a request is switched to when it ends: every public
+    attribute (but `environ`) checks that it is used in the request's own
+    context. The checked attributes of the guarded class already do.
+    """
+    namespace: dict[str, Any] = {
         "__slots__": (),
         "__module__": guarded.__module__,
         "__qualname__": guarded.__qualname__,
         "__doc__": guarded.__doc__,
-        "__getattribute__": __getattribute__,
     }
+    names = {
+        name
+        for name in dir(guarded)
+        if not name.startswith("_") and name != "environ"
+    }
+    names.update(_RETIRED_PLAIN_ATTRIBUTES)
+    for name in sorted(names):
+        inherited = inspect.getattr_static(guarded, name, _MISSING)
+        if isinstance(inherited, _CheckedAttribute):
+            continue
+        namespace[name] = _RetiredAttribute(name, inherited)
     return type(guarded.__name__, (guarded,), namespace)
 
 
@@ -370,7 +473,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
         ctx = _request_get(None)
         if ctx is None or session_of(ctx) is not self:
-            record = self.__dict__.get(_RECORD)
+            record = getattr(self, _RECORD, None)
             if record is not None:
                 _report_access(record, "session", "", 1)
         return method(self, *args, **kwargs)
@@ -397,6 +500,7 @@ def _guarded_session_class(base: type) -> type | None:
                 "__module__": base.__module__,
                 "__qualname__": base.__qualname__,
                 "__doc__": base.__doc__,
+                _RECORD: None,
             }
             for name in CHECKED_SESSION_METHODS:
                 method = getattr(base, name, None)
@@ -418,17 +522,84 @@ def _decline_session(guard: Any, cls: type) -> None:
     )
 
 
-def _guard_session(session: Any, cls: type, record: RequestRecord) -> None:
+def _guard_session(guard: Any, session: Any, record: RequestRecord) -> None:
+    cls = _guarded_sessions.get(type(session), _UNSEEN)
+    if cls is _UNSEEN:
+        cls = _guarded_session_class(type(session))
+    if cls is None:
+        _decline_session(guard, type(session))
+        return
     try:
         if type(session) is not cls:
             object.__setattr__(session, "__class__", cls)
-        session.__dict__[_RECORD] = record
+        object.__setattr__(session, _RECORD, record)
     except (TypeError, AttributeError):
         # A session class whose layout forbids the swap (a C type, slots):
         # the guard declines for sessions of this class.
         with _lock:
             _guarded_sessions[type(session)] = None
-        _decline_session(record.guard, type(session))
+        _decline_session(guard, type(session))
+
+
+# -- arming: the session interface ----------------------------------------
+
+_guarded_interfaces: dict[type, type] = {}
+
+
+def guarded_session_interface(interface: Any) -> Any:
+    """
+    A copy of the app's session *interface* whose ``open_session`` arms
+    the request.
+
+    Flask opens the session of every request context it pushes, right
+    after the context becomes current: the cheapest moment to start
+    guarding (a ``before_request`` function goes through Flask's
+    ``ensure_sync`` on every request). The copy is of a subclass of the
+    interface's own class, so it behaves exactly like it.
+    """
+    base = type(interface)
+    if base in _guarded_interfaces.values():
+        return interface
+    with _lock:
+        cls = _guarded_interfaces.get(base)
+        if cls is None:
+            base_open = _method(base, "open_session")
+
+            def open_session(self: Any, app: Any, request: Any) -> Any:
+                session = base_open(self, app, request)
+                # Arm the request whose context is being pushed (not a
+                # session opened by hand, as session_transaction() does).
+                ctx = _request_get(None)
+                if (
+                    ctx is not None
+                    and ctx.request is request
+                    and getattr(request, _RECORD, None) is None
+                ):
+                    guard = app.extensions.get("ctxguard")
+                    if guard is not None:
+                        try:
+                            _arm(guard, ctx, session)
+                        except Exception as exc:  # noqa: BLE001 - contain
+                            guard.reporter.internal_error(
+                                "starting to guard a request", exc
+                            )
+                return session
+
+            open_session.__doc__ = base_open.__doc__
+            cls = type(
+                base.__name__,
+                (base,),
+                {
+                    "__module__": base.__module__,
+                    "__qualname__": base.__qualname__,
+                    "__doc__": base.__doc__,
+                    "open_session": open_session,
+                },
+            )
+            _guarded_interfaces[base] = cls
+    guarded = copy.copy(interface)
+    object.__setattr__(guarded, "__class__", cls)
+    return guarded
 
 
 # -- g ------------------------------------------------------------------------
@@ -746,62 +917,53 @@ def _own_g(g: Any, record: RequestRecord) -> None:
 # -- the lifecycle ------------------------------------------------------------
 
 
-def arm_request(guard: Any) -> None:
+def arm_request(guard: Any, session: Any = None) -> None:
     """
-    Start guarding the current request: called first among the app's
-    ``before_request`` functions. Never raises: a failure is reported once
-    and the request goes on unguarded.
+    Start guarding the current request of *guard*'s app (`None`: of the
+    current request's app), with its *session* if it is being opened.
+    Never raises: a failure is reported once and the request goes on
+    unguarded.
     """
+    ctx = _request_get(None)
+    if ctx is None:
+        return
+    if guard is None:
+        guard = ctx.app.extensions.get("ctxguard")
+        if guard is None or guard.settings.mode == "off":
+            return
     try:
-        _arm(guard)
+        _arm(guard, ctx, session)
     except Exception as exc:  # noqa: BLE001 - never break a request
         guard.reporter.internal_error("starting to guard a request", exc)
 
 
-def _arm(guard: Any) -> None:  # noqa: PLR0912 - the hot path, inlined
-    ctx = _request_get(None)
-    if ctx is None:
-        return
+def _arm(guard: Any, ctx: Any, session: Any) -> None:
     request = ctx.request
     if type(request) not in _our_request_classes:
-        # app.request_class was replaced after init_app.
+        # app.request_class was replaced after init_app, or the pytest
+        # plugin found the app after this request was created.
         object.__setattr__(
             request, "__class__", guarded_request_class(type(request))
         )
-    state = request.__dict__
-    if state.get(_RECORD) is not None:
+    if request._ctxguard_record is not None:
         return  # already armed: the same context pushed again
-    rule = request.url_rule
-    endpoint = rule.endpoint if rule is not None else None
-    if endpoint not in guard.sites:
-        # Once per endpoint: the view's site outlives the app, for reports
-        # about objects that outlive it.
-        guard.view_site(endpoint)
-    record = state[_RECORD] = RequestRecord(
-        guard,
-        id(ctx),
-        state.get("method", ""),
-        state.get("path", ""),
-        endpoint,
-        contextvars.copy_context(),
+    # The endpoint is not matched yet when the session opens: it is read
+    # when the request retires, or when a report needs it.
+    record = request._ctxguard_record = RequestRecord(
+        guard, id(ctx), request, contextvars.copy_context()
     )
-
-    # The hot path of every request: the common cases are inlined.
-    session = session_of(ctx)
-    if session is not None:
-        session_class = _guarded_sessions.get(type(session), _UNSEEN)
-        if session_class is _UNSEEN:
-            session_class = _guarded_session_class(type(session))
-        if session_class is type(session):
-            session.__dict__[_RECORD] = record
-        elif session_class is not None:
-            _guard_session(session, session_class, record)
-        else:
-            _decline_session(guard, type(session))
+    if session is None:
+        session = session_of(ctx)
+    # A null session (no secret key) holds no data and refuses writes:
+    # leaving it alone keeps Flask's exact-type checks on it fast.
+    if session is not None and type(session) not in _NULL_SESSIONS:
+        _guard_session(guard, session, record)
     app_ctx = _app_get(None)
     if app_ctx is not None:
         g = app_ctx.g
-        if not owns_app_context(ctx):
+        # RequestContext._cv_tokens (see _flaskcompat.owns_app_context):
+        # whether this request pushed the app context, and so owns its g.
+        if ctx._cv_tokens[-1][1] is None:
             _watch_shared_g(g, guard)
         elif type(g) in _slotted_guarded_gs:
             object.__setattr__(g, _RECORD, record)
@@ -809,17 +971,22 @@ def _arm(guard: Any) -> None:  # noqa: PLR0912 - the hot path, inlined
             _own_g(g, record)
 
 
-def _on_close(request: Any) -> None:
-    record = request.__dict__.get(_RECORD)
-    if record is None or record.state != ARMED:
-        return
+def _retire(request: Any, record: RequestRecord) -> None:
+    """The request has ended: check its ContextVars, retire its objects."""
     ctx = _request_get(None)
     if ctx is None or id(ctx) != record.ctx_id:
         # A copy of the context (copy_current_request_context) was popped
         # in another thread; the request itself goes on.
         return
     guard = record.guard
-    record.state = CLOSING
+    record.state = RETIRED
+    rule = request.url_rule
+    if rule is not None:
+        record.endpoint = rule.endpoint
+        if rule.endpoint not in guard.sites:
+            # Once per endpoint: the view's site outlives the app, for
+            # reports about objects that outlive it.
+            guard.view_site(rule.endpoint)
     snapshot, record.snapshot = record.snapshot, None
     leaks = []
     if snapshot is not None:

@@ -19,11 +19,9 @@ from typing import Any
 
 __all__ = ["RequestRecord", "RequestTag", "new_token"]
 
-#: Lifecycle of a guarded request, kept on its `RequestRecord`: in flight,
-#: just closed (Flask is tearing it down), retired.
+#: Lifecycle of a guarded request, kept on its `RequestRecord`.
 ARMED = 1
-CLOSING = 2
-RETIRED = 3
+RETIRED = 2
 
 
 def _new_prefix() -> str:
@@ -129,20 +127,19 @@ class RequestRecord:
 
     _tag: RequestTag
 
-    def __init__(  # noqa: PLR0917 - built once per request, positionally
+    def __init__(
         self,
         guard: Any,
         ctx_id: int,
-        method: str,
-        path: str,
-        endpoint: str | None,
+        request: Any,
         snapshot: contextvars.Context,
     ) -> None:
         self.guard = guard
         self.ctx_id = ctx_id
-        self.method = method
-        self.path = path
-        self.endpoint = endpoint
+        # Plain attributes werkzeug set in __init__: cheap to read.
+        self.method: str = request.method
+        self.path: str = request.path
+        self.endpoint: str | None = None
         self.snapshot: contextvars.Context | None = snapshot
         self.state = ARMED
         self.thread_id = get_ident()
@@ -150,14 +147,19 @@ class RequestRecord:
 
     def tag(self) -> RequestTag:
         """
-        This request's `RequestTag`, built on first use.
+        This request's `RequestTag`, built on first use (again if the
+        endpoint became known since; the token stays).
         """
         try:
-            return self._tag
+            tag = self._tag
         except AttributeError:
-            pass
+            token = new_token()
+        else:
+            if tag.endpoint == self.endpoint:
+                return tag
+            token = tag.token
         tag = self._tag = RequestTag(
-            token=new_token(),
+            token=token,
             thread_id=self.thread_id,
             thread_name=thread_name(self.thread_id),
             method=self.method,

@@ -126,15 +126,15 @@ CODES = """
         assert b"None" == client.get("/get").data
 
 
+    def test_cg105():
+        create_app().test_request_context("/leak").push()
+
+
     def test_cg106():
         client = create_app().test_client()
         client.get("/tenant/acme")
 
         assert b"plain" == client.get("/plain").data
-
-
-    def test_cg105():
-        create_app().test_request_context("/leak").push()
 """
 
 HEADER = {
@@ -381,10 +381,10 @@ class TestEveryCode:
                 "  CG103 cross-request-access: *",
                 "test_codes.py::test_cg104",
                 "  CG104 cross-thread-access: *",
-                "test_codes.py::test_cg106",
-                "  CG106 contextvar-leak: *",
                 "test_codes.py::test_cg105",
                 "  CG105 context-leak: *",
+                "test_codes.py::test_cg106",
+                "  CG106 contextvar-leak: *",
                 "ctxguard: 6 violations in 6 tests",
             ]
         )

@@ -126,12 +126,18 @@ class TestCurrent:
         assert seen[0].token != seen[2].token
 
     def test_current_outside_a_request(self, app, guard):
-        """guard.current() is None outside a request, even in a context."""
+        """guard.current() is None outside a request, even in an app
+        context."""
         assert guard.current() is None
         with app.app_context():
             assert guard.current() is None
-        with app.test_request_context("/"):
-            assert guard.current() is None
+
+    def test_current_in_a_test_request_context(self, app, guard):
+        """A pushed test request context is a request: it has a tag."""
+        with app.test_request_context("/items/7?x=1"):
+            tag = guard.current()
+
+        assert ("GET", "/items/7") == (tag.method, tag.path)
 
     def test_current_of_another_guard(self, app, guard):
         """A guard does not describe requests of apps it does not guard."""
