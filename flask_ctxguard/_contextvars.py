@@ -24,7 +24,7 @@ from typing import Any
 from ._flaskcompat import FLASK_CONTEXT_VARS
 from ._tags import RequestRecord
 
-__all__ = ["Leak", "LeftBehind", "detect_leaks"]
+__all__ = ["LEFT_BEHIND", "Leak", "LeftBehind", "detect_leaks"]
 
 #: What each ContextVar was left holding, and by which request.
 LeftBehind = dict[ContextVar[Any], tuple[object, RequestRecord]]
@@ -38,6 +38,9 @@ _left_behind: ContextVar[LeftBehind | None] = ContextVar(
 # are singletons, so a request that sets the same one again is
 # indistinguishable from a request that inherited it.
 _FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
+
+#: Public name of the guard's own ContextVar, for the fast path.
+LEFT_BEHIND = _left_behind
 
 _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
 
@@ -107,6 +110,7 @@ def detect_leaks(
     start: Context,
     record: RequestRecord,
     own_values: Callable[[], Container[int]],
+    end: Context | None = None,
 ) -> list[Leak]:
     """
     Compare the context at the end of *record*'s request with *start*.
@@ -122,7 +126,8 @@ def detect_leaks(
     (a test client's constant ``REMOTE_ADDR`` bound again by structlog's
     documented pattern) is taken as set by the request itself.
     """
-    end = contextvars.copy_context()
+    if end is None:
+        end = contextvars.copy_context()
     left = end.get(_left_behind)
     if left is None and start == end:
         return []

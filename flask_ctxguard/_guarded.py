@@ -11,7 +11,7 @@ How the checks stay cheap:
   ``g``'s attributes are checked, and the check is one ContextVar lookup and
   one identity comparison: "is the current context this object's own?".
 - When the request ends, the request object's class is swapped for one
-  that checks every attribute, and the record shared by the request, its
+  that checks its public attributes, and the record shared by the request, its
   session and its ``g`` is marked retired. Nothing is checked twice.
 - A ``g`` that outlives requests (an app context pushed around them, as
   tests do) is watched attribute by attribute for CG101; an ordinary
@@ -33,7 +33,7 @@ from typing import Any, cast
 from flask.sessions import NullSession
 
 from . import _sites
-from ._contextvars import detect_leaks
+from ._contextvars import LEFT_BEHIND, detect_leaks
 from ._flaskcompat import (
     app_ctx_var,
     request_ctx_var,
@@ -59,8 +59,9 @@ _RECORD = "_ctxguard_record"
 # path cheap, and so are the plain attributes Werkzeug sets in __init__
 # (method, path, scheme, remote_addr...): checking them would cost a Python
 # call on every request just to store them (and Flask 3.1 stores `host` on
-# every request). `headers` is the exception: worth one such call. After
-# the request ends, every attribute is checked.
+# every request). `headers` is the exception, worth its one call: it is
+# what threads handed a request read most. After the request ends, every
+# public attribute but environ is checked.
 CHECKED_REQUEST_ATTRIBUTES = (
     "accept_charsets",
     "accept_encodings",
@@ -690,6 +691,11 @@ def _late_g_class(base: type) -> type:
 
 
 def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
+    # A request's own g is checked on every read: g is where a request's
+    # user and tenant live, and handing it to a thread is a real bug
+    # (CG104). A g shared by several requests is switched to its watched
+    # class (CG101), and a request's own g to its retired class when the
+    # request ends.
     base_getattribute = _method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
@@ -989,10 +995,15 @@ def _retire(request: Any, record: RequestRecord) -> None:
             guard.view_site(rule.endpoint)
     snapshot, record.snapshot = record.snapshot, None
     leaks = []
-    if snapshot is not None:
+    end = contextvars.copy_context()
+    # The common case, compared in C: nothing changed and nothing is left
+    # over from an earlier request.
+    if snapshot is not None and not (
+        snapshot == end and end.get(LEFT_BEHIND) is None
+    ):
         try:
             leaks = detect_leaks(
-                snapshot, record, lambda: _own_ids(request, guard)
+                snapshot, record, lambda: _own_ids(request, guard), end
             )
         except Exception as exc:  # noqa: BLE001 - never break the request
             guard.reporter.internal_error("comparing ContextVars", exc)

@@ -127,13 +127,25 @@ class TestContainment:
         def broken(*args):
             raise RuntimeError("no snapshot")
 
+        import contextvars
+
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("mark")
+
+        @app.route("/mark")
+        def mark():
+            var.set(request.path + "!")
+            return "marked"
+
         monkeypatch.setattr(_guarded, "detect_leaks", broken)
         CtxGuard(app)
 
-        with capture_logs() as logs:
-            responses = [app.test_client().get("/keep") for _ in range(2)]
+        def run():
+            return [app.test_client().get("/mark") for _ in range(2)]
 
-        assert [b"kept"] * 2 == [r.data for r in responses]
+        with capture_logs() as logs:
+            responses = contextvars.Context().run(run)
+
+        assert [b"marked"] * 2 == [r.data for r in responses]
         assert ["comparing ContextVars"] == [e["where"] for e in logs]
 
 
