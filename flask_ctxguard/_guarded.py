@@ -28,6 +28,8 @@ import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from threading import get_ident
+from time import time
 from typing import Any, cast
 
 from flask.sessions import NullSession
@@ -139,6 +141,7 @@ def _method(cls: type, name: str) -> Callable[..., Any]:
 
 
 _lock = threading.Lock()
+_new_record = object.__new__
 _UNSEEN: Any = object()
 _NULL_SESSIONS = frozenset({NullSession})
 _our_request_classes: set[type] = set()
@@ -955,9 +958,19 @@ def _arm(guard: Any, ctx: Any, session: Any) -> None:
         return  # already armed: the same context pushed again
     # The endpoint is not matched yet when the session opens: it is read
     # when the request retires, or when a report needs it.
-    record = request._ctxguard_record = RequestRecord(
-        guard, id(ctx), request, contextvars.copy_context()
-    )
+    # RequestRecord's fields filled here rather than in an __init__: one
+    # Python call less on every request.
+    record = _new_record(RequestRecord)
+    record.guard = guard
+    record.ctx_id = id(ctx)
+    record.method = request.method
+    record.path = request.path
+    record.endpoint = None
+    record.snapshot = contextvars.copy_context()
+    record.state = ARMED
+    record.thread_id = get_ident()
+    record.started = time()
+    request._ctxguard_record = record
     if session is None:
         session = session_of(ctx)
     # A null session (no secret key) holds no data and refuses writes:

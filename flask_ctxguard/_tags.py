@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import os
 import threading
-import time
 from threading import get_ident
 from typing import Any
 
@@ -125,25 +124,18 @@ class RequestRecord:
         "thread_id",
     )
 
+    # Filled in by the guard when it arms a request (no __init__: this is
+    # built on every request, and the call would cost more than the rest).
+    guard: Any
+    ctx_id: int
+    method: str
+    path: str
+    endpoint: str | None
+    snapshot: contextvars.Context | None
+    state: int
+    thread_id: int
+    started: float
     _tag: RequestTag
-
-    def __init__(
-        self,
-        guard: Any,
-        ctx_id: int,
-        request: Any,
-        snapshot: contextvars.Context,
-    ) -> None:
-        self.guard = guard
-        self.ctx_id = ctx_id
-        # Plain attributes werkzeug set in __init__: cheap to read.
-        self.method: str = request.method
-        self.path: str = request.path
-        self.endpoint: str | None = None
-        self.snapshot: contextvars.Context | None = snapshot
-        self.state = ARMED
-        self.thread_id = get_ident()
-        self.started = time.time()
 
     def tag(self) -> RequestTag:
         """
