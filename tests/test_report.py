@@ -443,7 +443,7 @@ class TestContainment:
         def broken(*args, **kwargs):
             raise RuntimeError("guard bug")
 
-        monkeypatch.setattr(_guarded, "RequestRecord", broken)
+        monkeypatch.setattr(_guarded, "_new_record", broken)
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
         client = app.test_client()
