@@ -27,7 +27,6 @@ __all__ = [
     "check_support",
     "is_request_context",
     "leaked_roots",
-    "owns_app_context",
     "pushed_contexts",
     "request_ctx_var",
     "session_of",
@@ -124,12 +123,3 @@ def _previous(ctx: Any) -> Any:
 def is_request_context(ctx: Any) -> bool:
     """Whether *ctx* is a request context (else an app context)."""
     return hasattr(ctx, "request")
-
-
-def owns_app_context(request_ctx: Any) -> bool:
-    """
-    Whether *request_ctx* pushed its own app context (so its ``g`` is its
-    own) rather than reusing one that was already pushed.
-    """
-    tokens = request_ctx._cv_tokens
-    return bool(tokens) and tokens[-1][1] is not None

@@ -980,8 +980,8 @@ def _arm(guard: Any, ctx: Any, session: Any) -> None:
     app_ctx = _app_get(None)
     if app_ctx is not None:
         g = app_ctx.g
-        # RequestContext._cv_tokens (see _flaskcompat.owns_app_context):
-        # whether this request pushed the app context, and so owns its g.
+        # RequestContext._cv_tokens (see _flaskcompat's docstring): whether
+        # this request pushed the app context, and so owns its g.
         if ctx._cv_tokens[-1][1] is None:
             _watch_shared_g(g, guard)
         elif type(g) in _slotted_guarded_gs:

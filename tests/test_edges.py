@@ -336,3 +336,116 @@ class TestPlainGClass:
         )
 
         result.assert_outcomes(passed=2)
+
+
+class TestRetiredRequest:
+    def test_assignment_and_deletion(self, app):
+        """A stale request's attributes can still be set and deleted; the
+        reads are reported."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep")
+        kept = KEPT[0]
+
+        kept.view_args = {"x": 1}
+        kept.url_rule = None
+        seen = kept.view_args
+        del kept.view_args
+        with pytest.raises(AttributeError):
+            del kept.shallow_copy_that_does_not_exist
+
+        assert {"x": 1} == seen
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    def test_class_level_access(self, app):
+        """Reading attributes on the retired class itself is not a use."""
+        CtxGuard(app)
+        app.test_client().get("/keep")
+        retired = type(KEPT[0])
+
+        assert retired.path is not None
+        assert retired.url_rule is None
+
+
+class TestLateGuarding:
+    def test_request_created_before_the_guard(self, app):
+        """A request object built before the guard's classes were installed
+        is taken over when its session opens."""
+        ctx = app.test_request_context("/late")
+        guard = CtxGuard(app)
+        with ctx:
+            kept = request._get_current_object()
+            assert guard.current() is not None
+
+        _ = kept.path
+
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    def test_g_created_before_the_guard(self, app):
+        """A g built before the guard was installed is watched when it is
+        shared (its class cannot take a slot: the record is kept aside)."""
+
+        @app.route("/set")
+        def set_():
+            g.user = "alice"
+            return ""
+
+        @app.route("/get")
+        def get():
+            return g.user
+
+        client = app.test_client()
+        with app.app_context():
+            guard = CtxGuard(app)
+            client.get("/set")
+            response = client.get("/get")
+
+        assert b"alice" == response.data
+        assert ["g.user"] == [v.subject for v in guard.violations]
+
+
+class TestDeclining:
+    def test_request_class_that_cannot_be_subclassed(self, app):
+        """A request class the guard cannot subclass is declined, once and
+        by name; the app works."""
+
+        class Final(app.request_class):
+            def __init_subclass__(cls, **kwargs):
+                raise TypeError("final")
+
+        app.request_class = Final
+        with capture_logs() as logs:
+            CtxGuard(app)
+
+        assert app.request_class is Final
+        assert ["unguarded"] == [e["event"] for e in logs]
+        assert "request_class" in logs[0]["what"]
+        assert b"kept" == app.test_client().get("/keep").data
+
+    def test_failing_g_check(self, app, monkeypatch):
+        """A failure while describing a CG101 read is logged once; the view
+        gets its value."""
+
+        @app.route("/set")
+        def set_():
+            g.user = "alice"
+            return ""
+
+        @app.route("/get")
+        def get():
+            return g.user
+
+        guard = CtxGuard(app)
+        client = app.test_client()
+        with app.app_context():
+            client.get("/set")
+
+            def broken(depth=0):
+                raise RuntimeError("no frames")
+
+            monkeypatch.setattr(_sites, "capture_site", broken)
+            with capture_logs() as logs:
+                response = client.get("/get")
+
+        assert b"alice" == response.data
+        assert [] == guard.violations
+        assert ["checking a 'g' read"] == [e["where"] for e in logs]
