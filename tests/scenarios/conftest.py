@@ -149,11 +149,16 @@ def serve_waitress(app: Flask, *, threads: int = 1) -> Iterator[int]:
     try:
         yield int(server.effective_port)
     finally:
-        # Close every channel from the loop's own thread (waitress runs a
-        # trigger's thunks there), which ends the loop; then stop the pool.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        loop.join(timeout=TIMEOUT)
+        # Stop the worker pool first (the requests are answered: they are
+        # idle), so that none pulls the trigger once it is closed; then close
+        # every channel from the loop's own thread (waitress runs a
+        # trigger's thunks there), which ends the loop.
         server.task_dispatcher.shutdown(timeout=TIMEOUT)
+        with contextlib.suppress(OSError):
+            server.trigger.pull_trigger(
+                lambda: wasyncore.close_all(server._map)
+            )
+        loop.join(timeout=TIMEOUT)
 
 
 def http_get(
