@@ -135,6 +135,24 @@ CHECKED_SESSION_METHODS = (
 )
 
 
+def _subclass(
+    base: type, members: dict[str, Any], *, slots: tuple[str, ...] = ()
+) -> type:
+    """
+    A subclass of *base* that looks like it (same name, module, docs) and
+    adds *members*; with ``__slots__ = slots`` unless *base* is not meant
+    to change layout.
+    """
+    namespace = {
+        "__slots__": slots,
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+        **members,
+    }
+    return type(base.__name__, (base,), namespace)
+
+
 def _method(cls: type, name: str) -> Callable[..., Any]:
     """*cls*'s attribute *name*, typed as the callable it is."""
     return cast("Callable[..., Any]", getattr(cls, name))
@@ -341,13 +359,7 @@ def guarded_request_class(base: type) -> type:
 
 
 def _make_guarded_request_class(base: type) -> type:
-    namespace: dict[str, Any] = {
-        "__slots__": (),
-        "__module__": base.__module__,
-        "__qualname__": base.__qualname__,
-        "__doc__": base.__doc__,
-        _RECORD: None,
-    }
+    namespace: dict[str, Any] = {_RECORD: None}
     for name in CHECKED_REQUEST_ATTRIBUTES:
         inherited = inspect.getattr_static(base, name, None)
         if inherited is not None and not hasattr(inherited, "__get__"):
@@ -367,7 +379,7 @@ def _make_guarded_request_class(base: type) -> type:
     close.__doc__ = base_close.__doc__
     namespace["close"] = close
 
-    return type(base.__name__, (base,), namespace)
+    return _subclass(base, namespace)
 
 
 # Plain attributes Werkzeug and Flask set on a request; after it ends they
@@ -450,12 +462,7 @@ def _make_retired_request_class(guarded: type) -> type:
     attribute (but `environ`) checks that it is used in the request's own
     context. The checked attributes of the guarded class already do.
     """
-    namespace: dict[str, Any] = {
-        "__slots__": (),
-        "__module__": guarded.__module__,
-        "__qualname__": guarded.__qualname__,
-        "__doc__": guarded.__doc__,
-    }
+    namespace: dict[str, Any] = {}
     names = {
         name
         for name in dir(guarded)
@@ -467,7 +474,7 @@ def _make_retired_request_class(guarded: type) -> type:
         if isinstance(inherited, _CheckedAttribute):
             continue
         namespace[name] = _RetiredAttribute(name, inherited)
-    return type(guarded.__name__, (guarded,), namespace)
+    return _subclass(guarded, namespace)
 
 
 # -- the session -------------------------------------------------------------
@@ -499,18 +506,12 @@ def _guarded_session_class(base: type) -> type | None:
         elif base.__dictoffset__:
             # Instances need a __dict__ for the record; a session class
             # without one (all __slots__) is not guarded.
-            namespace: dict[str, Any] = {
-                "__slots__": (),
-                "__module__": base.__module__,
-                "__qualname__": base.__qualname__,
-                "__doc__": base.__doc__,
-                _RECORD: None,
-            }
+            namespace: dict[str, Any] = {_RECORD: None}
             for name in CHECKED_SESSION_METHODS:
                 method = getattr(base, name, None)
                 if method is not None:
                     namespace[name] = _session_method(name, method)
-            cls = type(base.__name__, (base,), namespace)
+            cls = _subclass(base, namespace)
             _guarded_sessions[cls] = cls
         _guarded_sessions[base] = cls
         return cls
@@ -590,6 +591,8 @@ def guarded_session_interface(interface: Any) -> Any:
                 return session
 
             open_session.__doc__ = base_open.__doc__
+            # No __slots__: session interfaces are plain classes whose
+            # instances carry a __dict__ (copied below).
             cls = type(
                 base.__name__,
                 (base,),
@@ -709,14 +712,11 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
                 _report_access(record, "g", name, 1)
         return base_getattribute(self, name)
 
-    namespace = {
-        "__slots__": (_RECORD,) if slotted else (),
-        "__module__": base.__module__,
-        "__qualname__": base.__qualname__,
-        "__doc__": base.__doc__,
-        "__getattribute__": __getattribute__,
-    }
-    return type(base.__name__, (base,), namespace)
+    return _subclass(
+        base,
+        {"__getattribute__": __getattribute__},
+        slots=(_RECORD,) if slotted else (),
+    )
 
 
 def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
@@ -875,10 +875,6 @@ def _make_watched_g_class(guarded: type) -> type:
         return iter(names)
 
     namespace: dict[str, Any] = {
-        "__slots__": (),
-        "__module__": guarded.__module__,
-        "__qualname__": guarded.__qualname__,
-        "__doc__": guarded.__doc__,
         "__getattribute__": __getattribute__,
         "__setattr__": __setattr__,
         "__delattr__": __delattr__,
@@ -892,7 +888,7 @@ def _make_watched_g_class(guarded: type) -> type:
     ):
         if base is not None:
             namespace[name] = wrapper
-    return type(guarded.__name__, (guarded,), namespace)
+    return _subclass(guarded, namespace)
 
 
 def _switch_class(obj: Any, cls: type) -> bool:
@@ -936,6 +932,8 @@ def arm_request(guard: Any, session: Any = None) -> None:
     ctx = _request_get(None)
     if ctx is None:
         return
+    if getattr(ctx.request, _RECORD, None) is not None:
+        return  # already armed: the same context pushed again
     if guard is None:
         guard = ctx.app.extensions.get("ctxguard")
         if guard is None or guard.settings.mode == "off":
@@ -947,6 +945,7 @@ def arm_request(guard: Any, session: Any = None) -> None:
 
 
 def _arm(guard: Any, ctx: Any, session: Any) -> None:
+    # The callers checked that the request is not armed yet.
     request = ctx.request
     if type(request) not in _our_request_classes:
         # app.request_class was replaced after init_app, or the pytest
@@ -954,8 +953,6 @@ def _arm(guard: Any, ctx: Any, session: Any) -> None:
         object.__setattr__(
             request, "__class__", guarded_request_class(type(request))
         )
-    if request._ctxguard_record is not None:
-        return  # already armed: the same context pushed again
     # The endpoint is not matched yet when the session opens: it is read
     # when the request retires, or when a report needs it.
     # RequestRecord's fields filled here rather than in an __init__: one

@@ -288,16 +288,21 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"ctxguard: {plugin.mode} (reproduce with --ctxguard={plugin.mode})"
 
 
-def _allowed_codes(*codes: str) -> frozenset[str]:
+def _known_codes(where: str, codes: tuple[str, ...]) -> frozenset[str]:
+    """*codes*, checked: a ValueError names *where* and the known codes."""
     for code in codes:
         if code not in RULES:
             known = ", ".join(sorted(RULES))
             msg = (
-                f"@pytest.mark.ctxguard_allow got {code!r}; pass codes such"
-                f" as 'CG101' (known: {known})."
+                f"{where} got {code!r}; pass codes such as 'CG101' (known:"
+                f" {known})."
             )
             raise ValueError(msg)
     return frozenset(codes)
+
+
+def _allowed_codes(*codes: str) -> frozenset[str]:
+    return _known_codes("@pytest.mark.ctxguard_allow", codes)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -465,15 +470,7 @@ class CtxGuardFixture:
         Yields the list of absorbed violations, filled on exit.
         """
         __tracebackhide__ = True
-        unknown = [code for code in codes if code not in RULES]
-        if unknown:
-            known = ", ".join(sorted(RULES))
-            msg = (
-                f"ctxguard.expect() got {unknown[0]!r}; pass codes such as"
-                f" 'CG101' (known: {known})."
-            )
-            raise ValueError(msg)
-        wanted = set(codes) if codes else set(RULES)
+        wanted = set(_known_codes("ctxguard.expect()", codes) or RULES)
         run = self._run
         with self._plugin.lock:
             start = len(run.pending)
