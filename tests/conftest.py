@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 import structlog
 from flask import Flask
@@ -28,6 +31,26 @@ def _leak_detector():
         leaks.append(ctx)
         ctx.pop()
     assert leaks == []
+
+
+@pytest.fixture(name="events")
+def _events():
+    """
+    Every structlog event as a dict, collected from any thread
+    (structlog's ``capture_logs`` is not thread-safe).
+    """
+    events: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def collect(logger, method_name, event_dict):
+        with lock:
+            events.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, collect]
+    )
+    return events
 
 
 @pytest.fixture(name="app")

@@ -70,23 +70,6 @@ def reply(response: Any) -> tuple[int, bytes]:
         response.close()
 
 
-@pytest.fixture(name="events")
-def _events():
-    """Every structlog event as a dict, collected from any thread."""
-    events: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def collect(logger, method_name, event_dict):
-        with lock:
-            events.append(dict(event_dict))
-        raise structlog.DropEvent
-
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, collect]
-    )
-    return events
-
-
 @pytest.fixture(name="rendered")
 def _rendered():
     """Every structlog event as the JSON line an app would write."""

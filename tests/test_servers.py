@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import RequestSpec, hammer
@@ -58,26 +57,6 @@ def _no_thread_left():
         thread.join(timeout=10)
 
     assert [] == [t.name for t in left if t.is_alive()]
-
-
-@pytest.fixture(name="events")
-def _events():
-    """
-    Every structlog event, collected from any thread (``capture_logs`` is
-    not thread-safe): the in-process servers' log output.
-    """
-    events: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def collect(logger, method_name, event_dict):
-        with lock:
-            events.append(dict(event_dict))
-        raise structlog.DropEvent
-
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, collect]
-    )
-    return events
 
 
 def guarded_app(name: str) -> tuple[Any, CtxGuard]:
