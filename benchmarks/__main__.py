@@ -43,6 +43,7 @@ DEFAULT_PARTS = ("inprocess", "server", "memory", "checks")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 MODE_TITLES = {
+    "control": "bare again (noise floor)",
     "log": "log (default)",
     "raise": "raise",
     "raise+stacks": "raise + stacks",

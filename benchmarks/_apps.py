@@ -6,6 +6,8 @@ and profiling runs measure exactly the same code. An app is one *workload*
 (what the view does) under one *mode* (what watches it):
 
 - ``bare``: plain Flask, the baseline.
+- ``control``: plain Flask again, in a process of its own: its ratio to
+  ``bare`` is the method's own noise floor (ideally 1.000).
 - ``log`` / ``raise`` / ``raise+stacks``: `CtxGuard` with that
   ``CTXGUARD_MODE`` (and ``CTXGUARD_STACKS``).
 - ``sentry`` / ``sentry+tracing``: sentry-sdk's Flask integration with a
@@ -44,7 +46,15 @@ __all__ = [
 ]
 
 #: Every mode, in the order tables list them.
-MODES = ("bare", "log", "raise", "raise+stacks", "sentry", "sentry+tracing")
+MODES = (
+    "bare",
+    "control",
+    "log",
+    "raise",
+    "raise+stacks",
+    "sentry",
+    "sentry+tracing",
+)
 #: The modes that install `CtxGuard`.
 GUARD_MODES = ("log", "raise", "raise+stacks")
 SENTRY_MODES = ("sentry", "sentry+tracing")

@@ -451,10 +451,13 @@ def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
         if armed is not None:
             # Armed when its session opened: not needed. Rebind the
             # list rather than mutate it: Flask is iterating over it.
+            # An empty list left behind would still cost every request.
             funcs = app.before_request_funcs.get(None, [])
-            app.before_request_funcs[None] = [
-                f for f in funcs if f is not ctxguard_arm_request
-            ]
+            kept = [f for f in funcs if f is not ctxguard_arm_request]
+            if kept:
+                app.before_request_funcs[None] = kept
+            else:
+                app.before_request_funcs.pop(None, None)
             return
         _guarded.arm_request(state)
 

@@ -22,12 +22,13 @@ How the checks stay cheap:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import inspect
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from contextvars import copy_context
 from threading import get_ident
 from time import time
 from typing import Any, cast
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 _request_get = request_ctx_var.get
+_left_behind = LEFT_BEHIND.get
 _app_get = app_ctx_var.get
 _RECORD = "_ctxguard_record"
 
@@ -160,12 +162,27 @@ def _method(cls: type, name: str) -> Callable[..., Any]:
 
 _lock = threading.Lock()
 _new_record = object.__new__
+_refcount = sys.getrefcount
+# How many references a request has when Flask closes it, if nothing else
+# keeps it: its context, its environ ('werkzeug.request', counted even when
+# a copy of the context popped earlier cleared it), the bound close() Flask
+# calls, close()'s own frame, and getrefcount()'s argument. A request with
+# more outlives its context, and its class is switched to the retired one;
+# one with no more is freed when its context is popped. Learnt downwards:
+# a path with fewer references lowers it (then more requests are switched
+# than need be, never fewer).
+REFS_AT_CLOSE = 5
+_refs_at_close = REFS_AT_CLOSE
+_set_attribute = object.__setattr__
 _UNSEEN: Any = object()
 _NULL_SESSIONS = frozenset({NullSession})
 _our_request_classes: set[type] = set()
 _guarded_requests: dict[type, type] = {}
+_late_requests: dict[type, type] = {}
 _retired_requests: dict[type, type] = {}
 _guarded_sessions: dict[type, type | None] = {}
+# The guarded session classes: a session of one only needs its record.
+_born_guarded_sessions: set[type] = set()
 _guarded_gs: dict[type, type] = {}
 _watched_gs: dict[type, type] = {}
 
@@ -277,63 +294,126 @@ def _report_access(
 # -- the request ------------------------------------------------------------
 
 
-class _CheckedAttribute:
+class _CheckedProperty(property):
     """
-    A data descriptor that checks the request is used in its own context,
-    then defers to the attribute it replaces.
+    A checked attribute of a guarded request class: a property whose getter
+    checks that the request is used in its own context, then resolves the
+    attribute as the class it replaces would. A property, not a descriptor
+    class: its ``__get__`` runs in C, and only the check is Python.
     """
 
-    __slots__ = ("_base", "_delete", "_name", "_set", "_stored")
+    name: str
+    base: Any
 
-    def __init__(self, name: str, base: Any) -> None:
-        self._name = name
-        self._stored = f"_ctxguard_{name}"
-        # None: a plain instance attribute (werkzeug sets `method`, `path`,
-        # `headers`... in __init__); otherwise the inherited descriptor.
-        self._base = base
-        self._set = getattr(base, "__set__", None)
-        self._delete = getattr(base, "__delete__", None)
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self if self._base is None else self._base
-        ctx = _request_get(None)
-        if ctx is None or ctx.request is not obj:
-            record = obj._ctxguard_record
-            if record is not None:
-                if record.state == ARMED:
-                    _note_endpoint(record, obj)
-                _report_access(record, "request", self._name, 1)
-        base = self._base
-        if base is None:
-            # Stored under another name with plain attribute access, never
-            # through obj.__dict__: touching __dict__ would turn the
-            # object's fast inline attributes into a real dict and slow
-            # every later attribute read of the request.
+def _check_request_use(request: Any, name: str) -> None:
+    """*request*'s attribute *name* was used outside its own context."""
+    record = request._ctxguard_record
+    if record is not None:
+        if record.state == ARMED:
+            _note_endpoint(record, request)
+        # Frames: this one and the property's getter.
+        _report_access(record, "request", name, 2)
+
+
+def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
+    """
+    The checked attribute *name* over *base*, the descriptor it replaces
+    (`None`: a plain instance attribute, which werkzeug sets in
+    ``__init__``, such as ``headers``). A plain attribute's value is kept
+    in *slot*, the member descriptor of a slot of the class, or, if `None`,
+    under another name in the instance's ``__dict__``.
+    """
+    fget: Callable[[Any], Any]
+    fset: Callable[[Any, Any], None] | None
+    fdel: Callable[[Any], None] | None
+    if base is None:
+        stored = f"_ctxguard_{name}"
+
+        def get_plain(obj: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or ctx.request is not obj:
+                _check_request_use(obj, name)
             try:
-                return getattr(obj, self._stored)
+                return getattr(obj, stored)
             except AttributeError:
                 # Set before the object's class was switched to ours.
                 try:
-                    return obj.__dict__[self._name]
+                    return obj.__dict__[name]
                 except KeyError:
-                    raise AttributeError(self._name) from None
-        return base.__get__(obj, owner)
+                    raise AttributeError(name) from None
 
-    def __set__(self, obj: Any, value: Any) -> None:
-        if self._set is not None:
-            self._set(obj, value)
-        else:
-            setattr(obj, self._stored, value)
+        def set_plain(obj: Any, value: Any) -> None:
+            setattr(obj, stored, value)
 
-    def __delete__(self, obj: Any) -> None:
-        if self._delete is not None:
-            self._delete(obj)
-            return
+        def delete_plain(obj: Any) -> None:
+            try:
+                delattr(obj, stored)
+            except AttributeError:
+                raise AttributeError(name) from None
+
+        fget, fset, fdel = get_plain, set_plain, delete_plain
+        if slot is not None:
+            # Stored by the slot's own setter: no Python call when werkzeug
+            # sets the attribute on every request.
+            fset, fdel = slot.__set__, slot.__delete__
+    elif not _is_data_descriptor(base):
+        # A method: what the instance's __dict__ holds comes first, as
+        # with the original.
+        base_get = base.__get__
+
+        def get_method(obj: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or ctx.request is not obj:
+                _check_request_use(obj, name)
+            value = obj.__dict__.get(name, _MISSING)
+            return base_get(obj) if value is _MISSING else value
+
+        fget = get_method
+        fset, fdel = _dict_setter(name), _dict_deleter(name)
+    else:
+        # A property, or werkzeug's cached_property (which looks in the
+        # instance's __dict__ itself).
+        base_get = base.__get__
+
+        def get_data(obj: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or ctx.request is not obj:
+                _check_request_use(obj, name)
+            return base_get(obj)
+
+        fget = get_data
+        fset = getattr(base, "__set__", None)
+        fdel = getattr(base, "__delete__", None)
+    checked = _CheckedProperty(
+        fget, fset, fdel, getattr(base, "__doc__", None)
+    )
+    checked.name = name
+    checked.base = base
+    return checked
+
+
+def _is_data_descriptor(obj: Any) -> bool:
+    """Whether *obj*, found on a class, takes precedence over instances."""
+    kind = type(obj)
+    return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+def _dict_setter(name: str) -> Callable[[Any, Any], None]:
+    def set_in_dict(obj: Any, value: Any) -> None:
+        obj.__dict__[name] = value
+
+    return set_in_dict
+
+
+def _dict_deleter(name: str) -> Callable[[Any], None]:
+    def delete_from_dict(obj: Any) -> None:
         try:
-            delattr(obj, self._stored)
-        except AttributeError:
-            raise AttributeError(self._name) from None
+            del obj.__dict__[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    return delete_from_dict
 
 
 def is_guarded_request_class(cls: type) -> bool:
@@ -343,28 +423,47 @@ def is_guarded_request_class(cls: type) -> bool:
 
 def guarded_request_class(base: type) -> type:
     """
-    The guarded subclass of the request class *base* (cached).
+    The guarded subclass of the request class *base* (cached), to install
+    as ``app.request_class``: plain attributes it checks are kept in slots.
     """
+    return _request_class(base, _guarded_requests, slotted=True)
+
+
+def _late_request_class(base: type) -> type:
+    """
+    The guarded subclass of *base* that an existing request of class
+    *base* can be switched to: it adds no slots.
+    """
+    return _request_class(base, _late_requests, slotted=False)
+
+
+def _request_class(
+    base: type, cache: dict[type, type], *, slotted: bool
+) -> type:
     if is_guarded_request_class(base):
         return base
     with _lock:
-        cls = _guarded_requests.get(base)
+        cls = cache.get(base)
         if cls is None:
-            cls = _make_guarded_request_class(base)
+            cls = _make_guarded_request_class(base, slotted=slotted)
             retired = _make_retired_request_class(cls)
             _our_request_classes.update((cls, retired))
             _retired_requests[cls] = retired
-            _guarded_requests[base] = cls
+            cache[base] = cls
         return cls
 
 
-def _make_guarded_request_class(base: type) -> type:
-    namespace: dict[str, Any] = {_RECORD: None}
+def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
+    checked: dict[str, Any] = {}
     for name in CHECKED_REQUEST_ATTRIBUTES:
         inherited = inspect.getattr_static(base, name, None)
-        if inherited is not None and not hasattr(inherited, "__get__"):
+        if isinstance(inherited, _CheckedProperty):
+            inherited = inherited.base  # a subclass of a guarded class
+        elif inherited is not None and not hasattr(inherited, "__get__"):
             continue  # a plain class attribute, not request data
-        namespace[name] = _CheckedAttribute(name, inherited)
+        checked[name] = inherited
+    plain = tuple(name for name, base_ in checked.items() if base_ is None)
+    slots = tuple(f"_ctxguard_{name}" for name in plain) if slotted else ()
 
     base_close = _method(base, "close")
 
@@ -374,12 +473,63 @@ def _make_guarded_request_class(base: type) -> type:
         finally:
             record = self._ctxguard_record
             if record is not None and record.state == ARMED:
-                _retire(self, record)
+                ctx = _request_get(None)
+                if ctx is None or id(ctx) != record.ctx_id:
+                    # A copy of its context (copy_current_request_context)
+                    # popped in another thread: the request goes on, but
+                    # its environ no longer refers to it (Flask clears it).
+                    record.unlinked = 1
+                else:
+                    # Retire it: check its ContextVars and switch its
+                    # class. Inline: every request ends here, and a Python
+                    # call is a good part of what the guard costs.
+                    record.state = RETIRED
+                    guard = record.guard
+                    rule = self.url_rule
+                    if rule is not None:
+                        endpoint = record.endpoint = rule.endpoint
+                        if endpoint not in guard.sites:
+                            # Once per endpoint: the view's site outlives
+                            # the app, for reports about objects that do.
+                            guard.view_site(endpoint)
+                    snapshot = record.snapshot
+                    record.snapshot = None
+                    end = copy_context()
+                    leaks = None
+                    # The common case, compared in C: no ContextVar
+                    # changed, and none is left over from before.
+                    if not (snapshot == end and _left_behind(None) is None):
+                        leaks = _contextvar_leaks(self, record, snapshot, end)
+                    # Switch its class only if it outlives its context:
+                    # switching costs about as much as all the rest.
+                    global _refs_at_close
+                    refs = _refcount(self) + record.unlinked
+                    if refs > _refs_at_close:
+                        try:
+                            _set_attribute(
+                                self,
+                                "__class__",
+                                _retired_requests[type(self)],
+                            )
+                        except (KeyError, TypeError) as exc:
+                            guard.reporter.internal_error(
+                                "retiring a request", exc
+                            )
+                    elif refs < _refs_at_close:
+                        _refs_at_close = refs
+                    if leaks:
+                        guard.report_contextvar_leaks(record, leaks)
 
     close.__doc__ = base_close.__doc__
-    namespace["close"] = close
-
-    return _subclass(base, namespace)
+    cls = _subclass(base, {_RECORD: None, "close": close}, slots=slots)
+    for name, inherited in checked.items():
+        slot = (
+            cls.__dict__[f"_ctxguard_{name}"]
+            if slots and inherited is None
+            else None
+        )
+        type.__setattr__(cls, name, _checked_property(name, inherited, slot))
+    return cls
 
 
 # Plain attributes Werkzeug and Flask set on a request; after it ends they
@@ -417,10 +567,7 @@ class _RetiredAttribute:
         self._name = name
         # _MISSING: a plain instance attribute with no class default.
         self._base = base
-        kind = type(base)
-        self._data = base is not _MISSING and (
-            hasattr(kind, "__set__") or hasattr(kind, "__delete__")
-        )
+        self._data = base is not _MISSING and _is_data_descriptor(base)
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         base = self._base
@@ -471,7 +618,7 @@ def _make_retired_request_class(guarded: type) -> type:
     names.update(_RETIRED_PLAIN_ATTRIBUTES)
     for name in sorted(names):
         inherited = inspect.getattr_static(guarded, name, _MISSING)
-        if isinstance(inherited, _CheckedAttribute):
+        if isinstance(inherited, _CheckedProperty):
             continue
         namespace[name] = _RetiredAttribute(name, inherited)
     return _subclass(guarded, namespace)
@@ -513,6 +660,7 @@ def _guarded_session_class(base: type) -> type | None:
                     namespace[name] = _session_method(name, method)
             cls = _subclass(base, namespace)
             _guarded_sessions[cls] = cls
+            _born_guarded_sessions.add(cls)
         _guarded_sessions[base] = cls
         return cls
 
@@ -575,15 +723,11 @@ def guarded_session_interface(interface: Any) -> Any:
                 # Arm the request whose context is being pushed (not a
                 # session opened by hand, as session_transaction() does).
                 ctx = _request_get(None)
-                if (
-                    ctx is not None
-                    and ctx.request is request
-                    and getattr(request, _RECORD, None) is None
-                ):
+                if ctx is not None and ctx.request is request:
                     guard = app.extensions.get("ctxguard")
                     if guard is not None:
                         try:
-                            _arm(guard, ctx, session)
+                            _arm(guard, ctx, request, session)
                         except Exception as exc:  # noqa: BLE001 - contain
                             guard.reporter.internal_error(
                                 "starting to guard a request", exc
@@ -606,6 +750,15 @@ def guarded_session_interface(interface: Any) -> Any:
             _guarded_interfaces[base] = cls
     guarded = copy.copy(interface)
     object.__setattr__(guarded, "__class__", cls)
+    # Sessions born guarded: an interface that builds its sessions from
+    # `session_class` (Flask's own does) then needs no class switch per
+    # request.
+    session_class = getattr(interface, "session_class", None)
+    if isinstance(session_class, type) and session_class not in _NULL_SESSIONS:
+        guarded_class = _guarded_session_class(session_class)
+        if guarded_class is not None:
+            with contextlib.suppress(AttributeError, TypeError):
+                guarded.session_class = guarded_class
     return guarded
 
 
@@ -922,109 +1075,94 @@ def _own_g(g: Any, record: RequestRecord) -> None:
 # -- the lifecycle ------------------------------------------------------------
 
 
-def arm_request(guard: Any, session: Any = None) -> None:
+def arm_request(guard: Any) -> None:
     """
     Start guarding the current request of *guard*'s app (`None`: of the
-    current request's app), with its *session* if it is being opened.
-    Never raises: a failure is reported once and the request goes on
-    unguarded.
+    current request's app) after its session was opened. Never raises: a
+    failure is reported once and the request goes on unguarded.
     """
     ctx = _request_get(None)
     if ctx is None:
         return
-    if getattr(ctx.request, _RECORD, None) is not None:
-        return  # already armed: the same context pushed again
     if guard is None:
         guard = ctx.app.extensions.get("ctxguard")
         if guard is None or guard.settings.mode == "off":
             return
     try:
-        _arm(guard, ctx, session)
+        _arm(guard, ctx, ctx.request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
         guard.reporter.internal_error("starting to guard a request", exc)
 
 
-def _arm(guard: Any, ctx: Any, session: Any) -> None:
-    # The callers checked that the request is not armed yet.
-    request = ctx.request
-    if type(request) not in _our_request_classes:
+def _arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
+    """
+    Guard *request*, just pushed with its context *ctx*, and its *session*
+    (`None`: none, or not opened yet) and ``g``.
+
+    Runs on every request: each line here is paid for by every request.
+    """
+    armed = getattr(request, _RECORD, _UNSEEN)
+    if armed is not None:
+        if armed is not _UNSEEN:
+            return  # already armed: the same request pushed again
         # app.request_class was replaced after init_app, or the pytest
         # plugin found the app after this request was created.
-        object.__setattr__(
-            request, "__class__", guarded_request_class(type(request))
+        _set_attribute(
+            request, "__class__", _late_request_class(type(request))
         )
     # The endpoint is not matched yet when the session opens: it is read
-    # when the request retires, or when a report needs it.
-    # RequestRecord's fields filled here rather than in an __init__: one
-    # Python call less on every request.
+    # when the request retires, or when a report needs it. The fields are
+    # filled here rather than in an __init__: one Python call less.
     record = _new_record(RequestRecord)
     record.guard = guard
     record.ctx_id = id(ctx)
     record.method = request.method
     record.path = request.path
     record.endpoint = None
-    record.snapshot = contextvars.copy_context()
+    record.snapshot = copy_context()
     record.state = ARMED
     record.thread_id = get_ident()
     record.started = time()
+    record.unlinked = 0
     request._ctxguard_record = record
-    if session is None:
-        session = session_of(ctx)
     # A null session (no secret key) holds no data and refuses writes:
     # leaving it alone keeps Flask's exact-type checks on it fast.
-    if session is not None and type(session) not in _NULL_SESSIONS:
-        _guard_session(guard, session, record)
-    app_ctx = _app_get(None)
-    if app_ctx is not None:
+    if session is not None:
+        if type(session) in _born_guarded_sessions:
+            session._ctxguard_record = record
+        elif type(session) not in _NULL_SESSIONS:
+            _guard_session(guard, session, record)
+    # RequestContext._cv_tokens (see _flaskcompat's docstring): the app
+    # context this request pushed, and so owns the g of; None if it runs
+    # in one pushed before it, whose g it shares.
+    app_ctx = ctx._cv_tokens[-1][1]
+    if app_ctx is None:
+        app_ctx = _app_get(None)
+        if app_ctx is not None:
+            _watch_shared_g(app_ctx.g, guard)
+    else:
         g = app_ctx.g
-        # RequestContext._cv_tokens (see _flaskcompat's docstring): whether
-        # this request pushed the app context, and so owns its g.
-        if ctx._cv_tokens[-1][1] is None:
-            _watch_shared_g(g, guard)
-        elif type(g) in _slotted_guarded_gs:
-            object.__setattr__(g, _RECORD, record)
+        if type(g) in _slotted_guarded_gs:
+            # Into the slot: g's own __setattr__ writes to its __dict__.
+            _set_attribute(g, _RECORD, record)
         else:
             _own_g(g, record)
 
 
-def _retire(request: Any, record: RequestRecord) -> None:
-    """The request has ended: check its ContextVars, retire its objects."""
-    ctx = _request_get(None)
-    if ctx is None or id(ctx) != record.ctx_id:
-        # A copy of the context (copy_current_request_context) was popped
-        # in another thread; the request itself goes on.
-        return
+def _contextvar_leaks(
+    request: Any, record: RequestRecord, snapshot: Any, end: Any
+) -> list[Any]:
+    """The ContextVar leaks (CG106) seen when *request* ends."""
+    if snapshot is None:
+        return []
     guard = record.guard
-    record.state = RETIRED
-    rule = request.url_rule
-    if rule is not None:
-        record.endpoint = rule.endpoint
-        if rule.endpoint not in guard.sites:
-            # Once per endpoint: the view's site outlives the app, for
-            # reports about objects that outlive it.
-            guard.view_site(rule.endpoint)
-    snapshot, record.snapshot = record.snapshot, None
-    leaks = []
-    end = contextvars.copy_context()
-    # The common case, compared in C: nothing changed and nothing is left
-    # over from an earlier request.
-    if snapshot is not None and not (
-        snapshot == end and end.get(LEFT_BEHIND) is None
-    ):
-        try:
-            leaks = detect_leaks(
-                snapshot, record, lambda: _own_ids(request, guard), end
-            )
-        except Exception as exc:  # noqa: BLE001 - never break the request
-            guard.reporter.internal_error("comparing ContextVars", exc)
     try:
-        object.__setattr__(
-            request, "__class__", _retired_requests[type(request)]
+        return detect_leaks(
+            snapshot, record, lambda: _own_ids(request, guard), end
         )
-    except (KeyError, TypeError) as exc:
-        guard.reporter.internal_error("retiring a request", exc)
-    if leaks:
-        guard.report_contextvar_leaks(record, leaks)
+    except Exception as exc:  # noqa: BLE001 - never break the request
+        guard.reporter.internal_error("comparing ContextVars", exc)
+        return []
 
 
 def _own_ids(request: Any, guard: Any) -> set[int]:

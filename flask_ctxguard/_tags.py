@@ -122,6 +122,7 @@ class RequestRecord:
         "started",
         "state",
         "thread_id",
+        "unlinked",
     )
 
     # Filled in by the guard when it arms a request (no __init__: this is
@@ -135,6 +136,9 @@ class RequestRecord:
     state: int
     thread_id: int
     started: float
+    # 1 once a copy of the request's context was popped: its environ no
+    # longer refers to the request.
+    unlinked: int
     _tag: RequestTag
 
     def tag(self) -> RequestTag:

@@ -14,7 +14,8 @@ from flask import (
     stream_with_context,
 )
 
-from flask_ctxguard import ContaminationError, CtxGuard
+from flask_ctxguard import ContaminationError, CtxGuard, _guarded
+from flask_ctxguard._guarded import is_guarded_request_class
 
 KEPT: list = []
 
@@ -422,3 +423,106 @@ class TestSanctioned:
 
         assert b"POST /everything 1 2 1 u 3 None" == response.data
         assert [] == guard.violations
+
+
+class TestRetiring:
+    """A request's class is switched when it ends only if it outlives its
+    context: the switch costs about as much as everything else the guard
+    does per request."""
+
+    @pytest.fixture(name="switches")
+    def _switches(self, app, monkeypatch):
+        seen: list[type] = []
+        set_attribute = _guarded._set_attribute
+
+        def spy(obj, name, value):
+            if name == "__class__" and is_guarded_request_class(value):
+                seen.append(value)
+            set_attribute(obj, name, value)
+
+        monkeypatch.setattr(_guarded, "_set_attribute", spy)
+        monkeypatch.setattr(_guarded, "_refs_at_close", _guarded.REFS_AT_CLOSE)
+
+        @app.route("/use/<name>")
+        def use(name):
+            session["user"] = name
+            g.user = name
+            return f"{request.path} {request.args} {session['user']}"
+
+        return seen
+
+    def test_a_request_freed_with_its_context_is_not_switched(
+        self, app, switches
+    ):
+        """Ordinary requests end and are freed without a class switch."""
+        guard = CtxGuard(app)
+        client = app.test_client()
+
+        for _ in range(3):
+            client.get("/use/alice")
+        with client:
+            client.get("/use/bob")
+        with app.test_request_context("/"):
+            pass
+
+        assert [] == switches
+        assert [] == guard.violations
+
+    def test_a_kept_request_is_switched(self, app, switches):
+        """A request something still holds is switched when it ends."""
+        CtxGuard(app)
+
+        app.test_client().get("/keep/alice")
+
+        assert [type(KEPT[0][0])] == switches
+
+    @pytest.mark.parametrize("keep", [False, True])
+    def test_after_a_copied_context_was_popped(self, app, switches, keep):
+        """A copy of the context popped in a thread unlinks the request from
+        its environ: one reference less, which must not hide a kept one."""
+
+        @app.route("/copied")
+        def copied():
+            @copy_current_request_context
+            def work():
+                return request.path
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            if keep:
+                KEPT.append((request._get_current_object(),))
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().get("/copied")
+
+        assert [] == guard.violations
+        assert ([type(KEPT[0][0])] if keep else []) == switches
+        assert _guarded.REFS_AT_CLOSE == _guarded._refs_at_close
+
+    def test_the_reference_count_is_learnt_downwards(
+        self, app, switches, monkeypatch
+    ):
+        """A count too high is lowered by the first ordinary request, after
+        which kept requests are switched again."""
+        monkeypatch.setattr(_guarded, "_refs_at_close", 50)
+        guard = CtxGuard(app)
+        client = app.test_client()
+
+        client.get("/keep/alice")
+        client.get("/use/bob")
+        client.get("/keep/carol")
+
+        assert 50 > _guarded._refs_at_close
+        too_early, switched = KEPT[0][0], KEPT[1][0]
+        assert [type(switched)] == switches
+        assert type(switched) is not type(too_early)
+        assert [] == guard.violations
+        # Not switched, its data attributes are still checked; its plain
+        # ones are not.
+        assert "/keep/alice" == too_early.path
+        assert {} == too_early.args.to_dict()
+        assert ["'request.args'"] == [
+            v.message.split(" of ")[0] for v in guard.violations
+        ]
