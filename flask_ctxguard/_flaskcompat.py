@@ -7,7 +7,9 @@ miss. The guard asks "which context is current?" on each checked access, so
 it reads the ContextVars behind those proxies directly. It also needs to
 know whether a request pushed its own app context or reused one that was
 already pushed (the case in which ``g`` is shared between requests); Flask
-records that only in ``RequestContext._cv_tokens``.
+records that only in ``RequestContext._cv_tokens``. And the guarded ``g``
+class replaces ``_AppCtxGlobals.__setattr__`` (a Python spelling of
+``object.__setattr__``) with ``object.__setattr__`` itself.
 
 Both have the same shape in Flask 2.3, 3.0 and 3.1 and are tested against
 each. Flask's unreleased main merges ``RequestContext`` into
@@ -23,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "FLASK_CONTEXT_VARS",
+    "FLASK_G_CLASS",
     "app_ctx_var",
     "check_support",
     "is_request_context",
@@ -32,6 +35,7 @@ __all__ = [
     "session_of",
 ]
 
+import flask.ctx
 import flask.globals
 
 _missing: ContextVar[Any] = ContextVar("flask_ctxguard.missing")
@@ -42,6 +46,9 @@ request_ctx_var: ContextVar[Any] = getattr(
 )
 #: The ContextVar holding the current ``flask.ctx.AppContext``.
 app_ctx_var: ContextVar[Any] = getattr(flask.globals, "_cv_app", _missing)
+#: Flask's ``g`` class, whose ``__setattr__`` is ``object.__setattr__``
+#: in Python.
+FLASK_G_CLASS: type = flask.ctx._AppCtxGlobals
 #: Flask's own context variables, never reported as leaks.
 FLASK_CONTEXT_VARS: frozenset[ContextVar[Any]] = frozenset(
     (request_ctx_var, app_ctx_var)

@@ -38,6 +38,7 @@ from flask.sessions import NullSession
 from . import _sites
 from ._contextvars import LEFT_BEHIND, detect_leaks
 from ._flaskcompat import (
+    FLASK_G_CLASS,
     app_ctx_var,
     request_ctx_var,
     session_of,
@@ -627,16 +628,76 @@ def _make_retired_request_class(guarded: type) -> type:
 # -- the session -------------------------------------------------------------
 
 
-def _session_method(name: str, method: Callable[..., Any]) -> Any:
-    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ctx = _request_get(None)
-        if ctx is None or session_of(ctx) is not self:
-            record = getattr(self, _RECORD, None)
-            if record is not None:
-                _report_access(record, "session", "", 1)
-        return method(self, *args, **kwargs)
+def _session_used(session: Any) -> None:
+    """*session* was used outside its own request context."""
+    record = getattr(session, _RECORD, None)
+    if record is not None:
+        # Frames: this one and the checked method.
+        _report_access(record, "session", "", 2)
 
+
+_NO_DEFAULT: Any = object()
+
+
+def _session_method(name: str, method: Callable[..., Any]) -> Any:
+    """
+    *method* of the session class, checked: one wrapper per signature, as
+    packing arguments costs more than the check.
+    """
+    checked: Callable[..., Any]
+    if name in {"clear", "copy", "items", "keys", "values", "popitem"} or (
+        name == "__iter__"
+    ):
+
+        def checked_0(self: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or session_of(ctx) is not self:
+                _session_used(self)
+            return method(self)
+
+        checked = checked_0
+    elif name in {"__contains__", "__delitem__", "__getitem__"}:
+
+        def checked_1(self: Any, key: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or session_of(ctx) is not self:
+                _session_used(self)
+            return method(self, key)
+
+        checked = checked_1
+    elif name == "__setitem__":
+
+        def checked_2(self: Any, key: Any, value: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or session_of(ctx) is not self:
+                _session_used(self)
+            return method(self, key, value)
+
+        checked = checked_2
+    elif name in {"get", "pop", "setdefault"}:
+
+        def checked_default(
+            self: Any, key: Any, default: Any = _NO_DEFAULT
+        ) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or session_of(ctx) is not self:
+                _session_used(self)
+            if default is _NO_DEFAULT:
+                return method(self, key)
+            return method(self, key, default)
+
+        checked = checked_default
+    else:
+
+        def checked_any(self: Any, *args: Any, **kwargs: Any) -> Any:
+            ctx = _request_get(None)
+            if ctx is None or session_of(ctx) is not self:
+                _session_used(self)
+            return method(self, *args, **kwargs)
+
+        checked = checked_any
     checked.__name__ = name
+    checked.__qualname__ = name
     checked.__doc__ = method.__doc__
     return checked
 
@@ -865,11 +926,13 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
                 _report_access(record, "g", name, 1)
         return base_getattribute(self, name)
 
-    return _subclass(
-        base,
-        {"__getattribute__": __getattribute__},
-        slots=(_RECORD,) if slotted else (),
-    )
+    members: dict[str, Any] = {"__getattribute__": __getattribute__}
+    if base is FLASK_G_CLASS:
+        # Flask's __setattr__ (`self.__dict__[name] = value`, for typing)
+        # would read __dict__ through the check above on every write: the
+        # same, in C.
+        members["__setattr__"] = object.__setattr__
+    return _subclass(base, members, slots=(_RECORD,) if slotted else ())
 
 
 def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
