@@ -85,8 +85,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     quick = args.quick
     return Settings(
         parts=parts,
-        generations=2 if quick else 3,
-        rounds=args.rounds or (40 if quick else 100),
+        generations=args.generations or (4 if quick else 12),
+        rounds=args.rounds or (15 if quick else 25),
         server_rounds=args.server_rounds or (4 if quick else 8),
         server_seconds=1.0 if quick else 1.5,
         clients=args.clients,
@@ -351,7 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="leave out the sentry-sdk reference rows",
     )
-    parser.add_argument("--rounds", type=int, help="in-process rounds")
+    parser.add_argument(
+        "--generations",
+        type=int,
+        help="in-process: how many times to start fresh worker processes",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="in-process rounds per generation"
+    )
     parser.add_argument("--server-rounds", type=int)
     parser.add_argument(
         "--clients", type=int, default=2, help="load generator processes"

@@ -54,6 +54,19 @@ __all__ = [
 ]
 
 _request_get = request_ctx_var.get
+
+
+class _NoContext:
+    """
+    What the context getters return outside any context in checks, so
+    that "is this object's own context current?" is one comparison.
+    """
+
+    __slots__ = ()
+    request = g = session = _session = None
+
+
+_NO_CONTEXT = _NoContext()
 _left_behind = LEFT_BEHIND.get
 _app_get = app_ctx_var.get
 _RECORD = "_ctxguard_record"
@@ -332,8 +345,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         stored = f"_ctxguard_{name}"
 
         def get_plain(obj: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or ctx.request is not obj:
+            if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
             try:
                 return getattr(obj, stored)
@@ -364,8 +376,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_method(obj: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or ctx.request is not obj:
+            if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
             value = obj.__dict__.get(name, _MISSING)
             return base_get(obj) if value is _MISSING else value
@@ -378,8 +389,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_data(obj: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or ctx.request is not obj:
+            if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
             return base_get(obj)
 
@@ -474,52 +484,36 @@ def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
         finally:
             record = self._ctxguard_record
             if record is not None and record.state == ARMED:
-                ctx = _request_get(None)
-                if ctx is None or id(ctx) != record.ctx_id:
+                # (id(None) is no context's.)
+                if id(_request_get(None)) != record.ctx_id:
                     # A copy of its context (copy_current_request_context)
                     # popped in another thread: the request goes on, but
                     # its environ no longer refers to it (Flask clears it).
                     record.unlinked = 1
                 else:
-                    # Retire it: check its ContextVars and switch its
-                    # class. Inline: every request ends here, and a Python
-                    # call is a good part of what the guard costs.
+                    # Retire it: switch its class, check its ContextVars.
+                    # Inline: every request ends here, and a Python call
+                    # is a good part of what the guard costs.
                     record.state = RETIRED
-                    guard = record.guard
                     rule = self.url_rule
                     if rule is not None:
                         endpoint = record.endpoint = rule.endpoint
-                        if endpoint not in guard.sites:
+                        if endpoint not in record.guard.sites:
                             # Once per endpoint: the view's site outlives
                             # the app, for reports about objects that do.
-                            guard.view_site(endpoint)
+                            record.guard.view_site(endpoint)
+                    # Switch its class only if it outlives its context:
+                    # switching costs about as much as all the rest.
+                    refs = _refcount(self) + record.unlinked
+                    if refs != _refs_at_close:
+                        _outlives(self, record, refs)
                     snapshot = record.snapshot
                     record.snapshot = None
                     end = copy_context()
-                    leaks = None
                     # The common case, compared in C: no ContextVar
                     # changed, and none is left over from before.
                     if not (snapshot == end and _left_behind(None) is None):
-                        leaks = _contextvar_leaks(self, record, snapshot, end)
-                    # Switch its class only if it outlives its context:
-                    # switching costs about as much as all the rest.
-                    global _refs_at_close
-                    refs = _refcount(self) + record.unlinked
-                    if refs > _refs_at_close:
-                        try:
-                            _set_attribute(
-                                self,
-                                "__class__",
-                                _retired_requests[type(self)],
-                            )
-                        except (KeyError, TypeError) as exc:
-                            guard.reporter.internal_error(
-                                "retiring a request", exc
-                            )
-                    elif refs < _refs_at_close:
-                        _refs_at_close = refs
-                    if leaks:
-                        guard.report_contextvar_leaks(record, leaks)
+                        _check_contextvars(self, record, snapshot, end)
 
     close.__doc__ = base_close.__doc__
     cls = _subclass(base, {_RECORD: None, "close": close}, slots=slots)
@@ -574,8 +568,7 @@ class _RetiredAttribute:
         base = self._base
         if obj is None:
             return self if base is _MISSING else base
-        ctx = _request_get(None)
-        if ctx is None or ctx.request is not obj:
+        if _request_get(_NO_CONTEXT).request is not obj:
             record = obj._ctxguard_record
             if record is not None:
                 _report_access(record, "request", self._name, 1)
@@ -650,8 +643,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     ):
 
         def checked_0(self: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or session_of(ctx) is not self:
+            if session_of(_request_get(_NO_CONTEXT)) is not self:
                 _session_used(self)
             return method(self)
 
@@ -659,8 +651,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     elif name in {"__contains__", "__delitem__", "__getitem__"}:
 
         def checked_1(self: Any, key: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or session_of(ctx) is not self:
+            if session_of(_request_get(_NO_CONTEXT)) is not self:
                 _session_used(self)
             return method(self, key)
 
@@ -668,8 +659,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     elif name == "__setitem__":
 
         def checked_2(self: Any, key: Any, value: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or session_of(ctx) is not self:
+            if session_of(_request_get(_NO_CONTEXT)) is not self:
                 _session_used(self)
             return method(self, key, value)
 
@@ -679,8 +669,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
         def checked_default(
             self: Any, key: Any, default: Any = _NO_DEFAULT
         ) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or session_of(ctx) is not self:
+            if session_of(_request_get(_NO_CONTEXT)) is not self:
                 _session_used(self)
             if default is _NO_DEFAULT:
                 return method(self, key)
@@ -690,8 +679,7 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     else:
 
         def checked_any(self: Any, *args: Any, **kwargs: Any) -> Any:
-            ctx = _request_get(None)
-            if ctx is None or session_of(ctx) is not self:
+            if session_of(_request_get(_NO_CONTEXT)) is not self:
                 _session_used(self)
             return method(self, *args, **kwargs)
 
@@ -783,8 +771,8 @@ def guarded_session_interface(interface: Any) -> Any:
                 session = base_open(self, app, request)
                 # Arm the request whose context is being pushed (not a
                 # session opened by hand, as session_transaction() does).
-                ctx = _request_get(None)
-                if ctx is not None and ctx.request is request:
+                ctx = _request_get(_NO_CONTEXT)
+                if ctx.request is request:
                     guard = app.extensions.get("ctxguard")
                     if guard is not None:
                         try:
@@ -919,8 +907,7 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
     base_getattribute = _method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
-        ctx = _app_get(None)
-        if ctx is None or ctx.g is not self:
+        if _app_get(_NO_CONTEXT).g is not self:
             record = _g_record(self)
             if type(record) is RequestRecord:
                 _report_access(record, "g", name, 1)
@@ -1164,10 +1151,10 @@ def _arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
 
     Runs on every request: each line here is paid for by every request.
     """
-    armed = getattr(request, _RECORD, _UNSEEN)
-    if armed is not None:
-        if armed is not _UNSEEN:
+    try:
+        if request._ctxguard_record is not None:
             return  # already armed: the same request pushed again
+    except AttributeError:
         # app.request_class was replaced after init_app, or the pytest
         # plugin found the app after this request was created.
         _set_attribute(
@@ -1212,20 +1199,40 @@ def _arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
             _own_g(g, record)
 
 
-def _contextvar_leaks(
+def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
+    """
+    *request*, which has ended, has *refs* references (see
+    `REFS_AT_CLOSE`): switch it to its retired class if more than Flask's.
+    """
+    global _refs_at_close
+    if refs < _refs_at_close:
+        _refs_at_close = refs
+        return
+    try:
+        _set_attribute(request, "__class__", _retired_requests[type(request)])
+    except (KeyError, TypeError) as exc:
+        record.guard.reporter.internal_error("retiring a request", exc)
+
+
+def _check_contextvars(
     request: Any, record: RequestRecord, snapshot: Any, end: Any
-) -> list[Any]:
-    """The ContextVar leaks (CG106) seen when *request* ends."""
+) -> None:
+    """
+    Report the ContextVars (CG106) that *request*, which has just ended,
+    found set by an earlier request and never changed.
+    """
     if snapshot is None:
-        return []
+        return
     guard = record.guard
     try:
-        return detect_leaks(
+        leaks = detect_leaks(
             snapshot, record, lambda: _own_ids(request, guard), end
         )
     except Exception as exc:  # noqa: BLE001 - never break the request
         guard.reporter.internal_error("comparing ContextVars", exc)
-        return []
+        return
+    if leaks:
+        guard.report_contextvar_leaks(record, leaks)
 
 
 def _own_ids(request: Any, guard: Any) -> set[int]:
