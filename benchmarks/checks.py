@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import functools
 import inspect
 import time
 import timeit
@@ -134,8 +135,12 @@ class Side:
         stack.enter_context(self.app.request_context(self.environ.copy()))
         self.app.preprocess_request()
         req = flask.request._get_current_object()  # type: ignore[attr-defined]
-        hooks = self.app.before_request_funcs.get(None, [])
-        arm = hooks[0] if self.guard is not None else _noop
+        arm: Callable[[], None] = _noop
+        if self.guard is not None:
+            from flask_ctxguard._guarded import arm_request
+
+            state = self.app.extensions["ctxguard"]
+            arm = functools.partial(arm_request, state)
         namespace = {
             "req": req,
             "request": flask.request,
@@ -154,9 +159,9 @@ class Side:
                 pass
             else:
                 namespace["detect"] = detect_leaks
-                # Later versions take more arguments: pass no-op ones.
+                # Later versions take the request's own values too.
                 wants = len(inspect.signature(detect_leaks).parameters)
-                namespace["extra"] = (_no_ids,) * (wants - 2)
+                namespace["extra"] = (_no_ids,) if wants > 2 else ()
                 namespace["record"] = record
                 namespace["snap_a"] = contextvars.copy_context()
         return namespace

@@ -528,10 +528,11 @@ def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
 
 
 # Plain attributes Werkzeug and Flask set on a request; after it ends they
-# are checked like the rest. `environ` is not: Flask itself reads it right
-# after close() on every request, and checking it would cost every request
-# a Python call (see the limits in the README).
+# are checked like the rest. (Flask itself reads `environ` right after its
+# context is popped: the slow path lets Flask's own reads through, and only
+# requests that outlive their context pay for it.)
 _RETIRED_PLAIN_ATTRIBUTES = (
+    "environ",
     "method",
     "path",
     "query_string",
@@ -599,16 +600,12 @@ class _RetiredAttribute:
 
 def _make_retired_request_class(guarded: type) -> type:
     """
-    The class a request is switched to when it ends: every public
-    attribute (but `environ`) checks that it is used in the request's own
-    context. The checked attributes of the guarded class already do.
+    The class a request that outlives its context is switched to when it
+    ends: every public attribute checks that it is used in the request's
+    own context. The checked attributes of the guarded class already do.
     """
     namespace: dict[str, Any] = {}
-    names = {
-        name
-        for name in dir(guarded)
-        if not name.startswith("_") and name != "environ"
-    }
+    names = {name for name in dir(guarded) if not name.startswith("_")}
     names.update(_RETIRED_PLAIN_ATTRIBUTES)
     for name in sorted(names):
         inherited = inspect.getattr_static(guarded, name, _MISSING)
