@@ -379,7 +379,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
             if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
             value = obj.__dict__.get(name, _MISSING)
-            return base_get(obj) if value is _MISSING else value
+            return base_get(obj, type(obj)) if value is _MISSING else value
 
         fget = get_method
         fset, fdel = _dict_setter(name), _dict_deleter(name)
@@ -391,7 +391,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         def get_data(obj: Any) -> Any:
             if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
-            return base_get(obj)
+            return base_get(obj, type(obj))
 
         fget = get_data
         fset = getattr(base, "__set__", None)

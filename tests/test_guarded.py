@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -529,3 +530,87 @@ class TestRetiring:
         assert ["'request.args'"] == [
             v.message.split(" of ")[0] for v in guard.violations
         ]
+
+
+_EVERY_HEADER = {
+    "Accept": "text/html",
+    "Accept-Charset": "utf-8",
+    "Accept-Encoding": "gzip",
+    "Accept-Language": "en",
+    "Access-Control-Request-Headers": "X-A",
+    "Access-Control-Request-Method": "PUT",
+    "Authorization": "Basic dXNlcjpwYXNz",
+    "Cache-Control": "no-cache",
+    "Content-Encoding": "identity",
+    "Content-MD5": "Q2hlY2sgSW50ZWdyaXR5IQ==",
+    "Cookie": "c=1",
+    "Date": "Wed, 25 Nov 2026 10:00:00 GMT",
+    "If-Match": '"a"',
+    "If-Modified-Since": "Wed, 25 Nov 2026 10:00:00 GMT",
+    "If-None-Match": '"b"',
+    "If-Range": '"c"',
+    "If-Unmodified-Since": "Wed, 25 Nov 2026 10:00:00 GMT",
+    "Origin": "https://example.com",
+    "Pragma": "no-cache",
+    "Range": "bytes=0-10",
+    "Referer": "https://example.com/from",
+    "User-Agent": "tests/1.0",
+    "X-Forwarded-For": "10.0.0.1",
+}
+
+
+def _comparable(value):
+    if inspect.ismethod(value):
+        value = value()
+    if hasattr(value, "read"):
+        return type(value).__name__
+    return repr(value)
+
+
+class TestEveryCheckedAttribute:
+    """Every checked request attribute reads as on plain Flask, and is
+    checked."""
+
+    @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
+    def test_reads_as_on_plain_flask(self, name):
+        """In its own request, the attribute has the same value."""
+        seen = {}
+        for guarded in (False, True):
+            app = Flask("attributes")
+            app.config.update(CTXGUARD_MODE="raise")
+
+            @app.post("/read")
+            def read(guarded=guarded):
+                seen[guarded] = _comparable(getattr(request, name))
+                return "ok"
+
+            guard = CtxGuard(app) if guarded else None
+            response = app.test_client().post(
+                "/read?a=1", json={"x": 1}, headers=_EVERY_HEADER
+            )
+            assert 200 == response.status_code
+            assert guard is None or [] == guard.violations
+
+        assert seen[False] == seen[True]
+
+    @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
+    def test_checked_from_another_thread(self, app, name):
+        """Read from a thread while its request is in flight: CG104."""
+
+        @app.post("/hand-off")
+        def hand_off():
+            kept = request._get_current_object()
+            thread = threading.Thread(target=getattr, args=(kept, name))
+            thread.start()
+            thread.join()
+            return "ok"
+
+        guard = CtxGuard(app)
+        app.test_client().post(
+            "/hand-off?a=1", json={"x": 1}, headers=_EVERY_HEADER
+        )
+
+        # Werkzeug computes some attributes from others, each checked: one
+        # code, the attribute read first.
+        assert {"CG104"} == set(_codes(guard))
+        assert f"'request.{name}'" in guard.violations[0].message
