@@ -8,6 +8,11 @@ turn for one short timed batch each (a few ms of whole WSGI calls, the
 response iterable consumed and closed, gc off), in an order that rotates
 every round, for many rounds; then starts fresh workers and does it again
 (a *generation*), so that one process's memory layout cannot bias a mode.
+That matters more than the number of rounds: on the project's machines
+two processes running the very same code differ by up to ±5% (their
+medians fall into two groups, whatever the hash seed or the core), so the
+report takes 12 generations, and its ``control`` row, bare Flask in a
+process of its own, shows what is left of that noise.
 
 Why short, alternating batches: on a shared machine the background load
 changes within seconds, so a mode measured a second after bare Flask
@@ -290,8 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--workload", choices=sorted(_apps.WORKLOADS), default="hello"
     )
     parser.add_argument("--mode", choices=_apps.MODES, default="bare")
-    parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--generations", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--batch-ms", type=float, default=BATCH_MS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -299,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker(args.workload, args.mode, args.batch_ms)
         return
     generations, rounds = (
-        (2, 40) if args.quick else (args.generations, args.rounds)
+        (4, 15) if args.quick else (args.generations, args.rounds)
     )
     summaries = rows(
         measure(
