@@ -3,16 +3,23 @@ Guarded request, session and ``g`` classes, and retiring them.
 
 How the checks stay cheap:
 
-- The request class is installed through Flask's ``app.request_class`` and
-  the ``g`` class through ``app.app_ctx_globals_class``; the session's class
-  is swapped once when the request starts. No Flask code is patched.
+- The request class is installed through Flask's ``app.request_class``,
+  the ``g`` class through ``app.app_ctx_globals_class``, and sessions are
+  created guarded by a copy of ``app.session_interface`` whose
+  ``session_class`` is the guarded one (another session's class is switched
+  when the request starts). No Flask code is patched.
 - While a request runs, only the request's public data attributes
   (``args``, ``form``, ``headers``...), the session's dict methods and
   ``g``'s attributes are checked, and the check is one ContextVar lookup and
-  one identity comparison: "is the current context this object's own?".
-- When the request ends, the request object's class is swapped for one
-  that checks its public attributes, and the record shared by the request, its
-  session and its ``g`` is marked retired. Nothing is checked twice.
+  one identity comparison: "is the current context this object's own?",
+  in a property's getter or a wrapper with the method's own signature.
+- When the request ends, the record shared by the request, its session and
+  its ``g`` is marked retired. If something still holds the request (its
+  reference count says so), its class is switched to one that checks every
+  public attribute; a request nothing holds is freed with its context, and
+  skips the switch, which costs about as much as everything else here.
+- Every request pays for arming and retiring: they are written inline,
+  with the rare cases out of line, as each Python call counts.
 - A ``g`` that outlives requests (an app context pushed around them, as
   tests do) is watched attribute by attribute for CG101; an ordinary
   request's ``g`` never is.
@@ -336,40 +343,38 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
     (`None`: a plain instance attribute, which werkzeug sets in
     ``__init__``, such as ``headers``). A plain attribute's value is kept
     in *slot*, the member descriptor of a slot of the class, or, if `None`,
-    under another name in the instance's ``__dict__``.
+    in the instance's ``__dict__``.
     """
     fget: Callable[[Any], Any]
     fset: Callable[[Any, Any], None] | None
     fdel: Callable[[Any], None] | None
-    if base is None:
-        stored = f"_ctxguard_{name}"
+    if base is None and slot is not None:
+        # Stored in the slot by the slot's own setter: no Python call when
+        # werkzeug sets the attribute on every request.
+        slot_get = slot.__get__
+
+        def get_slot(obj: Any) -> Any:
+            if _request_get(_NO_CONTEXT).request is not obj:
+                _check_request_use(obj, name)
+            try:
+                return slot_get(obj, None)
+            except AttributeError:
+                raise AttributeError(name) from None
+
+        fget, fset, fdel = get_slot, slot.__set__, slot.__delete__
+    elif base is None:
+        # A class an existing request is switched to (no slot): the value
+        # stays in the instance's __dict__, under its own name.
 
         def get_plain(obj: Any) -> Any:
             if _request_get(_NO_CONTEXT).request is not obj:
                 _check_request_use(obj, name)
             try:
-                return getattr(obj, stored)
-            except AttributeError:
-                # Set before the object's class was switched to ours.
-                try:
-                    return obj.__dict__[name]
-                except KeyError:
-                    raise AttributeError(name) from None
-
-        def set_plain(obj: Any, value: Any) -> None:
-            setattr(obj, stored, value)
-
-        def delete_plain(obj: Any) -> None:
-            try:
-                delattr(obj, stored)
-            except AttributeError:
+                return obj.__dict__[name]
+            except KeyError:
                 raise AttributeError(name) from None
 
-        fget, fset, fdel = get_plain, set_plain, delete_plain
-        if slot is not None:
-            # Stored by the slot's own setter: no Python call when werkzeug
-            # sets the attribute on every request.
-            fset, fdel = slot.__set__, slot.__delete__
+        fget, fset, fdel = get_plain, _dict_setter(name), _dict_deleter(name)
     elif not _is_data_descriptor(base):
         # A method: what the instance's __dict__ holds comes first, as
         # with the original.
@@ -1190,7 +1195,7 @@ def _arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     else:
         g = app_ctx.g
         if type(g) in _slotted_guarded_gs:
-            # Into the slot: g's own __setattr__ writes to its __dict__.
+            # Into the slot, whatever the g class's own __setattr__ does.
             _set_attribute(g, _RECORD, record)
         else:
             _own_g(g, record)

@@ -614,3 +614,90 @@ class TestEveryCheckedAttribute:
         # code, the attribute read first.
         assert {"CG104"} == set(_codes(guard))
         assert f"'request.{name}'" in guard.violations[0].message
+
+
+class TestRequestClasses:
+    """Checked attributes behave like the ones they replace, whatever the
+    request class."""
+
+    def test_plain_attribute_of_a_request_switched_late(self, app):
+        """A request created before its class was guarded keeps its plain
+        attributes: read, replaced and deleted as before."""
+        guard = CtxGuard(app)
+        app.request_class = guarded_base = app.request_class.__mro__[1]
+        seen = []
+
+        @app.route("/late")
+        def late():
+            seen.append(type(request._get_current_object()) is guarded_base)
+            agent = request.headers.get("User-Agent")
+            request.headers = {"User-Agent": "replaced"}
+            replaced = request.headers["User-Agent"]
+            del request.headers
+            with pytest.raises(AttributeError):
+                _ = request.headers
+            with pytest.raises(AttributeError):
+                del request.headers
+            return f"{agent} {replaced}"
+
+        response = app.test_client().get("/late", headers={"User-Agent": "a"})
+
+        assert b"a replaced" == response.data
+        assert [False] == seen
+        assert [] == guard.violations
+
+    def test_plain_attribute_deleted(self, app):
+        """A deleted plain attribute is gone, under its own name."""
+        CtxGuard(app)
+
+        @app.route("/deleted")
+        def deleted():
+            del request.headers
+            with pytest.raises(AttributeError, match=r"^headers$"):
+                _ = request.headers
+            request.headers = {"X": "again"}
+            return request.headers["X"]
+
+        assert b"again" == app.test_client().get("/deleted").data
+
+    def test_a_method_replaced_on_the_instance(self, app):
+        """A method set on the request object wins, as it would."""
+        guard = CtxGuard(app)
+
+        @app.post("/json")
+        def json_view():
+            first = request.get_json()
+            request.get_json = lambda: {"x": "replaced"}
+            replaced = request.get_json()
+            del request.get_json
+            with pytest.raises(AttributeError):
+                del request.get_json
+            return f"{first['x']} {replaced['x']} {request.get_json()['x']}"
+
+        response = app.test_client().post("/json", json={"x": "sent"})
+
+        assert b"sent replaced sent" == response.data
+        assert [] == guard.violations
+
+    def test_a_subclass_of_the_guarded_class(self, app):
+        """A request class derived from the guarded one after init_app is
+        guarded once: one report per access, not two."""
+        guard = CtxGuard(app)
+
+        class AppRequest(app.request_class):
+            pass
+
+        app.request_class = AppRequest
+
+        @app.route("/hand-off")
+        def hand_off():
+            kept = request._get_current_object()
+            thread = threading.Thread(target=lambda: kept.args)
+            thread.start()
+            thread.join()
+            return "ok"
+
+        app.test_client().get("/hand-off?a=1")
+
+        assert ["CG104"] == _codes(guard)
+        assert "'request.args'" in guard.violations[0].message
