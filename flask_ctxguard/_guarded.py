@@ -1129,17 +1129,13 @@ def _own_g(g: Any, record: RequestRecord) -> None:
 
 def arm_request(guard: Any) -> None:
     """
-    Start guarding the current request of *guard*'s app (`None`: of the
-    current request's app) after its session was opened. Never raises: a
+    Start guarding the current request of *guard*'s app after its session
+    was opened (when the session interface did not). Never raises: a
     failure is reported once and the request goes on unguarded.
     """
     ctx = _request_get(None)
     if ctx is None:
         return
-    if guard is None:
-        guard = ctx.app.extensions.get("ctxguard")
-        if guard is None or guard.settings.mode == "off":
-            return
     try:
         _arm(guard, ctx, ctx.request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request

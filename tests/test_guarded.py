@@ -701,3 +701,59 @@ class TestRequestClasses:
 
         assert ["CG104"] == _codes(guard)
         assert "'request.args'" in guard.violations[0].message
+
+
+_SESSION_USES = {
+    "keys": lambda s: list(s.keys()),
+    "items": lambda s: list(s.items()),
+    "values": lambda s: list(s.values()),
+    "copy": lambda s: s.copy(),
+    "iter": list,
+    "in": lambda s: "user" in s,
+    "get": lambda s: s.get("user"),
+    "get with a default": lambda s: s.get("missing", 1),
+    "getitem": lambda s: s["user"],
+    "setitem": lambda s: s.__setitem__("other", 1),
+    "setdefault": lambda s: s.setdefault("user", "x"),
+    "pop": lambda s: s.pop("user"),
+    "pop with a default": lambda s: s.pop("missing", None),
+    "popitem": lambda s: s.popitem(),
+    "delitem": lambda s: s.__delitem__("user"),
+    "update": lambda s: s.update(other=1),
+    "clear": lambda s: s.clear(),
+}
+
+
+class TestKeptObjectsStayUsable:
+    """A kept session or request still works after its request, like on
+    plain Flask; every use is reported."""
+
+    @pytest.mark.parametrize("use", sorted(_SESSION_USES))
+    def test_every_session_method(self, app, use):
+        """Each dict method of a kept session is checked, then works."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice")
+        kept = KEPT[0][1]
+
+        _SESSION_USES[use](kept)
+
+        assert ["CG102"] == _codes(guard)[:1]
+        assert {"session"} == {v.subject for v in guard.violations}
+
+    def test_plain_attributes_of_a_kept_request(self, app):
+        """Set, read and deleted after the request, as on plain Flask."""
+        guard = CtxGuard(app)
+        app.test_client().get("/keep/alice")
+        kept = KEPT[0][0]
+
+        kept.routing_exception = ValueError("late")
+        assert "late" == str(kept.routing_exception)
+        del kept.routing_exception
+        assert kept.routing_exception is None  # the class's default
+        with pytest.raises(AttributeError):
+            del kept.routing_exception
+        del kept.path
+        with pytest.raises(AttributeError):
+            _ = kept.path
+
+        assert {"CG102"} == set(_codes(guard))
