@@ -183,3 +183,36 @@ class TestRequestTag:
             "thread_id": 1,
             "started": 1.5,
         } == json.loads(json.dumps(tag.to_dict()))
+
+
+class TestRequestRecord:
+    def _record(self):
+        from flask_ctxguard._tags import ARMED, RequestRecord
+
+        record = object.__new__(RequestRecord)
+        record.method, record.path, record.endpoint = "GET", "/a", None
+        record.thread_id = threading.get_ident()
+        record.started = 1.0
+        record.state = ARMED
+        return record
+
+    def test_tag_learns_the_endpoint_and_keeps_its_token(self):
+        """A tag built before the URL was matched is rebuilt once the
+        endpoint is known, with the same token."""
+        record = self._record()
+        before = record.tag()
+        record.endpoint = "index"
+
+        after = record.tag()
+
+        assert (None, "index") == (before.endpoint, after.endpoint)
+        assert before.token == after.token
+        assert after is record.tag()
+
+    def test_repr(self):
+        from flask_ctxguard._tags import RETIRED
+
+        record = self._record()
+        assert "<RequestRecord GET /a in flight>" == repr(record)
+        record.state = RETIRED
+        assert "<RequestRecord GET /a ended>" == repr(record)
