@@ -1177,7 +1177,9 @@ def _arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     # leaving it alone keeps Flask's exact-type checks on it fast.
     if session is not None:
         if type(session) in _born_guarded_sessions:
-            session._ctxguard_record = record
+            # Not through the class's own __setattr__, which may store
+            # into the session's data.
+            _set_attribute(session, _RECORD, record)
         elif type(session) not in _NULL_SESSIONS:
             _guard_session(guard, session, record)
     # RequestContext._cv_tokens (see _flaskcompat's docstring): the app

@@ -757,3 +757,32 @@ class TestKeptObjectsStayUsable:
             _ = kept.path
 
         assert {"CG102"} == set(_codes(guard))
+
+
+def test_a_session_class_that_stores_attributes_as_data(app):
+    """The guard's record never goes through the session class's own
+    __setattr__, which may write into the session's data (and cookie)."""
+    from flask.sessions import SecureCookieSession
+
+    class KeyedSession(SecureCookieSession):
+        def __setattr__(self, name, value):
+            if name.startswith("_"):
+                self[name] = value
+            else:
+                super().__setattr__(name, value)
+
+    app.session_interface.session_class = KeyedSession
+    guard = CtxGuard(app)
+    seen = []
+
+    @app.route("/login")
+    def login():
+        session["user"] = "ada"
+        seen.append(sorted(session))
+        return "ok"
+
+    response = app.test_client().get("/login")
+
+    assert 200 == response.status_code
+    assert [["user"]] == seen
+    assert [] == guard.violations
