@@ -202,7 +202,8 @@ _guarded_requests: dict[type, type] = {}
 _late_requests: dict[type, type] = {}
 _retired_requests: dict[type, type] = {}
 _guarded_sessions: dict[type, type | None] = {}
-# The guarded session classes: a session of one only needs its record.
+# The guarded session classes (each also maps to itself above): a session
+# of one only needs its record.
 _born_guarded_sessions: set[type] = set()
 _guarded_gs: dict[type, type] = {}
 _watched_gs: dict[type, type] = {}
@@ -699,7 +700,7 @@ def _guarded_session_class(base: type) -> type | None:
         pass
     with _lock:
         cls: type | None = None
-        if base in _guarded_sessions.values():
+        if base in _born_guarded_sessions:
             cls = base
         elif base.__dictoffset__:
             # Instances need a __dict__ for the record; a session class
@@ -735,8 +736,8 @@ def _guard_session(guard: Any, session: Any, record: RequestRecord) -> None:
         return
     try:
         if type(session) is not cls:
-            object.__setattr__(session, "__class__", cls)
-        object.__setattr__(session, _RECORD, record)
+            _set_attribute(session, "__class__", cls)
+        _set_attribute(session, _RECORD, record)
     except (TypeError, AttributeError):
         # A session class whose layout forbids the swap (a C type, slots):
         # the guard declines for sessions of this class.
