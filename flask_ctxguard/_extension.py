@@ -9,6 +9,7 @@ and keeps each app's state in ``app.extensions["ctxguard"]``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import inspect
 import threading
@@ -20,7 +21,13 @@ from typing import Any
 from flask import Flask
 
 from . import _guarded, _sites
-from ._config import Settings, defaults, read_settings
+from ._config import (
+    KEYS,
+    Settings,
+    check_keys,
+    fixed_defaults,
+    read_settings,
+)
 from ._contextvars import Leak
 from ._flaskcompat import (
     check_support,
@@ -235,26 +242,20 @@ class CtxGuard:
         if existing is not None and not (existing.auto and not auto):
             if existing.auto and auto:
                 return existing
+            if existing.guard is self:
+                msg = (
+                    f"This CtxGuard is already installed on the app"
+                    f" {app.name!r}; call init_app once per app (or pass"
+                    " the app to CtxGuard(app) or to init_app, not both)."
+                )
+                raise AlreadyRegisteredError(msg)
             msg = (
                 f"A 'CtxGuard' is already registered on the app {app.name!r}."
                 " Use that instance (app.extensions['ctxguard'].guard)"
                 " instead of creating another one."
             )
             raise AlreadyRegisteredError(msg)
-        config_defaults = defaults(testing=app.testing, debug=app.debug)
-        if auto:
-            config_defaults["CTXGUARD_MODE"] = "log"
-            config = {
-                **config_defaults,
-                **{
-                    k: v for k, v in app.config.items() if k in config_defaults
-                },
-            }
-        else:
-            for key, value in config_defaults.items():
-                app.config.setdefault(key, value)
-            config = app.config
-        settings = read_settings(config)
+        settings = _read_app_settings(app, auto=auto)
 
         problem = check_support()
         if problem is not None and settings.mode != "off":
@@ -270,13 +271,7 @@ class CtxGuard:
                 flask_version=_flask_version(),
                 app=app.name,
             )
-            settings = Settings(
-                mode="off",
-                stacks=settings.stacks,
-                log_values=settings.log_values,
-                ignore=settings.ignore,
-                max_violations=settings.max_violations,
-            )
+            settings = settings.turned_off()
 
         state = AppState(self, app, settings)
         state.auto = auto
@@ -382,6 +377,27 @@ class CtxGuard:
 
     def _raising(self) -> bool:
         return any(state.reporter.raising for state in self._alive())
+
+
+def _read_app_settings(app: Flask, *, auto: bool) -> Settings:
+    """
+    *app*'s settings. Defaults that derive from TESTING / DEBUG are not
+    written into app.config: the settings follow them (see _config).
+    """
+    if auto:
+        # The app's own keys (validated), and log mode unless it set one;
+        # the app's config is left as it is.
+        own = {k: v for k, v in app.config.items() if k in KEYS}
+        settings = read_settings(
+            {**own, "TESTING": app.testing, "DEBUG": app.debug}
+        )
+        if "CTXGUARD_MODE" not in own and settings.mode != "off":
+            settings = dataclasses.replace(settings, initial_mode="log")
+        return settings
+    check_keys(app.config)
+    for key, value in fixed_defaults().items():
+        app.config.setdefault(key, value)
+    return read_settings(app.config, live=True)
 
 
 def _constants_of(functions: list[Any]) -> list[object]:

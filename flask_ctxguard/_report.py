@@ -184,6 +184,7 @@ class Reporter:
         Raises:
             ContaminationError: in raise mode, when *raise_now*.
         """
+        __tracebackhide__ = True  # pytest shows the user's frames only
         self.violations.append(violation)
         self._log(violation)
         self._signal(violation)
@@ -191,6 +192,8 @@ class Reporter:
             raise ContaminationError(violation)
 
     def _log(self, violation: Violation) -> None:
+        if not self.settings.logs:
+            return  # a pytest run whose plugin reports it instead
         key = violation.key
         with self._lock:
             count = self._repeats.pop(key, 0) + 1

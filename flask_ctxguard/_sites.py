@@ -6,7 +6,11 @@ plumbing that calls into them (threads, executors, signals), rendered as
 ``"path.py:12 in func"``. Finding it walks a few frames and costs a few
 microseconds, so it is only done when a violation is reported (or, for a
 shared ``g``, when a value is written). Full stacks are only taken when
-``CTXGUARD_STACKS`` is on.
+``CTXGUARD_STACKS`` is on, and they are trimmed the way pytest trims a
+traceback: frames of pytest, pluggy, runpy, Flask, Werkzeug, blinker,
+structlog and flask_ctxguard are folded into one line each run, so the
+user's frames and those of the libraries that matter (Flask-Login,
+Flask-SQLAlchemy) stand out (issue 14).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import os
 import sys
 import sysconfig
 import traceback
+from collections.abc import Iterator
 from types import FrameType
+
+from . import _config
 
 __all__ = [
     "capture_site",
@@ -50,6 +57,26 @@ _PLUMBING = (
 )
 
 
+# Frames folded out of full stacks: the test runner and the web stack
+# between it and the user's code.
+_FOLDED = (
+    *_INTERNAL,
+    "_pytest",
+    "blinker",
+    "execnet",
+    "pluggy",
+    "pytest",
+    "runpy",
+    "structlog",
+    "xdist",
+)
+
+# Where Flask hands a request to the app's code: a reader found before it
+# is inside the request, and the frames beyond it are the test's or the
+# server's, never the place of the access.
+_DISPATCH = "flask.app"
+
+
 def _is_module_of(name: str, packages: tuple[str, ...]) -> bool:
     top = name.partition(".")[0]
     return top in packages
@@ -74,19 +101,28 @@ def user_frame(depth: int) -> FrameType | None:
 
     Flask, Werkzeug, flask_ctxguard and their plumbing are skipped; so are
     installed third-party packages (a Flask extension reading ``g``) as
-    long as a frame of the user's own code follows them.
+    long as a frame of the user's own code follows them within the same
+    request. A library that reads during a request with no user frame
+    between it and Flask's dispatch (Flask-Login's ``login_required``) is
+    the reader itself: its frame is returned, not the test's that sent the
+    request.
     """
     try:
         frame: FrameType | None = sys._getframe(depth + 1)
     except ValueError:  # pragma: no cover - no such frame
         return None
     fallback = None
+    reader = None
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
+        if name == _DISPATCH and reader is not None:
+            return reader
         if not _is_module_of(name, _PLUMBING):
             if not _is_installed(frame.f_code.co_filename):
                 return frame
             fallback = fallback or frame
+        if reader is None and not _is_module_of(name, _INTERNAL):
+            reader = frame
         frame = frame.f_back
     return fallback
 
@@ -135,10 +171,59 @@ def capture_site(depth: int = 0) -> str | None:
 
 def capture_stack(depth: int = 0) -> str | None:
     """
-    The full stack from the user's site outwards, formatted like a
-    traceback, or `None` if there is no user frame.
+    The stack from the user's site outwards, formatted like a traceback,
+    or `None` if there is no user frame.
+
+    Runs of frames of the test runner and the web stack are folded into
+    one line each, unless the run asked for full stacks
+    (``--ctxguard-full-stacks``).
     """
     frame = user_frame(depth + 1)
     if frame is None:
         return None
-    return "".join(traceback.format_stack(frame))
+    if _config.RUN.full_stacks:
+        return "".join(traceback.format_stack(frame))
+    return "".join(_trimmed(frame))
+
+
+def _trimmed(frame: FrameType) -> Iterator[str]:
+    """Outermost frame first, folded runs as ``[N frames of ...]``."""
+    frames: list[FrameType] = []
+    here: FrameType | None = frame
+    while here is not None:
+        frames.append(here)
+        here = here.f_back
+    frames.reverse()
+    folded: list[str] = []
+    for index, each in enumerate(frames):
+        top = _top_module(each)
+        if top is not None and index < len(frames) - 1:
+            folded.append(top)
+            continue
+        if folded:
+            yield _fold_line(folded)
+            folded = []
+        yield from traceback.StackSummary.extract(
+            [(each, each.f_lineno)], lookup_lines=True
+        ).format()
+    if folded:  # pragma: no cover - the site frame itself is never folded
+        yield _fold_line(folded)
+
+
+def _top_module(frame: FrameType) -> str | None:
+    """The folded package *frame* belongs to, or `None` to show it."""
+    name = frame.f_globals.get("__name__", "") or ""
+    top = name.partition(".")[0]
+    if top in _FOLDED:
+        return "pytest" if top == "_pytest" else top
+    if name == "__main__" and os.path.basename(
+        os.path.dirname(frame.f_code.co_filename)
+    ) in ("pytest", "_pytest"):
+        return "pytest"
+    return None
+
+
+def _fold_line(tops: list[str]) -> str:
+    names = ", ".join(dict.fromkeys(tops))
+    count = len(tops)
+    return f"  [{count} frame{'' if count == 1 else 's'} of {names}]\n"

@@ -2,48 +2,47 @@
 The pytest plugin: ``pytest --ctxguard`` finds contamination in any Flask
 test suite without changing it.
 
-Registered through the ``pytest11`` entry point; importing it has no side
-effects and installing it changes nothing until the user opts in with
-``--ctxguard``, the ini key ``ctxguard``, the ``ctxguard`` fixture or the
-``ctxguard_allow`` marker.
+Registered through the ``pytest11`` entry point, so it is loaded in every
+pytest run of the environment: importing it has no side effects and imports
+neither Flask nor structlog nor the rest of the package. Installing it
+changes nothing until the user opts in with ``--ctxguard``, the ini key
+``ctxguard`` or the ``ctxguard`` fixture; only then is the run state
+(`flask_ctxguard._pytest_run`, a thin layer over `flask_ctxguard.testing`)
+imported.
 
 While active, every Flask app that pushes a context or handles a request
-gets a guard in ``log`` mode (an app with its own `CtxGuard` keeps it), and
-every violation is attributed to the test during which it happened. The
-plugin is a thin layer over `flask_ctxguard.testing`.
+gets a guard, and every violation is attributed to the test during which
+it happened. The run's option wins over the apps' own configuration: see
+the precedence table in docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
-import threading
-import weakref
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from flask import Flask, appcontext_pushed, request_started
 
-from ._extension import EXTENSION_KEY, AppState, CtxGuard, context_leak
-from ._flaskcompat import (
-    app_ctx_var,
-    is_request_context,
-    leaked_roots,
-    pushed_contexts,
-    request_ctx_var,
-)
-from ._guarded import arm_request
-from ._signals import contamination_detected
-from ._violations import RULES, Violation
-from .exceptions import ContaminationError
-from .testing import format_violations
+if TYPE_CHECKING:  # the run state imports Flask: only when enabled
+    from ._pytest_run import CtxGuardFixture, PluginRun, TestRun
 
 __all__ = ["CtxGuardFixture"]
 
 MODES = ("strict", "warn", "off")
+
+
+def __getattr__(name: str) -> Any:
+    # `flask_ctxguard.pytest_plugin.CtxGuardFixture` for type hints, without
+    # importing Flask when the plugin loads.
+    if name == "CtxGuardFixture":
+        from ._pytest_run import CtxGuardFixture
+
+        return CtxGuardFixture
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def _looks_like_a_path(value: str) -> bool:
@@ -97,8 +96,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=(
             "guard every Flask app the tests use. 'strict' (the default"
             " with no value): a test during which contamination happened"
-            " fails; 'warn': tests keep their outcome and violations are"
-            " listed at the end; 'off'."
+            " fails; 'warn': tests keep their outcome and findings are"
+            " listed at the end; 'off': the apps' own configuration"
+            " stands."
+        ),
+    )
+    group.addoption(
+        "--ctxguard-log",
+        action="store_true",
+        dest="ctxguard_log",
+        default=None,
+        help=(
+            "also log every violation through structlog, as the app would;"
+            " by default the plugin's report is the only channel."
+        ),
+    )
+    group.addoption(
+        "--ctxguard-full-stacks",
+        action="store_true",
+        dest="ctxguard_full_stacks",
+        default=None,
+        help=(
+            "keep every frame in stacks; by default frames of pytest,"
+            " pluggy, Flask, Werkzeug and the like are folded."
         ),
     )
     parser.addini(
@@ -107,148 +127,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " off (default).",
         default="off",
     )
+    parser.addini(
+        "ctxguard_log",
+        "also log violations through structlog (see --ctxguard-log).",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "ctxguard_full_stacks",
+        "keep every frame in stacks (see --ctxguard-full-stacks).",
+        type="bool",
+        default=False,
+    )
 
 
 @dataclasses.dataclass
-class _TestRun:
-    """The violations of one test, as they arrive."""
+class _Options:
+    """The run's choices, known without importing anything heavy."""
 
-    nodeid: str
-    allowed: frozenset[str] = frozenset()
-    forced: bool = False
-    activated: bool = False
-    pending: list[Violation] = dataclasses.field(default_factory=list)
-    reported: list[Violation] = dataclasses.field(default_factory=list)
-    absorbed: list[Violation] = dataclasses.field(default_factory=list)
-    contexts_at_start: set[int] = dataclasses.field(default_factory=set)
-    leaked_contexts: set[int] = dataclasses.field(default_factory=set)
+    mode: str
+    log: bool
+    full_stacks: bool
+    state: PluginRun | None = None
+    #: Per test: short findings and full reports, from every process.
+    results: dict[str, tuple[list[str], list[str]]] = dataclasses.field(
+        default_factory=dict
+    )
 
-    @property
-    def violations(self) -> list[Violation]:
-        return [*self.reported, *self.pending]
+    def ensure_state(self) -> PluginRun:
+        if self.state is None:
+            from ._pytest_run import PluginRun
 
-
-class _Plugin:
-    """The plugin's state for one pytest run, kept in ``config.stash``."""
-
-    def __init__(self, mode: str, source: str) -> None:
-        self.mode = mode
-        self.source = source
-        self.guard = CtxGuard()
-        self.lock = threading.Lock()
-        self.current: _TestRun | None = None
-        self.results: dict[str, list[Violation]] = {}
-        self.problems: list[str] = []
-        self.unguardable: weakref.WeakSet[Flask] = weakref.WeakSet()
-        self._active = 0
-        # Contexts pushed by fixtures broader than a test, until their
-        # finalizer runs: not leaks of the test that happened to set them up.
-        self.exempt: dict[int, Any] = {}
-
-    # -- connecting to Flask ------------------------------------------------
-
-    def activate(self) -> None:
-        with self.lock:
-            self._active += 1
-            if self._active > 1:
-                return
-        appcontext_pushed.connect(self._on_context_pushed, weak=False)
-        request_started.connect(self._on_request_started, weak=False)
-        contamination_detected.connect(self._on_violation, weak=False)
-
-    def deactivate(self) -> None:
-        with self.lock:
-            self._active -= 1
-            if self._active > 0:
-                return
-        appcontext_pushed.disconnect(self._on_context_pushed)
-        request_started.disconnect(self._on_request_started)
-        contamination_detected.disconnect(self._on_violation)
-
-    def ensure_guarded(self, app: Flask) -> AppState | None:
-        state: AppState | None = app.extensions.get(EXTENSION_KEY)
-        if state is not None:
-            return state
-        if app in self.unguardable:
-            return None
-        try:
-            return self.guard._install(app, auto=True)
-        except Exception as exc:  # noqa: BLE001 - never break the suite
-            # A bad CTXGUARD_* value, or an app the guard cannot take:
-            # said once per app, in the terminal summary.
-            self.unguardable.add(app)
-            self.problems.append(f"app {app.name!r} not guarded: {exc}")
-            return None
-
-    # Flask calls these from inside the app's own code: they must never
-    # raise, or a test would fail because of the plugin.
-
-    def _on_context_pushed(self, sender: Flask, **_: Any) -> None:
-        self.ensure_guarded(sender)
-
-    def _on_request_started(self, sender: Flask, **_: Any) -> None:
-        state = self.ensure_guarded(sender)
-        if state is None or state.arms_on_before_request:
-            return
-        if state.settings.mode != "off":
-            arm_request(state)
-
-    def _on_violation(
-        self, sender: Any, violation: Violation, **_: Any
-    ) -> None:
-        with self.lock:
-            run = self.current
-            if run is not None and violation.code not in run.allowed:
-                run.pending.append(violation)
-
-    # -- contexts (CG105) ---------------------------------------------------
-
-    def report_leaked_contexts(
-        self, run: _TestRun, known: set[int], site: str, *, pop: bool
-    ) -> None:
-        leaked = [
-            ctx
-            for ctx in pushed_contexts()
-            if id(ctx) not in known
-            and id(ctx) not in self.exempt
-            and id(ctx) not in run.leaked_contexts
-        ]
-        run.leaked_contexts.update(id(ctx) for ctx in leaked)
-        for ctx in leaked_roots(leaked):
-            state = self.ensure_guarded(ctx.app)
-            if state is None or state.settings.mode == "off":
-                continue
-            violation = context_leak(state, ctx, site)
-            if violation is not None:
-                state.reporter.report(violation, raise_now=False)
-        if pop:
-            _pop_all(leaked)
-
-    def is_strict(self, run: _TestRun) -> bool:
-        return self.mode == "strict" or (run.forced and self.mode != "warn")
+            self.state = PluginRun(
+                self.mode, log=self.log, full_stacks=self.full_stacks
+            )
+        return self.state
 
 
-_PLUGIN = pytest.StashKey[_Plugin]()
+_OPTIONS = pytest.StashKey[_Options]()
+_TEST: pytest.StashKey[TestRun] = pytest.StashKey()
 
 
-def _pop_all(leaked: list[Any]) -> None:
-    # Innermost first (request contexts, then app contexts); a request
-    # context also pops the app context it pushed for itself. Only a
-    # context that is on top can be popped.
-    for ctx in leaked:
-        var = request_ctx_var if is_request_context(ctx) else app_ctx_var
-        if var.get(None) is ctx:
-            with contextlib.suppress(Exception):
-                ctx.pop()
-
-
-def _site(item: pytest.Item) -> str:
-    path, line, name = item.location
-    return f"{path}:{(line or 0) + 1} in {name}"
-
-
-def _plugin(config: pytest.Config) -> _Plugin:
-    return config.stash[_PLUGIN]
+def _flag(config: pytest.Config, name: str) -> bool:
+    option = config.getoption(name, None)
+    return bool(config.getini(name) if option is None else option)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -259,7 +181,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     option = config.getoption("ctxguard", None)
     if option is not None:
-        mode, source = option, f"--ctxguard={option}"
+        mode = option
     else:
         mode = str(config.getini("ctxguard") or "off").strip()
         if mode not in MODES:
@@ -268,66 +190,68 @@ def pytest_configure(config: pytest.Config) -> None:
                 f" 'off'; got {mode!r}."
             )
             raise pytest.UsageError(msg)
-        source = f"ini ctxguard = {mode}"
-    plugin = _Plugin(mode, source)
-    config.stash[_PLUGIN] = plugin
+    options = _Options(
+        mode=mode,
+        log=_flag(config, "ctxguard_log"),
+        full_stacks=_flag(config, "ctxguard_full_stacks"),
+    )
+    config.stash[_OPTIONS] = options
+    config.pluginmanager.register(_Collector(options), "ctxguard-collector")
     if mode != "off":
-        plugin.activate()
+        options.ensure_state()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    plugin = config.stash.get(_PLUGIN, None)
-    if plugin is not None and plugin.mode != "off":
-        plugin.deactivate()
+    options = config.stash.get(_OPTIONS, None)
+    if options is not None and options.state is not None:
+        options.state.close()
+    collector = config.pluginmanager.get_plugin("ctxguard-collector")
+    if collector is not None:
+        config.pluginmanager.unregister(collector)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    plugin = _plugin(config)
-    if plugin.mode == "off":
+    mode = config.stash[_OPTIONS].mode
+    if mode == "off":
         return None
-    return f"ctxguard: {plugin.mode} (reproduce with --ctxguard={plugin.mode})"
-
-
-def _known_codes(where: str, codes: tuple[str, ...]) -> frozenset[str]:
-    """*codes*, checked: a ValueError names *where* and the known codes."""
-    for code in codes:
-        if code not in RULES:
-            known = ", ".join(sorted(RULES))
-            msg = (
-                f"{where} got {code!r}; pass codes such as 'CG101' (known:"
-                f" {known})."
-            )
-            raise ValueError(msg)
-    return frozenset(codes)
+    return f"ctxguard: {mode} (reproduce with --ctxguard={mode})"
 
 
 def _allowed_codes(*codes: str) -> frozenset[str]:
-    return _known_codes("@pytest.mark.ctxguard_allow", codes)
+    from ._pytest_run import known_codes
+
+    return known_codes("@pytest.mark.ctxguard_allow", codes)
+
+
+def _site(item: pytest.Item) -> str:
+    path, line, name = item.location
+    return f"{path}:{(line or 0) + 1} in {name}"
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
-    plugin = _plugin(item.config)
-    run = _TestRun(nodeid=item.nodeid)
-    run.contexts_at_start = {id(ctx) for ctx in pushed_contexts()}
-    with plugin.lock:
-        plugin.current = run
+    options = item.config.stash[_OPTIONS]
+    if options.mode == "off" and "ctxguard" not in getattr(
+        item, "fixturenames", ()
+    ):
+        yield  # not guarded: the plugin costs one check per test
+        return
+    state = options.ensure_state()
+    run = state.begin(item.nodeid, _site(item))
+    item.stash[_TEST] = run
     try:
         yield
     finally:
-        with plugin.lock:
-            plugin.current = None
-        if run.activated:
-            plugin.deactivate()
+        state.end(run)
+        del item.stash[_TEST]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    plugin = _plugin(item.config)
-    run = plugin.current
-    if run is None:  # pragma: no cover - always set by the protocol
+    run = item.stash.get(_TEST, None)
+    if run is None:
         return
     codes: set[str] = set()
     for marker in item.iter_markers("ctxguard_allow"):
@@ -339,40 +263,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
-    plugin = _plugin(item.config)
-    run = plugin.current
     yield
-    if run is not None and (plugin.mode != "off" or run.forced):
+    run = item.stash.get(_TEST, None)
+    state = item.config.stash[_OPTIONS].state
+    if run is not None and state is not None:
         # After every fixture's teardown: what the test or its fixtures
-        # pushed and did not pop.
-        plugin.report_leaked_contexts(
-            run, run.contexts_at_start, _site(item), pop=plugin.is_strict(run)
-        )
+        # left pushed or set.
+        state.check_end(run)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> Generator[None, None, None]:
-    before = {id(ctx) for ctx in pushed_contexts()}
-    yield
-    if fixturedef.scope == "function":
+    state = request.config.stash[_OPTIONS].state
+    if state is None or fixturedef.scope == "function":
+        yield
         return
-    plugin = _plugin(request.config)
-    for ctx in pushed_contexts():
-        if id(ctx) not in before:
-            plugin.exempt[id(ctx)] = fixturedef
+    from . import _harness
+
+    before = _harness.pushed_context_ids()
+    left = _harness.left_behind()
+    yield
+    state.note_fixture(fixturedef, before, left)
 
 
 def pytest_fixture_post_finalizer(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> None:
-    plugin = request.config.stash.get(_PLUGIN, None)
-    if plugin is None or not plugin.exempt:
-        return
-    for key, owner in list(plugin.exempt.items()):
-        if owner is fixturedef:
-            del plugin.exempt[key]
+    options = request.config.stash.get(_OPTIONS, None)
+    if options is not None and options.state is not None:
+        options.state.forget_fixture(fixturedef)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -380,20 +301,25 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    plugin = _plugin(item.config)
-    run = plugin.current
-    if run is None:
+    run = item.stash.get(_TEST, None)
+    state = item.config.stash[_OPTIONS].state
+    if run is None or state is None:
         return
-    with plugin.lock:
-        found, run.pending = run.pending, []
-        run.reported.extend(found)
+    found = state.take(run)
     if not found:
         return
-    plugin.results.setdefault(item.nodeid, []).extend(found)
-    if not plugin.is_strict(run) or report.skipped:
+    from . import testing
+
+    report: pytest.TestReport = outcome.get_result()
+    groups = testing.group_violations(found)
+    # Plain strings on the report travel to pytest-xdist's controller.
+    report.ctxguard = [  # type: ignore[attr-defined]
+        [testing._summarize_finding(g) for g in groups],
+        [testing._format_finding(g) for g in groups],
+    ]
+    if not state.is_strict(run) or report.skipped:
         return
-    text = _failure_text(found)
+    text = testing._failure_text(found)
     if report.passed:
         report.outcome = "failed"
         report.longrepr = text
@@ -401,128 +327,72 @@ def pytest_runtest_makereport(
         report.sections.append(("ctxguard", text))
 
 
-def _failure_text(violations: list[Violation]) -> str:
-    count = len(violations)
-    noun = "violation" if count == 1 else "violations"
-    return (
-        f"flask_ctxguard: {count} request-context contamination {noun}"
-        f" during this test:\n\n{format_violations(violations)}"
-    )
+class _Collector:
+    """
+    Gathers the findings each test report carries, in this process or,
+    under pytest-xdist, from every worker.
+    """
+
+    def __init__(self, options: _Options) -> None:
+        self.options = options
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        found = getattr(report, "ctxguard", None)
+        if not found:
+            return
+        short, full = self.options.results.setdefault(report.nodeid, ([], []))
+        short.extend(found[0])
+        full.extend(found[1])
 
 
 def pytest_terminal_summary(
     terminalreporter: Any, exitstatus: int, config: pytest.Config
 ) -> None:
-    plugin = config.stash.get(_PLUGIN, None)
-    if plugin is None:
+    options = config.stash.get(_OPTIONS, None)
+    if options is None:
         return
-    if plugin.mode == "off" and not plugin.results:
+    problems = options.state.auto.problems if options.state else []
+    if options.mode == "off" and not options.results and not problems:
         return
     write = terminalreporter.write_line
-    if plugin.results or plugin.problems:
+    if options.results or problems:
         terminalreporter.section("ctxguard")
-    for nodeid, violations in plugin.results.items():
-        write(nodeid)
-        for line in format_violations(violations).splitlines():
-            write(f"  {line}" if line else "")
-    for problem in plugin.problems:
+    total = 0
+    for nodeid, (short, full) in options.results.items():
+        total += len(short)
+        if options.mode == "warn":
+            write(nodeid)
+            for line in "\n\n".join(full).splitlines():
+                write(f"  {line}" if line else "")
+        else:
+            for line in short:
+                write(f"{nodeid}: {line}")
+    for problem in problems:
         write(f"problem: {problem}")
-    total = sum(len(v) for v in plugin.results.values())
-    tests = len(plugin.results)
+    tests = len(options.results)
     write(
-        f"ctxguard: {total} violation{'' if total == 1 else 's'} in"
+        f"ctxguard: {total} finding{'' if total == 1 else 's'} in"
         f" {tests} test{'' if tests == 1 else 's'}"
     )
 
 
-class CtxGuardFixture:
-    """
-    The ``ctxguard`` fixture: guards the current test, even without
-    ``--ctxguard``.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(self, plugin: _Plugin, run: _TestRun) -> None:
-        self._plugin = plugin
-        self._run = run
-
-    def __repr__(self) -> str:
-        return (
-            f"<CtxGuardFixture {self._run.nodeid!r}"
-            f" violations={len(self.violations)}>"
-        )
-
-    @property
-    def violations(self) -> list[Violation]:
-        """This test's violations so far, oldest first."""
-        with self._plugin.lock:
-            return list(self._run.violations)
-
-    @contextlib.contextmanager
-    def expect(self, *codes: str) -> Iterator[list[Violation]]:
-        """
-        Fail unless a violation of one of *codes* happens inside the block;
-        absorb those violations so they do not fail the test.
-
-        In raise mode the `ContaminationError` is absorbed as well.
-
-        Yields the list of absorbed violations, filled on exit.
-        """
-        __tracebackhide__ = True
-        wanted = set(_known_codes("ctxguard.expect()", codes) or RULES)
-        run = self._run
-        with self._plugin.lock:
-            start = len(run.pending)
-            seen_reported = len(run.reported)
-        absorbed: list[Violation] = []
-        try:
-            yield absorbed
-        except ContaminationError as exc:
-            if exc.violation.code not in wanted:
-                raise
-        with self._plugin.lock:
-            new_pending = run.pending[start:]
-            new_reported = run.reported[seen_reported:]
-            absorbed.extend(
-                v for v in [*new_reported, *new_pending] if v.code in wanted
-            )
-            run.pending = run.pending[:start] + [
-                v for v in new_pending if v.code not in wanted
-            ]
-            run.reported = run.reported[:seen_reported] + [
-                v for v in new_reported if v.code not in wanted
-            ]
-            run.absorbed.extend(absorbed)
-        if not absorbed:
-            names = ", ".join(sorted(wanted))
-            pytest.fail(
-                f"ctxguard.expect({names}): no such violation happened inside"
-                " the block.",
-                pytrace=False,
-            )
-
-    def assert_clean(self) -> None:
-        """Fail with the full reports if this test saw any violation."""
-        __tracebackhide__ = True
-        violations = self.violations
-        if violations:
-            pytest.fail(_failure_text(violations), pytrace=False)
-
-
 @pytest.fixture
-def ctxguard(request: pytest.FixtureRequest) -> CtxGuardFixture:
+def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
     """
     Guard every Flask app this test uses and give access to its violations.
+
+    The test follows the run's mode (``--ctxguard=warn``: findings are
+    listed, the outcome is the test's own); without the option the fixture
+    makes its test strict.
     """
-    plugin = _plugin(request.config)
-    run = plugin.current
-    if run is None:  # pragma: no cover - always set by the protocol
-        run = _TestRun(nodeid=request.node.nodeid)
-    run.forced = True
-    if plugin.mode == "off" and not run.activated:
-        # Deactivated at the end of the test's protocol, after the final
-        # check for contexts left pushed.
-        run.activated = True
-        plugin.activate()
-    return CtxGuardFixture(plugin, run)
+    state = request.config.stash[_OPTIONS].ensure_state()
+    run = request.node.stash.get(_TEST, None)
+    if run is not None:
+        yield state.fixture(run)
+        return
+    # Asked for with request.getfixturevalue(): guarded from now on.
+    run = state.begin(request.node.nodeid, _site(request.node))
+    try:
+        yield state.fixture(run)
+    finally:
+        state.end(run)

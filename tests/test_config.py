@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
+import structlog
+from flask import Flask, g
 
-from flask_ctxguard import ConfigurationError, CtxGuard, CtxGuardError
+from flask_ctxguard import (
+    AlreadyRegisteredError,
+    ConfigurationError,
+    ContaminationError,
+    CtxGuard,
+    CtxGuardError,
+)
 
 
 def _app(**config):
@@ -12,52 +19,253 @@ def _app(**config):
     return app
 
 
+def _leaky(**config):
+    """An app whose '/set' and '/get' share 'g' inside one app context."""
+    app = _app(**config)
+
+    @app.route("/set")
+    def set_user():
+        g.user = "alice"
+        return "set"
+
+    @app.route("/get")
+    def get_user():
+        return str(g.get("user"))
+
+    return app
+
+
+def share_g(app):
+    """Two requests in one pushed app context: CG101 on the second."""
+    client = app.test_client()
+    with app.app_context():
+        client.get("/set")
+        return client.get("/get")
+
+
 class TestDefaults:
     def test_log_mode_by_default(self):
-        """An app that is not testing defaults to log mode."""
-        app = _app()
-        CtxGuard(app)
+        """An app that is not testing reports in log mode: kept, not
+        raised."""
+        app = _leaky()
+        guard = CtxGuard(app)
 
-        assert "log" == app.config["CTXGUARD_MODE"]
+        assert 200 == share_g(app).status_code
+        assert ["CG101"] == [v.code for v in guard.violations]
 
     def test_raise_mode_when_testing(self):
-        """An app with TESTING defaults to raise mode and keeps stacks."""
-        app = _app(TESTING=True)
+        """An app with TESTING raises at the offending access."""
+        app = _leaky(TESTING=True)
         CtxGuard(app)
 
-        assert "raise" == app.config["CTXGUARD_MODE"]
-        assert app.config["CTXGUARD_STACKS"] is True
+        with pytest.raises(ContaminationError, match="CG101"):
+            share_g(app)
+
+    def test_testing_set_after_init_app(self):
+        """Flask's testing pattern, TESTING set after create_app(), turns
+        raise mode on: the derived default follows app.testing."""
+        app = _leaky()
+        CtxGuard(app)
+        app.config.update(TESTING=True)
+
+        with pytest.raises(ContaminationError, match="CG101"):
+            share_g(app)
+
+    def test_testing_unset_after_init_app(self):
+        """TESTING turned off after init_app goes back to log mode."""
+        app = _leaky(TESTING=True)
+        guard = CtxGuard(app)
+        app.testing = False
+
+        assert 200 == share_g(app).status_code
+        assert ["CG101"] == [v.code for v in guard.violations]
+
+    def test_mode_switched_after_init_app(self):
+        """CTXGUARD_MODE switched from 'log' to 'raise' after init_app is
+        in effect."""
+        app = _leaky(CTXGUARD_MODE="log", PROPAGATE_EXCEPTIONS=True)
+        guard = CtxGuard(app)
+        share_g(app)
+        app.config["CTXGUARD_MODE"] = "raise"
+
+        with pytest.raises(ContaminationError, match="CG101"):
+            share_g(app)
+        assert 2 == len(guard.violations)
+
+    def test_mode_off_after_init_app_is_said(self):
+        """CTXGUARD_MODE set to 'off' after init_app cannot be followed:
+        the guard says so once, and goes on in its mode."""
+        app = _leaky(CTXGUARD_MODE="log")
+        guard = CtxGuard(app)
+        app.config["CTXGUARD_MODE"] = "off"
+
+        with structlog.testing.capture_logs() as logs:
+            share_g(app)
+            share_g(app)
+
+        said = [e for e in logs if e["event"] == "config-ignored"]
+        assert 1 == len(said)
+        assert said[0]["message"].startswith(
+            "CTXGUARD_MODE was changed to 'off' after init_app; the guard"
+            " keeps running in 'log' mode."
+        )
+        assert 2 == len(guard.violations)
 
     def test_stacks_follow_debug(self):
-        """CTXGUARD_STACKS defaults to app.debug or app.testing."""
-        app = _app(DEBUG=True)
-        CtxGuard(app)
+        """Full stacks follow app.debug, also when set after init_app."""
+        app = _leaky()
+        guard = CtxGuard(app)
+        share_g(app)
+        app.debug = True
+        share_g(app)
 
-        assert app.config["CTXGUARD_STACKS"] is True
+        first, second = guard.violations
+        assert first.access_stack is None
+        assert "in get_user" in (second.access_stack or "")
 
-    def test_other_defaults(self):
-        """Values are not logged, nothing is ignored, 1000 are kept."""
+    def test_derived_defaults_are_not_written(self):
+        """Only the defaults that do not depend on the app are written
+        into app.config; the mode and stacks stay derived."""
         app = _app()
         CtxGuard(app)
 
-        assert app.config["CTXGUARD_STACKS"] is False
+        assert "CTXGUARD_MODE" not in app.config
+        assert "CTXGUARD_STACKS" not in app.config
         assert app.config["CTXGUARD_LOG_VALUES"] is False
         assert () == app.config["CTXGUARD_IGNORE"]
         assert 1000 == app.config["CTXGUARD_MAX_VIOLATIONS"]
 
     def test_explicit_values_are_kept(self):
         """init_app never overwrites a value the app configured."""
-        app = _app(
-            CTXGUARD_MODE="raise",
-            CTXGUARD_STACKS=True,
-            CTXGUARD_LOG_VALUES=True,
-            CTXGUARD_IGNORE=["CG106", "g._sa_*"],
-            CTXGUARD_MAX_VIOLATIONS=5,
-        )
+        config = {
+            "CTXGUARD_MODE": "raise",
+            "CTXGUARD_STACKS": True,
+            "CTXGUARD_LOG_VALUES": True,
+            "CTXGUARD_IGNORE": ["CG106", "g._sa_*"],
+            "CTXGUARD_MAX_VIOLATIONS": 5,
+        }
+        app = _app(**config)
         CtxGuard(app)
 
-        assert "raise" == app.config["CTXGUARD_MODE"]
-        assert ["CG106", "g._sa_*"] == app.config["CTXGUARD_IGNORE"]
+        assert config == {k: app.config[k] for k in config}
+
+
+class TestMistakes:
+    def test_misspelled_key(self):
+        """A CTXGUARD_* key that does not exist fails with the closest."""
+        app = _app(CTXGUARD_MODES="raise")
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard(app)
+
+        assert str(excinfo.value).startswith(
+            "Unknown configuration key 'CTXGUARD_MODES'. Did you mean"
+            " 'CTXGUARD_MODE'? The keys are CTXGUARD_MODE, CTXGUARD_STACKS,"
+        )
+
+    @pytest.mark.parametrize(
+        ("word", "meant"), [("warn", "log"), ("strict", "raise")]
+    )
+    def test_pytest_words_in_mode(self, word, meant):
+        """The pytest option's words in CTXGUARD_MODE name the app's."""
+        app = _app(CTXGUARD_MODE=word)
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard(app)
+
+        assert (
+            "CTXGUARD_MODE must be one of 'raise', 'log', 'off'; got"
+            f" {word!r}. {word!r} is a mode of the pytest option --ctxguard;"
+            f" in the app's configuration, use {meant!r}."
+        ) == str(excinfo.value)
+
+    def test_lower_case_code_in_ignore(self):
+        """A lower-case code would ignore nothing: the upper case is
+        suggested."""
+        app = _app(CTXGUARD_IGNORE=["cg106"])
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard(app)
+
+        assert (
+            "CTXGUARD_IGNORE entry 'cg106' would ignore nothing: codes are"
+            " upper case. Did you mean 'CG106'?"
+        ) == str(excinfo.value)
+
+    def test_bare_word_in_ignore(self):
+        """A bare word matches no subject: the subjects it may mean are
+        suggested."""
+        app = _app(CTXGUARD_IGNORE=["tenant"])
+
+        with pytest.raises(
+            ConfigurationError,
+            match=r"\ACTXGUARD_IGNORE entry 'tenant' matches no subject and"
+            r" is no code, so it would ignore nothing\. Did you mean"
+            r" 'g\.tenant' or 'ContextVar tenant'\?",
+        ):
+            CtxGuard(app)
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            "CG106",
+            "g.user",
+            "ContextVar tenant",
+            "request",
+            "session",
+            "app context",
+            "request context",
+            "g._sa_*",
+        ],
+    )
+    def test_valid_ignore_entries(self, entry):
+        """Codes, subjects and globs are accepted."""
+        CtxGuard(_app(CTXGUARD_IGNORE=[entry]))
+
+    def test_ignored_subject_is_dropped(self):
+        """An ignored subject is dropped while another is still reported
+        (the positive control)."""
+        app = _leaky(CTXGUARD_IGNORE=["g.user"])
+
+        @app.route("/other")
+        def other():
+            g.other = 1
+            return "other"
+
+        @app.route("/read-other")
+        def read_other():
+            return str(g.other)
+
+        guard = CtxGuard(app)
+        share_g(app)
+        client = app.test_client()
+        with app.app_context():
+            client.get("/other")
+            client.get("/read-other")
+
+        assert ["g.other"] == [v.subject for v in guard.violations]
+
+    def test_init_app_twice_on_one_guard(self):
+        """Installing one guard twice on an app says to call it once."""
+        app = _app()
+        guard = CtxGuard(app)
+
+        with pytest.raises(AlreadyRegisteredError) as excinfo:
+            guard.init_app(app)
+
+        assert (
+            "This CtxGuard is already installed on the app 'configured';"
+            " call init_app once per app (or pass the app to CtxGuard(app)"
+            " or to init_app, not both)."
+        ) == str(excinfo.value)
+
+    def test_second_guard_on_one_app(self):
+        """A second guard on an app is told to use the first."""
+        app = _app()
+        CtxGuard(app)
+
+        with pytest.raises(AlreadyRegisteredError, match="Use that instance"):
+            CtxGuard(app)
 
 
 class TestBadValues:
@@ -74,7 +282,7 @@ class TestBadValues:
                 "CTXGUARD_MODE",
                 "LOG",
                 "CTXGUARD_MODE must be one of 'raise', 'log', 'off';"
-                " got 'LOG'.",
+                " got 'LOG'. Did you mean 'log'?",
             ),
             (
                 "CTXGUARD_STACKS",

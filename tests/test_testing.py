@@ -164,27 +164,51 @@ class TestAssertNoContamination:
 
         with pytest.raises(
             AssertionError,
-            match=r"\A1 request-context contamination violation:\n\n"
+            match=r"\A1 request-context contamination finding:\n\n"
             r"CG101 g-leak: 'g\.user' was read during GET /get ",
         ):
             assert_no_contamination(guard)
 
     def test_list(self, app, guard, views):
-        """Lists of violations are checked together; repeats of one
-        violation are shown once, with their count."""
+        """Lists of violations are checked together; two crossings of one
+        bug (same code, subject and sites) are one finding, with counts."""
         share_g(app)
         share_g(app)
         first, second = guard.violations
 
         with pytest.raises(
             AssertionError,
-            match=r"\A2 request-context contamination violations:\n\n",
+            match=r"\A1 request-context contamination finding:\n\n",
         ) as info:
             assert_no_contamination([first], [second])
 
-        assert (
-            f"{first}\n  (seen 2 times)"
-            == (str(info.value).split("\n\n", 1)[1])
+        assert f"{first}\n  (2 accesses in 2 crossings)" == (
+            str(info.value).split("\n\n", 1)[1]
+        )
+
+    def test_one_crossing_is_one_finding(self, app, guard, views):
+        """Several accesses of one crossing (a lookup with 'in', then a
+        read) are one finding, shown once with their count."""
+
+        @app.route("/check")
+        def check():
+            return str("user" in g and g.user)
+
+        client = app.test_client()
+        with app.app_context():
+            client.get("/set/alice")
+            client.get("/check")
+        first, second = guard.violations
+
+        with pytest.raises(
+            AssertionError,
+            match=r"\A1 request-context contamination finding:\n\n",
+        ) as info:
+            assert_no_contamination(guard)
+
+        assert 2 == len(guard.violations)
+        assert f"{first}\n  (2 accesses)" == (
+            str(info.value).split("\n\n", 1)[1]
         )
 
     def test_empty_list(self):
@@ -195,7 +219,7 @@ class TestAssertNoContamination:
         """As a context manager, it fails for a violation inside the block."""
         with pytest.raises(
             AssertionError,
-            match=r"\A1 request-context contamination violation:\n\nCG101 ",
+            match=r"\A1 request-context contamination finding:\n\nCG101 ",
         ):
             with assert_no_contamination():
                 share_g(app)
@@ -275,7 +299,7 @@ class TestHammer:
         assert {"CG103"} == {v.code for v in result.violations}
         assert len(guard.violations) == len(result.violations)
         with pytest.raises(
-            AssertionError, match=r"request-context contamination violation"
+            AssertionError, match=r"request-context contamination finding"
         ):
             result.assert_clean()
 
