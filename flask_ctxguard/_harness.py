@@ -152,6 +152,8 @@ class AutoGuard:
 
 
 def _own_app_contexts(ctx: Any) -> list[Any]:
+    if not is_request_context(ctx):
+        return []
     return [
         app_ctx
         for _, app_ctx in getattr(ctx, "_cv_tokens", ())

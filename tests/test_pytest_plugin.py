@@ -220,7 +220,7 @@ class TestOptions:
                 HEADER["strict"],
                 "*_ test_leaky _*",
                 "CG101 g-leak: *",
-                "FAILED test_leaky.py::test_leaky - flask_ctxguard: *",
+                "FAILED test_leaky.py::test_leaky - 1 request-context contamination finding*",
             ]
         )
 
@@ -248,7 +248,7 @@ class TestOptions:
                 "*= ctxguard =*",
                 "test_leaky.py::test_leaky",
                 "  CG101 g-leak: 'g.user' was read during GET /get *",
-                "ctxguard: 1 violation in 1 test",
+                "ctxguard: 1 finding in 1 test",
             ]
         )
 
@@ -286,7 +286,7 @@ class TestOptions:
         elif mode == "warn":
             result.assert_outcomes(passed=2)
             result.stdout.fnmatch_lines(
-                [HEADER["warn"], "ctxguard: 1 violation in 1 test"]
+                [HEADER["warn"], "ctxguard: 1 finding in 1 test"]
             )
         else:
             result.assert_outcomes(passed=2)
@@ -360,7 +360,7 @@ class TestEveryCode:
                 " set and never reset.",
             ]
         )
-        result.stdout.fnmatch_lines(["ctxguard: 6 violations in 6 tests"])
+        result.stdout.fnmatch_lines(["ctxguard: 6 findings in 6 tests"])
 
     def test_warn(self, ourtester):
         """Warn mode passes every test and lists each violation by test."""
@@ -385,7 +385,7 @@ class TestEveryCode:
                 "  CG105 context-leak: *",
                 "test_codes.py::test_cg106",
                 "  CG106 contextvar-leak: *",
-                "ctxguard: 6 violations in 6 tests",
+                "ctxguard: 6 findings in 6 tests",
             ]
         )
         result.stdout.no_fnmatch_line("test_codes.py::test_clean")
@@ -435,8 +435,7 @@ class TestStrictMode:
         result.stdout.fnmatch_lines(["*_ test_leak _*"])
         result.stdout.fnmatch_lines(
             [
-                "flask_ctxguard: 1 request-context contamination violation"
-                " during this test:",
+                "1 request-context contamination finding:",
                 "",
                 "CG101 g-leak: 'g.user' was read during GET /get (request *,"
                 " thread 'MainThread') but was set during GET /set/alice"
@@ -471,8 +470,7 @@ class TestStrictMode:
             [
                 "E       assert 1 == 2",
                 "*- ctxguard -*",
-                "flask_ctxguard: 1 request-context contamination violation"
-                " during this test:",
+                "1 request-context contamination finding:",
                 "CG101 g-leak: *",
             ]
         )
@@ -576,7 +574,7 @@ class TestContextLeaks:
                 " still pushed in thread 'MainThread'; *",
             ]
         )
-        result.stdout.fnmatch_lines(["ctxguard: 3 violations in 3 tests"])
+        result.stdout.fnmatch_lines(["ctxguard: 3 findings in 3 tests"])
 
     def test_harness_contexts_are_not_leaks(self, ourtester):
         """
@@ -640,7 +638,7 @@ class TestContextLeaks:
         result = run(ourtester, "--ctxguard")
 
         result.assert_outcomes(passed=8)
-        result.stdout.fnmatch_lines(["ctxguard: 0 violations in 0 tests"])
+        result.stdout.fnmatch_lines(["ctxguard: 0 findings in 0 tests"])
         result.stdout.no_fnmatch_line("*CG105*")
 
     def test_context_pushed_by_a_fixture_helper(self, ourtester):
@@ -737,16 +735,15 @@ class TestApps:
         result.stdout.fnmatch_lines(
             [
                 "*_ test_fixture _*",
-                "flask_ctxguard: 1 request-context contamination violation*",
+                "1 request-context contamination finding:",
                 "CG101 g-leak: *",
                 "*_ test_factory _*",
                 "CG101 g-leak: *",
                 "*_ test_own_guard _*",
-                "flask_ctxguard: 1 request-context contamination violation*",
+                "1 request-context contamination finding:",
                 "CG101 g-leak: *",
                 "*_ test_several_apps _*",
-                "flask_ctxguard: 2 request-context contamination violations"
-                " during this test:",
+                "2 request-context contamination findings:",
                 "CG101 g-leak: *",
                 "CG101 g-leak: *",
             ]
@@ -889,16 +886,14 @@ class TestFixture:
                 "ctxguard.expect(CG101): no such violation happened inside"
                 " the block.",
                 "*_ test_assert_clean _*",
-                "flask_ctxguard: 1 request-context contamination violation"
-                " during this test:",
+                "1 request-context contamination finding:",
                 "",
                 "CG101 g-leak: 'g.user' was read during GET /get *",
                 "*_ test_unexpected _*",
-                "flask_ctxguard: 1 request-context contamination violation"
-                " during this test:",
+                "1 request-context contamination finding:",
                 "",
                 "CG101 g-leak: 'g.user' was read during GET /get *",
-                "ctxguard: 2 violations in 2 tests",
+                "ctxguard: 2 findings in 2 tests",
             ]
         )
         result.stdout.no_fnmatch_line("test_fixture.py::test_without_fixture")
@@ -960,7 +955,7 @@ class TestMarker:
                 " CG106).",
                 "*_ test_other_code _*",
                 "CG101 g-leak: *",
-                "ctxguard: 1 violation in 1 test",
+                "ctxguard: 1 finding in 1 test",
             ]
         )
 
@@ -992,6 +987,6 @@ class TestWarnings:
 
         result.assert_outcomes(**outcomes)
         result.stdout.fnmatch_lines(
-            ["  CG101 g-leak: *", "ctxguard: 1 violation in 1 test"]
+            ["*CG101 g-leak: *", "ctxguard: 1 finding in 1 test"]
         )
         result.stdout.no_fnmatch_line("*Warning*")
