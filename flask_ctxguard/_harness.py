@@ -29,7 +29,7 @@ from flask import Flask, appcontext_pushed, request_started
 
 from . import _config, _sites
 from ._contextvars import LEFT_BEHIND, LeftBehind
-from ._extension import EXTENSION_KEY, AppState, CtxGuard, context_leak
+from ._extension import EXTENSION_KEY, CtxGuard, context_leak
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -37,7 +37,8 @@ from ._flaskcompat import (
     pushed_contexts,
     request_ctx_var,
 )
-from ._guarded import arm_request
+from ._lifecycle import arm_request
+from ._state import AppState
 from ._violations import Violation
 
 __all__ = [
