@@ -28,6 +28,7 @@ from typing import Any
 from flask import Flask, appcontext_pushed, request_started
 
 from . import _config, _sites
+from ._config import RunOverride
 from ._contextvars import LEFT_BEHIND, LeftBehind
 from ._extension import EXTENSION_KEY, CtxGuard, context_leak
 from ._flaskcompat import (
@@ -39,13 +40,13 @@ from ._flaskcompat import (
 )
 from ._lifecycle import arm_request
 from ._state import AppState
-from ._violations import Violation
+from ._violations import Violation, contextvar_hint
 
 __all__ = [
     "AutoGuard",
     "LeftBehind",
+    "RunOverride",
     "adopt_left_behind",
-    "contextvar_hint",
     "left_behind",
     "override_run",
     "pushed_context_ids",
@@ -57,14 +58,16 @@ __all__ = [
 
 def override_run(
     mode: _config.Mode | None, *, quiet: bool, full_stacks: bool
-) -> None:
+) -> RunOverride:
     """
     Impose *mode* on every guard that is not off (`None`: each app's own),
     keep guards the app did not configure out of structlog when *quiet*,
-    and keep stacks whole with *full_stacks*.
+    and keep stacks whole with *full_stacks*. Returns the override before.
     """
     run = _config.RUN
+    previous = dataclasses.replace(run)
     run.mode, run.quiet, run.full_stacks = mode, quiet, full_stacks
+    return previous
 
 
 class AutoGuard:
@@ -231,19 +234,6 @@ def adopt_left_behind(since: LeftBehind) -> set[ContextVar[Any]]:
     return adopted
 
 
-def contextvar_hint(name: str) -> str:
-    """The fix for a ContextVar *name* left set: structlog's or another."""
-    if name.startswith("structlog_"):
-        return (
-            "call 'structlog.contextvars.clear_contextvars()' at the start"
-            " of every request, or bind with 'bound_contextvars()'."
-        )
-    return (
-        f"reset {name!r} with the token its set() returned (in a"
-        " teardown_request function, or with try/finally)."
-    )
-
-
 def report_contextvars_left(
     start: LeftBehind,
     snapshot: Context,
@@ -282,7 +272,6 @@ def report_contextvars_left(
         tag = origin.tag()
         if reported(subject, tag.token):
             continue
-        endpoint = f" (endpoint {tag.endpoint!r})" if tag.endpoint else ""
         message = (
             f"ContextVar {var.name!r} still held, when the test ended, the"
             f" value that {tag.method} {tag.path} (request {tag.token}) set"
@@ -295,7 +284,7 @@ def report_contextvars_left(
             origin=tag,
             accessor=None,
             thread=threading.current_thread().name,
-            origin_site=f"{tag.method} {tag.path}{endpoint}",
+            origin_site=_sites.during(tag),
             access_site=site,
             value=value,
             has_value=True,

@@ -69,6 +69,7 @@ class PluginRun:
         self.lock = threading.Lock()
         self.current: TestRun | None = None
         self._overridden = 0
+        self._previous = _harness.RunOverride()
         # Contexts and ContextVars of fixtures broader than a test, until
         # their finalizer runs: not leaks of the test that set them up.
         self.exempt: dict[int, Any] = {}
@@ -81,15 +82,23 @@ class PluginRun:
         # configure stay out of structlog unless --ctxguard-log.
         self.auto.activate()
         self._overridden += 1
-        _harness.override_run(
-            "log", quiet=not self.log, full_stacks=self.full_stacks
-        )
+        if self._overridden == 1:
+            # Restored at the end: a pytester run inside a guarded run
+            # must not end the outer run's override.
+            self._previous = _harness.override_run(
+                "log", quiet=not self.log, full_stacks=self.full_stacks
+            )
 
     def _unguard(self) -> None:
         self.auto.deactivate()
         self._overridden -= 1
         if self._overridden == 0:
-            _harness.override_run(None, quiet=False, full_stacks=False)
+            previous = self._previous
+            _harness.override_run(
+                previous.mode,
+                quiet=previous.quiet,
+                full_stacks=previous.full_stacks,
+            )
 
     def close(self) -> None:
         """End of the run."""

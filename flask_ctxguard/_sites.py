@@ -23,11 +23,13 @@ from collections.abc import Iterator
 from types import FrameType
 
 from . import _config
+from ._tags import RequestTag
 
 __all__ = [
     "capture_site",
     "capture_stack",
     "describe",
+    "during",
     "is_internal_caller",
     "relative",
     "user_frame",
@@ -159,6 +161,15 @@ def describe(frame: FrameType) -> str:
     """
     code = frame.f_code
     return f"{relative(code.co_filename)}:{frame.f_lineno} in {code.co_name}"
+
+
+def during(tag: RequestTag) -> str:
+    """
+    The place a request is, for what happened somewhere during it:
+    ``"GET /orders (endpoint 'orders')"``.
+    """
+    endpoint = f" (endpoint {tag.endpoint!r})" if tag.endpoint else ""
+    return f"{tag.method} {tag.path}{endpoint}"
 
 
 def capture_site(depth: int = 0) -> str | None:

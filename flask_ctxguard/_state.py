@@ -4,6 +4,7 @@ The per-app state: what the guard keeps for one app.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import weakref
@@ -16,7 +17,7 @@ from ._config import Settings
 from ._contextvars import Leak
 from ._report import Reporter
 from ._tags import RequestRecord
-from ._violations import Violation
+from ._violations import Violation, contextvar_hint
 from .exceptions import ContaminationError
 
 if TYPE_CHECKING:
@@ -132,7 +133,6 @@ class AppState:
                 continue
             try:
                 origin_tag, accessor_tag = origin.tag(), record.tag()
-                origin_guard = origin.guard
                 message = (
                     f"ContextVar {var.name!r} held, for the whole of"
                     f" {accessor_tag}, the value that {origin_tag.method}"
@@ -146,11 +146,16 @@ class AppState:
                     origin=origin_tag,
                     accessor=accessor_tag,
                     thread=accessor_tag.thread_name,
-                    origin_site=origin_guard.view_site(origin.endpoint),
-                    access_site=self.view_site(record.endpoint),
+                    # Where a ContextVar was set cannot be known: the
+                    # requests are the places, not a line (issue 14).
+                    origin_site=_sites.during(origin_tag),
+                    access_site=_sites.during(accessor_tag),
                     value=value,
                     has_value=True,
                     value_name=var.name,
+                )
+                violation = dataclasses.replace(
+                    violation, hint=contextvar_hint(var.name)
                 )
             except Exception as exc:  # noqa: BLE001 - never break a request
                 reporter.internal_error("reporting a ContextVar leak", exc)

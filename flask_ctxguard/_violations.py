@@ -13,7 +13,7 @@ from typing import Any
 
 from ._tags import RequestTag
 
-__all__ = ["RULES", "Rule", "Violation"]
+__all__ = ["RULES", "Rule", "Violation", "contextvar_hint"]
 
 DOCS = "docs/rules.md"
 
@@ -252,3 +252,21 @@ class Violation:
 
 def _indent(stack: str) -> list[str]:
     return ["    " + line for line in stack.rstrip("\n").splitlines()]
+
+
+def contextvar_hint(name: str) -> str:
+    """
+    The fix for the ContextVar *name* left set: structlog's own variables
+    are cleared by ``clear_contextvars()``, any other only by its token.
+    """
+    if name.startswith("structlog_"):
+        return (
+            "call 'structlog.contextvars.clear_contextvars()' at the start"
+            " of every request, or bind with"
+            " 'structlog.contextvars.bound_contextvars()'."
+        )
+    return (
+        f"reset {name!r} with the token its set() returned, in a"
+        " teardown_request function or a try/finally around the work;"
+        " 'structlog.contextvars.clear_contextvars()' does not clear it."
+    )

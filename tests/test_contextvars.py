@@ -73,8 +73,8 @@ class TestTestClientThread:
         assert "/t/acme" == violation.origin.path
         assert "/whoami" == violation.accessor.path
         assert "str" == violation.value_type
-        assert violation.origin_site.endswith("in set_tenant")
-        assert violation.access_site.endswith("in whoami")
+        assert "GET /t/acme (endpoint 'set_tenant')" == violation.origin_site
+        assert "GET /whoami (endpoint 'whoami')" == violation.access_site
         assert "'tenant' held, for the whole of GET /whoami" in (
             violation.message
         )

@@ -150,7 +150,7 @@ def write_ini(pytester: pytest.Pytester, *lines: str) -> None:
             [
                 "[pytest]",
                 "console_output_style = classic",
-                "addopts = -p no:cacheprovider",
+                "addopts = -p no:cacheprovider -p no:flask",
                 *lines,
             ]
         )
@@ -220,7 +220,8 @@ class TestOptions:
                 HEADER["strict"],
                 "*_ test_leaky _*",
                 "CG101 g-leak: *",
-                "FAILED test_leaky.py::test_leaky - 1 request-context contamination finding*",
+                "FAILED test_leaky.py::test_leaky - 1 request-context"
+                " contamination finding*",
             ]
         )
 

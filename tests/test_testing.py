@@ -182,8 +182,9 @@ class TestAssertNoContamination:
         ) as info:
             assert_no_contamination([first], [second])
 
-        assert f"{first}\n  (2 accesses in 2 crossings)" == (
-            str(info.value).split("\n\n", 1)[1]
+        assert (
+            f"{first}\n  (2 accesses in 2 crossings)"
+            == (str(info.value).split("\n\n", 1)[1])
         )
 
     def test_one_crossing_is_one_finding(self, app, guard, views):
@@ -198,7 +199,7 @@ class TestAssertNoContamination:
         with app.app_context():
             client.get("/set/alice")
             client.get("/check")
-        first, second = guard.violations
+        first, _ = guard.violations
 
         with pytest.raises(
             AssertionError,
@@ -207,8 +208,8 @@ class TestAssertNoContamination:
             assert_no_contamination(guard)
 
         assert 2 == len(guard.violations)
-        assert f"{first}\n  (2 accesses)" == (
-            str(info.value).split("\n\n", 1)[1]
+        assert (
+            f"{first}\n  (2 accesses)" == (str(info.value).split("\n\n", 1)[1])
         )
 
     def test_empty_list(self):
