@@ -209,13 +209,10 @@ def defaults(*, testing: bool, debug: bool) -> dict[str, Any]:
     The default of every key, for an app with *testing* and *debug*, as in
     effect at this moment.
     """
-    return {
-        "CTXGUARD_MODE": "raise" if testing else "log",
-        "CTXGUARD_STACKS": debug or testing,
-        "CTXGUARD_LOG_VALUES": False,
-        "CTXGUARD_IGNORE": (),
-        "CTXGUARD_MAX_VIOLATIONS": 1000,
-    }
+    values = fixed_defaults()
+    values["CTXGUARD_MODE"] = "raise" if testing else "log"
+    values["CTXGUARD_STACKS"] = debug or testing
+    return values
 
 
 def fixed_defaults() -> dict[str, Any]:

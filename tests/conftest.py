@@ -69,3 +69,13 @@ def _guard(app):
 @pytest.fixture(name="client")
 def _client(app, guard):
     return app.test_client()
+
+
+@pytest.fixture(name="ourtester")
+def _ourtester(pytester):
+    """A pytester with the classic ini and the inner app module 'shop'."""
+    from tests.pytester_helpers import APP, write_ini
+
+    write_ini(pytester)
+    pytester.makepyfile(shop=APP)
+    return pytester

@@ -12,16 +12,7 @@ import sys
 
 import pytest
 
-from tests.test_pytest_plugin import APP, LEAKY, line_of, run, write_ini
-
-
-@pytest.fixture(name="ourtester")
-def _ourtester(pytester):
-    """A pytester with the classic ini and the inner app module 'shop'."""
-    write_ini(pytester)
-    pytester.makepyfile(shop=APP)
-    return pytester
-
+from tests.pytester_helpers import LEAKY, line_of, run, write_ini
 
 #: An app configured as in the Quick Start: its own guard, TESTING on.
 OWN_GUARD = """
@@ -271,7 +262,7 @@ class TestContextVarLeftByATest:
                 "  held during: the end of"
                 " test_order.py::test_a_leaves_tenant",
                 "  set during:  GET /tenant/acme (endpoint 'set_tenant')",
-                "  fix: reset 'tenant' with the token its set() returned *",
+                "  fix: reset 'tenant' with the token its set() returned*",
             ]
         )
         result.stdout.no_fnmatch_line("*call 'structlog.contextvars.clear*")
