@@ -78,6 +78,7 @@ def report_access(
     *depth* counts the frames between this function and the code that made
     the access.
     """
+    __tracebackhide__ = True  # pytest shows the user's frames only
     guard = record.guard
     if record.state != ARMED and _sites.is_internal_caller(depth + 1):
         # Flask and Werkzeug reading a request while tearing it down. While
