@@ -41,7 +41,8 @@ WRAPPERS = ("log", "message", "line", "_source")
 #: gigabyte of logs must not grow memory.
 MAX_NAMES = 64
 
-_EVENT = b"contamination"
+_EVENT = "contamination"
+_raw_decode = json.JSONDecoder().raw_decode
 _GZIP_MAGIC = b"\x1f\x8b"
 # C0 and C1 controls, DEL, and the format characters that reorder or hide
 # text (bidi overrides, zero-width), as in Trojan Source.
@@ -99,7 +100,7 @@ def open_log(stream: IO[bytes]) -> IO[bytes]:
 
 
 def read_events(
-    lines: Iterable[bytes], counter: LineCounter
+    lines: Iterable[str], counter: LineCounter
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
     """
     The ``contamination`` events among *lines*, each with the pipeline's
@@ -120,7 +121,7 @@ def read_events(
 
 
 def parse_line(
-    line: bytes,
+    line: str,
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """
     The event on *line* and its wrapper, or `None` if there is none.
@@ -129,9 +130,15 @@ def parse_line(
     prefix (a container runtime's or syslog's), or one level down in a
     wrapper field (`WRAPPERS`).
     """
-    data = _loads(line)
-    if data is None:
-        start = line.find(b"{")
+    try:
+        # raw_decode: json.loads without two Python frames (this runs for
+        # every event of a gigabyte of logs); text after the object is
+        # tolerated.
+        data = _raw_decode(line)[0]
+    except ValueError:
+        data = None
+    if data.__class__ is not dict:
+        start = line.find("{")
         if start <= 0:
             return None
         data = _loads(line[start:])
@@ -159,8 +166,8 @@ def _loads(text: str | bytes) -> dict[str, Any] | None:
 def _is_event(data: dict[str, Any]) -> bool:
     return (
         data.get("event") == "contamination"
-        and isinstance(data.get("code"), str)
-        and isinstance(data.get("subject"), str)
+        and data.get("code").__class__ is str
+        and data.get("subject").__class__ is str
     )
 
 
@@ -192,11 +199,9 @@ def process_of(event: dict[str, Any]) -> str | None:
     The accessor is in the logging process whenever it is a request; an
     access outside any request (CG102, CG104) is in the origin's process.
     """
-    for side in ("accessor", "origin"):
-        token = _side(event.get(side)).get("token")
-        if isinstance(token, str) and "-" in token:
-            return token.rsplit("-", 1)[0]
-    return None
+    return _process(_side(event.get("accessor"))) or _process(
+        _side(event.get("origin"))
+    )
 
 
 def seen_at(
@@ -210,7 +215,14 @@ def seen_at(
     milliseconds, Loki's nanoseconds), else when the accessing request
     started.
     """
-    candidates: list[object] = [event.get("timestamp")]
+    stamp = event.get("timestamp")
+    if stamp.__class__ is str:
+        # The common case, structlog's TimeStamper(fmt="iso", utc=True):
+        # remembered, as the events of one second share most of it.
+        when = _iso_epoch(stamp)
+        if when is not None:
+            return when
+    candidates: list[object] = [stamp]
     if wrapper is not None:
         candidates += [
             wrapper.get("timestamp"),
@@ -225,20 +237,30 @@ def seen_at(
     return None
 
 
+_UTC = datetime.timezone.utc
+
+
+def _iso_epoch(text: str) -> float | None:
+    # Python 3.10's fromisoformat does not take a 'Z'.
+    try:
+        moment = datetime.datetime.fromisoformat(
+            text[:-1] + "+00:00" if text[-1:] == "Z" else text
+        )
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_UTC)
+    return moment.timestamp()
+
+
 def _epoch(value: object) -> float | None:
     if isinstance(value, str):
         text = value.strip()
         if text.replace(".", "", 1).isdigit():
             return _epoch(float(text))
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.timestamp()
+        if text.endswith("z"):
+            text = text[:-1] + "Z"
+        return _iso_epoch(text)
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
         # Seconds, milliseconds, microseconds or nanoseconds since 1970.
@@ -383,11 +405,21 @@ class Finding:
         self, event: dict[str, Any], when: float | None, app: str | None
     ) -> None:
         """Count *event*, seen at *when*, in this finding."""
+        # The per-event path of a gigabyte of logs: kept flat on purpose.
         self.events += 1
-        repeats = event.get("repeats")
-        if not isinstance(repeats, int) or isinstance(repeats, bool):
+        repeats = event.get("repeats", 1)
+        if repeats.__class__ is not int:
             repeats = 1
-        bucket = self._counts.setdefault((process_of(event), app), [0, 0])
+        origin = event.get("origin")
+        accessor = event.get("accessor")
+        if origin.__class__ is not dict:
+            origin = _NO_ORIGIN
+        if accessor.__class__ is not dict:
+            accessor = _NO_ORIGIN
+        bucket_key = (_process(accessor) or _process(origin), app)
+        bucket = self._counts.get(bucket_key)
+        if bucket is None:
+            bucket = self._counts[bucket_key] = [0, 0]
         bucket[0] = max(bucket[0], repeats)
         bucket[1] += 1
         if when is not None:
@@ -395,13 +427,14 @@ class Finding:
                 self.first_seen = when
             if self.last_seen is None or when > self.last_seen:
                 self.last_seen = when
-        if app is not None:
+        if app is not None and app not in self.apps:
             _bounded_add(self.apps, app)
-        _bounded_add(self.origin_endpoints, endpoint_of(_origin(event)))
-        _bounded_add(
-            self.accessor_endpoints,
-            endpoint_of(_side(event.get("accessor"))),
-        )
+        name = endpoint_of(origin)
+        if name not in self.origin_endpoints:
+            _bounded_add(self.origin_endpoints, name)
+        name = endpoint_of(accessor)
+        if name not in self.accessor_endpoints:
+            _bounded_add(self.accessor_endpoints, name)
 
     def report(self) -> str:
         """The full report of this finding's first event."""
@@ -426,10 +459,17 @@ class Finding:
         }
 
 
-def _origin(event: dict[str, Any]) -> dict[str, Any]:
-    origin = event.get("origin")
-    # CG105 has no origin request: nothing to name on that side.
-    return origin if isinstance(origin, dict) else {"token": None}
+# A side that is not a request of a known process (CG105 has no origin).
+_NO_ORIGIN: dict[str, Any] = {"token": None}
+
+
+def _process(side: dict[str, Any]) -> str | None:
+    token = side.get("token")
+    if token.__class__ is str:
+        prefix, dash, _ = token.rpartition("-")
+        if dash:
+            return prefix
+    return None
 
 
 def _bounded_add(names: set[str], name: str) -> None:
@@ -454,8 +494,19 @@ class Findings:
             OSError: when it cannot be read (including a corrupt gzip).
             EOFError: when a gzip stream ends early.
         """
-        for event, wrapper in read_events(open_log(stream), self.counter):
-            self.add(event, wrapper)
+        # Text, so that JSON parsing need not detect the encoding of every
+        # line; bytes that are not UTF-8 become U+FFFD, and only '\n' ends
+        # a line, as for 'wc -l'.
+        text = io.TextIOWrapper(
+            open_log(stream), encoding="utf-8", errors="replace", newline="\n"
+        )
+        add = self.add
+        try:
+            for event, wrapper in read_events(text, self.counter):
+                add(event, wrapper)
+        finally:
+            # Leave the stream open: it is the caller's (standard input).
+            text.detach()
 
     def add(
         self, event: dict[str, Any], wrapper: dict[str, Any] | None = None
