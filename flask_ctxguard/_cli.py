@@ -31,7 +31,7 @@ EXIT_USAGE = 2
 
 #: The table fits a terminal this wide.
 WIDTH = 100
-_SUBJECT_WIDTH = 28
+_SUBJECT_WIDTH = 24
 
 
 class UsageError(Exception):
@@ -227,6 +227,11 @@ def write_text(findings: Findings, out: TextIO) -> None:
     )
     for line in _table(ordered):
         out.write(line.rstrip() + "\n")
+    out.write(
+        "\ncount: the highest 'repeats' each process logged, summed over"
+        " processes; a lower\nbound, as repeats are logged at the 1st, 2nd,"
+        " 4th, 8th... occurrence.\n"
+    )
     for number, finding in enumerate(ordered, 1):
         out.write("\n")
         for line in _details(number, finding):
@@ -235,12 +240,16 @@ def write_text(findings: Findings, out: TextIO) -> None:
 
 def _table(ordered: list[Finding]) -> Iterator[str]:
     subjects = [printable(finding.subject) for finding in ordered]
-    subject_width = min(
-        _SUBJECT_WIDTH, max(len("subject"), *map(len, subjects))
-    )
+    sites = [printable(finding.access_site or "-") for finding in ordered]
     number_width = max(1, len(str(len(ordered))))
     count_width = max(len("count"), len(str(ordered[0].count)))
     events_width = max(len("events"), *(len(str(f.events)) for f in ordered))
+    fixed = number_width + count_width + events_width + 17
+    # The subject gets what the longest site leaves, within bounds.
+    subject_width = min(
+        max(len("subject"), *map(len, subjects)),
+        max(_SUBJECT_WIDTH, WIDTH - fixed - max(map(len, sites))),
+    )
     head = (
         f"{'#':>{number_width}}  {'count':>{count_width}}"
         f"  {'events':>{events_width}}  code   "
@@ -248,10 +257,9 @@ def _table(ordered: list[Finding]) -> Iterator[str]:
     )
     site_width = max(16, WIDTH - len(head))
     yield head + "access site"
-    for number, (finding, subject) in enumerate(
-        zip(ordered, subjects, strict=True), 1
+    for number, (finding, subject, site) in enumerate(
+        zip(ordered, subjects, sites, strict=True), 1
     ):
-        site = printable(finding.access_site or "-")
         yield (
             f"{number:>{number_width}}  {finding.count:>{count_width}}"
             f"  {finding.events:>{events_width}}"
