@@ -31,7 +31,7 @@ EXIT_USAGE = 2
 
 #: The table fits a terminal this wide.
 WIDTH = 100
-_SUBJECT_WIDTH = 24
+_SUBJECT_WIDTH = 30
 
 
 class UsageError(Exception):
