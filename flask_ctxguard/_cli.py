@@ -125,14 +125,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except UsageError as error:
         command = f"{prog} {args.command}" if "args" in locals() else prog
         sys.stderr.write(f"{command}: error: {error}\n")
-        return EXIT_USAGE
-    except BrokenPipeError:
-        # The reader went away (``| head``): not our error. Point stdout at
-        # devnull so the interpreter's final flush does not complain.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FOUND
     return EXIT_USAGE
 
 
@@ -179,13 +171,22 @@ def _report(files: Sequence[str], output: str, out: TextIO) -> int:
                 findings.read(stream)
             except (OSError, EOFError) as error:
                 raise UsageError(_unreadable(name, error)) from None
-    if output == "json":
-        json.dump(findings.to_dict(), out, ensure_ascii=False)
-        out.write("\n")
-    else:
-        write_text(findings, out)
-    out.flush()
-    return EXIT_FOUND if findings.ordered() else EXIT_CLEAN
+    status = EXIT_FOUND if findings.ordered() else EXIT_CLEAN
+    try:
+        if output == "json":
+            # ASCII: valid JSON whatever the encoding of standard output.
+            json.dump(findings.to_dict(), out)
+            out.write("\n")
+        else:
+            write_text(findings, out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away ('| head'): not an error of ours. Point
+        # stdout at devnull so the interpreter's final flush is quiet.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    return status
 
 
 @contextlib.contextmanager

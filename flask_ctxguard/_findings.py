@@ -15,6 +15,7 @@ import datetime
 import gzip
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -263,6 +264,8 @@ def _epoch(value: object) -> float | None:
         return _iso_epoch(text)
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
+        if not math.isfinite(number):  # json.loads takes 'Infinity'
+            return None
         # Seconds, milliseconds, microseconds or nanoseconds since 1970.
         while number > 1e11:
             number /= 1000

@@ -440,6 +440,23 @@ class TestInput:
         report = json.loads(capsys.readouterr().out)
         assert (1, 1) == (report["events"], report["skipped_lines"])
 
+    @pytest.mark.parametrize(
+        "stamp", ["Infinity", "-Infinity", "NaN", '"9' + "9" * 400 + '"']
+    )
+    def test_absurd_timestamps_are_ignored(self, stamp):
+        """
+        A timestamp that is not a time (infinite, not a number, huge) is
+        ignored, and the request's start time is used.
+        """
+        line = (
+            json.dumps(event(timestamp=None))[:-1]
+            + f', "timestamp": {stamp}}}'
+        )
+
+        finding = report_json(lines(line))["findings"][0]
+
+        assert "2026-11-25T20:52:53.500000Z" == finding["first_seen"]
+
     def test_invalid_utf8_is_skipped(self):
         """
         A line of broken bytes mentioning contamination is skipped, not fatal.
