@@ -706,3 +706,16 @@ class TestText:
         findings.add(original)
 
         assert kept == original
+
+
+class TestBenchmark:
+    def test_throughput_benchmark_runs(self, capsys):
+        """The report command's benchmark runs on a small log."""
+        from benchmarks import report_logs
+
+        status = report_logs.main(["--megabytes", "0.2", "--every", "3"])
+
+        out = capsys.readouterr().out
+        assert 0 == status
+        assert "peak RSS" in out
+        assert "json.loads alone" in out
