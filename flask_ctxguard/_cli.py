@@ -183,9 +183,10 @@ def _report(files: Sequence[str], output: str, out: TextIO) -> int:
     except BrokenPipeError:
         # The reader went away ('| head'): not an error of ours. Point
         # stdout at devnull so the interpreter's final flush is quiet.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return status
 
 

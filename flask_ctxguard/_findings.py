@@ -193,18 +193,6 @@ def endpoint_of(side: dict[str, Any]) -> str:
     return endpoint if isinstance(endpoint, str) else "(no endpoint)"
 
 
-def process_of(event: dict[str, Any]) -> str | None:
-    """
-    The process that logged *event*: the prefix of a request token.
-
-    The accessor is in the logging process whenever it is a request; an
-    access outside any request (CG102, CG104) is in the origin's process.
-    """
-    return _process(_side(event.get("accessor"))) or _process(
-        _side(event.get("origin"))
-    )
-
-
 def seen_at(
     event: dict[str, Any], wrapper: dict[str, Any] | None
 ) -> float | None:
@@ -416,9 +404,9 @@ class Finding:
         origin = event.get("origin")
         accessor = event.get("accessor")
         if origin.__class__ is not dict:
-            origin = _NO_ORIGIN
+            origin = _NO_SIDE
         if accessor.__class__ is not dict:
-            accessor = _NO_ORIGIN
+            accessor = _NO_SIDE
         bucket_key = (_process(accessor) or _process(origin), app)
         bucket = self._counts.get(bucket_key)
         if bucket is None:
@@ -462,8 +450,9 @@ class Finding:
         }
 
 
-# A side that is not a request of a known process (CG105 has no origin).
-_NO_ORIGIN: dict[str, Any] = {"token": None}
+# A side that is no request: an origin of CG105, an accessor that is not an
+# object.
+_NO_SIDE: dict[str, Any] = {}
 
 
 def _process(side: dict[str, Any]) -> str | None:

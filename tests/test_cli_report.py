@@ -525,6 +525,7 @@ class TestCounting:
 
         assert (3, 3) == (finding["count"], finding["events"])
         assert ["(no request)"] == finding["accessor_endpoints"]
+        assert ["(no request)"] == finding["origin_endpoints"]
 
     def test_apps_of_one_process_count_apart(self):
         """
@@ -719,3 +720,139 @@ class TestBenchmark:
         assert 0 == status
         assert "peak RSS" in out
         assert "json.loads alone" in out
+
+
+class _Stdin:
+    """A piped standard input holding *data*."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BufferedReader(io.BytesIO(data))
+
+    def isatty(self) -> bool:
+        return False
+
+
+class TestInProcess:
+    @pytest.mark.parametrize("args", [["report"], ["report", "-"]])
+    def test_piped_input(self, capsys, monkeypatch, args):
+        """Without a file, or with '-', the report reads standard input."""
+        monkeypatch.setattr(sys, "stdin", _Stdin(lines(event(), "x")))
+
+        status = _cli.main([*args, "--format", "json"])
+
+        assert 1 == status
+        assert 1 == json.loads(capsys.readouterr().out)["skipped_lines"]
+
+    def test_clean_input(self, capsys, monkeypatch):
+        """Input without events exits 0 and says so."""
+        monkeypatch.setattr(sys, "stdin", _Stdin(b"hello\n"))
+
+        status = _cli.main(["report"])
+
+        assert 0 == status
+        assert (
+            "No findings: 0 contamination events, 1 other line skipped.\n"
+            == capsys.readouterr().out
+        )
+
+    def test_unreadable_files(self, capsys, tmp_path):
+        """A missing file, a directory or a cut gzip each exit 2."""
+        cut = tmp_path / "cut.gz"
+        cut.write_bytes(gzip.compress(lines(event()) * 100)[:-30])
+        for name in (tmp_path / "nope.log", tmp_path, cut):
+            status = _cli.main(["report", str(name)], prog="ctxguard")
+
+            err = capsys.readouterr().err
+            assert 2 == status
+            assert err.startswith(
+                f"ctxguard report: error: cannot read {str(name)!r}: "
+            )
+
+    def test_broken_pipe_keeps_the_status(self, monkeypatch, tmp_path):
+        """A reader that goes away ends the report quietly, status kept."""
+
+        class Gone(io.StringIO):
+            def write(self, text: str) -> int:
+                raise BrokenPipeError
+
+        log = tmp_path / "one.log"
+        log.write_bytes(lines(event()))
+        monkeypatch.setattr(sys, "stdout", Gone())
+
+        assert 1 == _cli.main(["report", str(log)])
+
+    @pytest.mark.parametrize(
+        ("argv0", "prog"),
+        [
+            ("/srv/venv/lib/flask_ctxguard/__main__.py", "python -m"),
+            ("/srv/venv/bin/ctxguard", "ctxguard"),
+        ],
+    )
+    def test_program_name(self, capsys, monkeypatch, argv0, prog):
+        """Messages name the command as it was run."""
+        monkeypatch.setattr(sys, "argv", [argv0])
+
+        _cli.main(["explain", "CG999"])
+
+        assert capsys.readouterr().err.startswith(prog)
+
+
+class TestFields:
+    @pytest.mark.parametrize(
+        ("stamp", "seen"),
+        [
+            ("2026-11-25T20:52:54", "2026-11-25T20:52:54Z"),
+            ("2026-11-25T20:52:54z", "2026-11-25T20:52:54Z"),
+            ("2026-11-25T21:52:54+01:00", "2026-11-25T20:52:54Z"),
+            ("1795639974.25", "2026-11-25T20:52:54.250000Z"),
+            (1795639974250, "2026-11-25T20:52:54.250000Z"),
+            (1795639974250000000, "2026-11-25T20:52:54.250000Z"),
+            ("yesterday", "2026-11-25T20:52:53.500000Z"),
+            ([1, 2], "2026-11-25T20:52:53.500000Z"),
+        ],
+    )
+    def test_timestamps(self, stamp, seen):
+        """ISO times with or without zone and epoch numbers are understood."""
+        data = event()
+        data["timestamp"] = stamp
+
+        assert seen == report_json(lines(data))["findings"][0]["first_seen"]
+
+    def test_odd_fields(self):
+        """
+        Odd repeats, a non-object accessor and tokens without a dash count
+        once each.
+        """
+        odd = [event(repeats=4), event(), event(), event()]
+        odd[0]["repeats"] = True
+        odd[1]["accessor"] = "thread-1"
+        odd[2]["accessor"]["token"] = "nodash"
+        odd[2]["origin"]["token"] = 7
+        odd[3]["repeats"] = "8"
+
+        finding = report_json(lines(*odd))["findings"][0]
+
+        assert (4, 4) == (finding["count"], finding["events"])
+        assert "(no request)" in finding["accessor_endpoints"]
+
+    def test_broken_wrappers_and_prefixes(self):
+        """A prefix or wrapper that holds no event is skipped."""
+        data = lines(
+            "INFO contamination {broken",
+            {"log": "contamination, in plain text"},
+            {"message": 42, "event": "contamination?"},
+        )
+
+        assert (0, 3) == (
+            report_json(data)["events"],
+            report_json(data)["skipped_lines"],
+        )
+
+    def test_stacks_keep_their_lines(self):
+        """Logged stacks are escaped line by line, keeping their breaks."""
+        data = event()
+        data["access_stack"] = 'File "a.py", line 1\n  x = "\x1b[1m"\n'
+
+        report = report_json(lines(data))["findings"][0]["report"]
+
+        assert '    File "a.py", line 1\n      x = "\\x1b[1m"' in report

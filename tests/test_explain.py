@@ -9,6 +9,7 @@ import email.parser
 import importlib.resources
 import os
 import re
+import runpy
 import subprocess
 import sys
 import zipfile
@@ -170,3 +171,15 @@ class TestWheel:
         where, _, page = result.stdout.partition("\n")
         assert where.startswith(str(tmp_path))
         assert page.startswith(section("CG105"))
+
+
+class TestEntryPoint:
+    def test_python_dash_m(self, capsys, monkeypatch):
+        """'python -m flask_ctxguard' runs the command line and exits."""
+        monkeypatch.setattr(sys, "argv", ["__main__.py", "explain", "CG102"])
+
+        with pytest.raises(SystemExit) as info:
+            runpy.run_module("flask_ctxguard", run_name="__main__")
+
+        assert 0 == info.value.code
+        assert capsys.readouterr().out.startswith("## CG102\n")
