@@ -178,8 +178,12 @@ class TestEntryPoint:
         """'python -m flask_ctxguard' runs the command line and exits."""
         monkeypatch.setattr(sys, "argv", ["__main__.py", "explain", "CG102"])
 
+        main = Path(_cli.__file__).with_name("__main__.py")
+
         with pytest.raises(SystemExit) as info:
-            runpy.run_module("flask_ctxguard", run_name="__main__")
+            # run_path: pytest's import hook does not let run_module load a
+            # module of a package it imported as a plugin.
+            runpy.run_path(str(main), run_name="__main__")
 
         assert 0 == info.value.code
         assert capsys.readouterr().out.startswith("## CG102\n")
