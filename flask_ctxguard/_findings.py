@@ -229,17 +229,29 @@ def seen_at(
 _UTC = datetime.timezone.utc
 
 
+_FRACTION = re.compile(r"[.,](\d+)")
+
+
 def _iso_epoch(text: str) -> float | None:
-    # Python 3.10's fromisoformat does not take a 'Z'.
+    # Python 3.10's fromisoformat takes neither a 'Z' nor fractions of
+    # other than 3 or 6 digits.
+    if text[-1:] == "Z":
+        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.datetime.fromisoformat(
-            text[:-1] + "+00:00" if text[-1:] == "Z" else text
-        )
+        moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        return None
+        text = _FRACTION.sub(_six_digits, text, count=1)
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_UTC)
     return moment.timestamp()
+
+
+def _six_digits(match: re.Match[str]) -> str:
+    return "." + (match.group(1) + "000000")[:6]
 
 
 def _epoch(value: object) -> float | None:
