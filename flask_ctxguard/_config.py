@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -75,6 +76,7 @@ KEYS: dict[str, Key] = {
         Key("CTXGUARD_LOG_VALUES", False, "show a short repr of values"),
         Key("CTXGUARD_IGNORE", (), "codes and subjects to ignore"),
         Key("CTXGUARD_MAX_VIOLATIONS", 1000, "bound of guard.violations"),
+        Key("CTXGUARD_OTEL", False, "also send violations to OpenTelemetry"),
     )
 }
 
@@ -114,6 +116,8 @@ class Settings:
     log_values: bool
     ignore: frozenset[str]
     max_violations: int
+    # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
+    otel: bool = False
     #: The keys the app set itself (not defaults).
     explicit: frozenset[str] = frozenset()
     #: The app's live config, or `None` for fixed settings.
@@ -282,6 +286,12 @@ def read_settings(
         )
         raise ConfigurationError(msg)
 
+    # CTXGUARD_OTEL (issue 16): the OpenTelemetry API is imported only when
+    # it is on, and must then be installed.
+    otel = _read_bool(values, "CTXGUARD_OTEL")
+    if otel:
+        _require_otel()
+
     return Settings(
         initial_mode=mode,
         initial_stacks=stacks,
@@ -290,7 +300,21 @@ def read_settings(
         max_violations=max_violations,
         explicit=explicit,
         config=config if live else None,
+        otel=otel,
     )
+
+
+def _require_otel() -> None:
+    try:
+        importlib.import_module("._otel", __package__)  # the API
+    except ImportError as error:
+        msg = (
+            "CTXGUARD_OTEL is True but the OpenTelemetry API cannot be"
+            f" imported ({error}); install it with"
+            " 'pip install flask-ctxguard[otel]', or set CTXGUARD_OTEL to"
+            " False."
+        )
+        raise ConfigurationError(msg) from None
 
 
 def _read_mode(mode: object) -> Mode:
