@@ -5,12 +5,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import structlog
-from flask import Flask, after_this_request
+from flask import Flask, after_this_request, request, request_started
 
 from flask_ctxguard import ContaminationError, CtxGuard
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 flag: contextvars.ContextVar[bool] = contextvars.ContextVar("flag")
+user: contextvars.ContextVar[str] = contextvars.ContextVar("user")
+
+#: A constant the guard cannot tie to a request: a module-level name.
+ANONYMOUS = "anonymous-module-constant"
 
 
 @pytest.fixture(name="fresh_context")
@@ -216,3 +220,84 @@ class TestStructlog:
 
         assert b"{}" == fresh_context.run(run)
         assert [] == guard.violations
+
+
+class TestSetBeforeTheView:
+    def test_set_in_a_request_started_receiver(self, fresh_context):
+        """A value a request_started receiver set and never reset, held by
+        the next request, is CG106 of the request that set it."""
+        app = _app()
+
+        def set_on_start(sender, **extra):
+            if request.path == "/t/started":
+                tenant.set("started")
+
+        request_started.connect(set_on_start, app)
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/t/started")
+            return client.get("/whoami").data
+
+        try:
+            answer = fresh_context.run(run)
+        finally:
+            request_started.disconnect(set_on_start, app)
+
+        assert b"started" == answer
+        assert [("CG106", "/t/started", "/whoami")] == [
+            (v.code, v.origin.path, v.accessor.path) for v in guard.violations
+        ]
+
+
+class TestSameObjectAgain:
+    """A request that sets a var to the very object it already held."""
+
+    def test_constant_of_a_before_request_is_the_requests_own(
+        self, fresh_context
+    ):
+        """A constant of a before_request function, bound again by every
+        request, is the request's own; a value left by a view is CG106."""
+        app = _app()
+
+        @app.before_request
+        def bind_anonymous():
+            user.set("-")
+
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/whoami")
+            client.get("/whoami")
+            silent = [v.subject for v in guard.violations]
+            client.get("/t/acme")
+            client.get("/whoami")
+            return silent
+
+        assert [] == fresh_context.run(run)
+        assert ["ContextVar tenant"] == [v.subject for v in guard.violations]
+
+    def test_constant_from_elsewhere_is_reported(self, fresh_context):
+        """A module-level constant bound again by every request cannot be
+        told from one inherited: CG106, a documented limit."""
+        app = Flask("constants")
+        app.config["CTXGUARD_MODE"] = "log"
+
+        def bind_anonymous():
+            user.set(ANONYMOUS)
+
+        @app.route("/page")
+        def page():
+            bind_anonymous()
+            return user.get()
+
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            return [client.get("/page").data for _ in range(2)]
+
+        assert [ANONYMOUS.encode()] * 2 == fresh_context.run(run)
+        assert ["ContextVar user"] == [v.subject for v in guard.violations]

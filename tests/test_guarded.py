@@ -252,7 +252,7 @@ class TestCrossThreadAccess:
 
 
 class TestSanctioned:
-    """Patterns DESIGN.md says must never be flagged."""
+    """The sanctioned patterns of docs/rules.md: never reported."""
 
     def test_copy_current_request_context(self, app):
         """A thread running with a copy of the request context is clean,

@@ -1,6 +1,7 @@
 """
-Sanctioned patterns (DESIGN.md): programs that use Flask's contexts the way
-Flask intends. The guard must report nothing and change no response.
+Sanctioned patterns (docs/rules.md#sanctioned-patterns): programs that use
+Flask's contexts the way Flask intends. The guard must report nothing and
+change no response.
 """
 
 from __future__ import annotations
