@@ -57,7 +57,10 @@ class TestDefaults:
         CtxGuard(app)
 
         assert "raise" == app.config["CTXGUARD_MODE"]
+        assert app.config["CTXGUARD_STACKS"] is True
+        assert app.config["CTXGUARD_LOG_VALUES"] is True
         assert ["CG106", "g._sa_*"] == app.config["CTXGUARD_IGNORE"]
+        assert 5 == app.config["CTXGUARD_MAX_VIOLATIONS"]
 
 
 class TestBadValues:

@@ -151,11 +151,20 @@ class TestContainment:
 
 class TestRequestAttributes:
     def test_class_access(self, app):
-        """Attributes read on the request class give the descriptor."""
-        CtxGuard(app)
+        """Attributes read on the request class give a property that reads
+        a request's own value."""
+        guard = CtxGuard(app)
 
-        assert app.request_class.args is not None
-        assert isinstance(app.request_class.headers, object)
+        args = app.request_class.args
+        headers = app.request_class.headers
+        with app.test_request_context("/?a=1", headers={"X-A": "b"}):
+            own = request._get_current_object()
+            seen = (args.__get__(own).to_dict(), headers.__get__(own)["X-A"])
+
+        assert isinstance(args, property)
+        assert isinstance(headers, property)
+        assert ({"a": "1"}, "b") == seen
+        assert [] == guard.violations
 
     def test_set_and_delete_plain_attribute(self, app):
         """A view may replace or delete request.headers as before."""
@@ -357,13 +366,23 @@ class TestRetiredRequest:
         assert ["CG102"] == [v.code for v in guard.violations]
 
     def test_class_level_access(self, app):
-        """Reading attributes on the retired class itself is not a use."""
-        CtxGuard(app)
+        """Reading attributes on the retired class itself is not a use;
+        reading them on the kept request is."""
+        guard = CtxGuard(app)
         app.test_client().get("/keep")
         retired = type(KEPT[0])
 
-        assert retired.path is not None
-        assert retired.url_rule is None
+        on_class = (retired.path, retired.url_rule)
+
+        assert [] == guard.violations
+
+        _ = KEPT[0].path
+
+        assert hasattr(type(on_class[0]), "__get__")  # the descriptor
+        assert on_class[1] is None
+        assert [("CG102", "request")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
 
 
 class TestLateGuarding:

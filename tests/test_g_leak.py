@@ -63,7 +63,8 @@ class TestEveryReadPath:
 
     @pytest.mark.parametrize("path", sorted(READ_PATHS))
     def test_same_answer_as_bare_flask(self, app, path):
-        """Log mode changes no response, whichever way g is read."""
+        """Log mode changes no response, whichever way g is read, while the
+        read is reported."""
         reader, _ = READ_PATHS[path]
         _read_route(app, reader)
 
@@ -74,9 +75,10 @@ class TestEveryReadPath:
                 return client.get("/read").data
 
         bare = run()
-        CtxGuard(app)
+        guard = CtxGuard(app)
 
         assert bare == run()
+        assert ["CG101"] == [v.code for v in guard.violations]
 
 
 class TestSilence:

@@ -573,15 +573,18 @@ class TestEveryCheckedAttribute:
 
     @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
     def test_reads_as_on_plain_flask(self, name):
-        """In its own request, the attribute has the same value."""
+        """In its own request, the attribute has the same value and is not
+        reported; read on the kept request after its end, it is CG102."""
         seen = {}
+        kept = []
         for guarded in (False, True):
             app = Flask("attributes")
-            app.config.update(CTXGUARD_MODE="raise")
+            app.config.update(CTXGUARD_MODE="log")
 
             @app.post("/read")
             def read(guarded=guarded):
                 seen[guarded] = _comparable(getattr(request, name))
+                kept.append(request._get_current_object())
                 return "ok"
 
             guard = CtxGuard(app) if guarded else None
@@ -589,9 +592,15 @@ class TestEveryCheckedAttribute:
                 "/read?a=1", json={"x": 1}, headers=_EVERY_HEADER
             )
             assert 200 == response.status_code
-            assert guard is None or [] == guard.violations
+        assert guard is not None
+        in_request = _codes(guard)
+
+        getattr(kept[-1], name)
 
         assert seen[False] == seen[True]
+        assert [] == in_request
+        assert ["CG102"] == _codes(guard)
+        assert f"'request.{name}'" in guard.violations[0].message
 
     @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
     def test_checked_from_another_thread(self, app, name):

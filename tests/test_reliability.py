@@ -822,11 +822,11 @@ class TestUnusualApps:
         assert bare == guarded
         assert expected == [(v.code, v.subject) for v in guard.violations]
 
-    def test_slotted_session_is_guarded_or_declined_clearly(self, events):
+    def test_slotted_session_is_declined_clearly(self, events):
         """
-        A session class that is a plain dict subclass with __slots__ = ():
-        a kept session read in another request is either reported, or the
-        guard said once that it cannot guard such sessions — never silence.
+        A session class that is a plain dict subclass with __slots__ = ()
+        cannot carry the guard's record: the guard says so once, with one
+        'unguarded' warning naming the class, and the app works as bare.
         """
         bare = drive_kept_session(
             session_app("slotted-dict", guarded=False)[0]
@@ -839,16 +839,13 @@ class TestUnusualApps:
         assert [(200, b"ada"), (200, b"kept"), (200, b"ada")] == bare
         assert bare == guarded
         declined = [
-            e
+            (e["event"], e["level"])
             for e in events
             if e["level"] in {"warning", "error"}
             and "SlottedSession" in json.dumps(e, default=str)
         ]
-        reported = [(v.code, v.subject) for v in guard.violations]
-        assert [("CG103", "session")] == reported or 1 == len(declined), (
-            "a kept SlottedSession was read in another request: nothing was"
-            " reported and the guard never said it does not guard it"
-        )
+        assert [("unguarded", "warning")] == declined
+        assert [] == guard.violations
 
     def test_wsgi_middleware(self):
         """

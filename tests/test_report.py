@@ -80,7 +80,7 @@ def _leak(app, times=1):
 
 class TestRules:
     def test_codes_and_kinds(self):
-        """The rule table is DESIGN.md's, code for code."""
+        """The rule table is docs/rules.md's, code for code."""
         assert {
             "CG101": "g-leak",
             "CG102": "stale-access",
@@ -161,7 +161,8 @@ class TestViolation:
 
 class TestStructuredLog:
     def test_one_event_per_violation(self):
-        """A violation is one 'contamination' warning with DESIGN's keys."""
+        """A violation is one 'contamination' warning with the documented
+        keys (docs/logs.md)."""
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
 
@@ -291,14 +292,21 @@ class TestRateLimit:
         assert 3 == len(timestamps)
 
     def test_clear(self):
-        """guard.clear() forgets every violation."""
+        """guard.clear() forgets every violation and every repeat count."""
         app = _leaky_app(CTXGUARD_MODE="log")
         guard = CtxGuard(app)
         _leak(app)
+        before = [v.code for v in guard.violations]
 
         guard.clear()
+        cleared = list(guard.violations)
+        with capture_logs() as logs:
+            _leak(app)
 
-        assert [] == guard.violations
+        assert ["CG101"] == before
+        assert [] == cleared
+        assert ["CG101"] == [v.code for v in guard.violations]
+        assert [None] == [e.get("repeats") for e in logs]
 
 
 class TestSignal:
