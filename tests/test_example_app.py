@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from example_app import buggy, create_app, demo
 from example_app.db import DEMO_USERS
 from flask_ctxguard import ContaminationError
+from tests.helpers import codes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,10 +71,6 @@ def config(tmp_path, **overrides):
     }
     settings.update(overrides)
     return settings
-
-
-def codes(guard):
-    return [violation.code for violation in guard.violations]
 
 
 @pytest.fixture(name="app")

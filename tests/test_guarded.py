@@ -20,6 +20,7 @@ from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
     is_guarded_request_class,
 )
+from tests.helpers import codes
 
 KEPT: list = []
 
@@ -49,10 +50,6 @@ def _app():
         return name
 
     return app
-
-
-def _codes(guard):
-    return [v.code for v in guard.violations]
 
 
 class TestStaleAccess:
@@ -98,7 +95,7 @@ class TestStaleAccess:
 
         assert "alice" == KEPT[0][1]["user"]
         assert ["session"] == [v.subject for v in guard.violations]
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
 
     def test_g(self, app):
         """A kept g read after the request is CG102."""
@@ -107,7 +104,7 @@ class TestStaleAccess:
 
         assert "alice" == KEPT[0][2].user
         assert ["g"] == [v.subject for v in guard.violations]
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
 
     def test_late_thread(self, app):
         """A thread that reads the request after the response: CG102."""
@@ -133,7 +130,7 @@ class TestStaleAccess:
                 thread.join(timeout=10)
 
         assert ["/audit"] == seen
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
         assert "thread 'audit'" in guard.violations[0].message
 
     def test_raise_mode_raises_at_the_access(self, app):
@@ -598,13 +595,13 @@ class TestEveryCheckedAttribute:
             )
             assert 200 == response.status_code
         assert guard is not None
-        in_request = _codes(guard)
+        in_request = codes(guard)
 
         getattr(kept[-1], name)
 
         assert seen[False] == seen[True]
         assert [] == in_request
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
         assert f"'request.{name}'" in guard.violations[0].message
 
     @pytest.mark.parametrize("name", CHECKED_REQUEST_ATTRIBUTES)
@@ -626,7 +623,7 @@ class TestEveryCheckedAttribute:
 
         # Werkzeug computes some attributes from others, each checked: one
         # code, the attribute read first.
-        assert {"CG104"} == set(_codes(guard))
+        assert {"CG104"} == set(codes(guard))
         assert f"'request.{name}'" in guard.violations[0].message
 
 
@@ -713,7 +710,7 @@ class TestRequestClasses:
 
         app.test_client().get("/hand-off?a=1")
 
-        assert ["CG104"] == _codes(guard)
+        assert ["CG104"] == codes(guard)
         assert "'request.args'" in guard.violations[0].message
 
 
@@ -751,7 +748,7 @@ class TestKeptObjectsStayUsable:
 
         _SESSION_USES[use](kept)
 
-        assert ["CG102"] == _codes(guard)[:1]
+        assert ["CG102"] == codes(guard)[:1]
         assert {"session"} == {v.subject for v in guard.violations}
 
     def test_plain_attributes_of_a_kept_request(self, app):
@@ -770,7 +767,7 @@ class TestKeptObjectsStayUsable:
         with pytest.raises(AttributeError):
             _ = kept.path
 
-        assert {"CG102"} == set(_codes(guard))
+        assert {"CG102"} == set(codes(guard))
 
 
 def test_a_session_class_that_stores_attributes_as_data(app):

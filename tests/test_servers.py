@@ -28,6 +28,7 @@ import pytest
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import RequestSpec, hammer
+from tests.helpers import serve_waitress
 from tests.loadclient import (
     Plan,
     Reply,
@@ -36,7 +37,6 @@ from tests.loadclient import (
     mixed_plan,
     run_load,
 )
-from tests.scenarios.conftest import serve_waitress
 from tests.serverapp import create_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -47,16 +47,8 @@ TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_left():
-    """No server, pool, reader or client thread outlives its test."""
-    before = set(threading.enumerate())
-    yield
-    left = [t for t in threading.enumerate() if t not in before]
-    for thread in left:
-        thread.join(timeout=10)
-
-    assert [] == [t.name for t in left if t.is_alive()]
+#: No server, pool, reader or client thread outlives its test.
+pytestmark = pytest.mark.usefixtures("no_thread_left")
 
 
 def guarded_app(name: str) -> tuple[Any, CtxGuard]:

@@ -28,19 +28,15 @@ from flask import (
     url_for,
 )
 
-from .conftest import (
+from tests.helpers import (
     Worker,
     http_get,
     reply,
+    reports,
     run_bare_and_guarded,
     serve,
     wait,
 )
-
-
-def reports(run: Any) -> list[str]:
-    """The guarded run's violations, rendered for a readable failure."""
-    return [str(violation) for violation in run.violations]
 
 
 class CopiedContextThreadJoined:
@@ -484,7 +480,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"pets@64 for pets"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_copied_context_thread_outlives_request(self):
         """A thread with 'copy_current_request_context' that runs after its
@@ -496,7 +492,7 @@ class TestNoRaceThreadsAndStreams:
             ["ada commented on engines (POST /comments)"],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_stream_with_context(self):
         """A generator wrapped with 'stream_with_context' reading request,
@@ -508,7 +504,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"user,ada\nrow,0\nexports,2\n"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_background_thread_with_its_own_app_context(self):
         """A thread that pushes its own app context, fed plain values, is
@@ -520,7 +516,7 @@ class TestNoRaceThreadsAndStreams:
             ["tests.scenarios.test_norace_sanctioned exported for ada"],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
 
 class TestNoRaceAsync:
@@ -536,7 +532,7 @@ class TestNoRaceAsync:
             (200, b"ok /health"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_async_views_overlap_on_threaded_server(self):
         """Two async views in flight at once on Werkzeug's threaded server
@@ -545,7 +541,7 @@ class TestNoRaceAsync:
 
         assert [(200, b"ACME=1"), (200, b"GLOBEX=1")] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
 
 class TestNoRaceTestingPatterns:
@@ -568,7 +564,7 @@ class TestNoRaceTestingPatterns:
             ("/switch/bob?", "bob", None),
         )
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_fixture_pushes_and_pops_a_request_context(self):
         """Client requests inside a request context that a fixture pushes
@@ -583,7 +579,7 @@ class TestNoRaceTestingPatterns:
             "/",
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_fake_injected_on_g_outside_requests(self):
         """Values a test sets on 'g' outside any request, read by later
@@ -596,7 +592,7 @@ class TestNoRaceTestingPatterns:
             "/whoami",
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_session_transaction(self):
         """Preparing and inspecting the session with
@@ -605,7 +601,7 @@ class TestNoRaceTestingPatterns:
 
         assert [(200, b"dark 1"), 1, (200, b"dark 2")] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
 
 class TestNoRaceHandlersAndNesting:
@@ -628,7 +624,7 @@ class TestNoRaceHandlersAndNesting:
             ],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
     def test_norace_nested_app_context_in_view(self):
         """A nested app context pushed inside a view is not reported."""
@@ -639,7 +635,7 @@ class TestNoRaceHandlersAndNesting:
             (200, b"docs/index by bob, scratch=False"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
 
 
 class TestNoRaceGevent:

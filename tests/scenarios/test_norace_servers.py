@@ -25,22 +25,17 @@ from flask_login import LoginManager, UserMixin, current_user
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from flask_ctxguard import CtxGuard
-
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     Worker,
     http_get,
+    isolated,
     reply,
+    reports,
     run_bare_and_guarded,
-    run_isolated,
     serve,
     serve_waitress,
 )
-
-
-def reports(violations: Any) -> list[str]:
-    """Violations rendered for a readable failure."""
-    return [str(violation) for violation in violations]
 
 
 class User(UserMixin):
@@ -389,7 +384,7 @@ class TestNoRaceSeveralApps:
     def test_norace_several_apps_in_one_process(self):
         """Two guarded apps and an unguarded one, mounted together and
         calling each other on one worker thread, are not reported."""
-        bare = run_isolated(SeveralAppsInOneProcess().drive)
+        bare = isolated(SeveralAppsInOneProcess().drive)
         program = SeveralAppsInOneProcess()
         # One extension object, initialised on each app (app factories).
         guard = CtxGuard()
@@ -397,7 +392,7 @@ class TestNoRaceSeveralApps:
             app.config["CTXGUARD_MODE"] = "log"
             guard.init_app(app)
 
-        observed = run_isolated(program.drive)
+        observed = isolated(program.drive)
 
         assert [
             (200, b"ada bought book (1 in cart, request -)"),
