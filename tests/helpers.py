@@ -25,7 +25,7 @@ from flask import Flask, g, request, session
 from flask.globals import _cv_app, _cv_request
 from werkzeug.serving import make_server
 
-from flask_ctxguard import CtxGuard, Violation
+from flask_ctxguard import ContaminationError, CtxGuard, Violation
 
 #: Bound of every wait: a test that needs longer is stuck.
 TIMEOUT = 10.0
@@ -60,6 +60,13 @@ class Run:
     def violations(self) -> list[Violation]:
         """The guarded run's violations, oldest first."""
         return self.guard.violations
+
+    def control(self) -> list[str]:
+        """
+        The positive control of a silent run: the codes the same guard
+        reports for a request of the same app kept past its end.
+        """
+        return kept_request_control(self.program.app, self.guard)
 
 
 def isolated(func: Callable[[], Any]) -> Any:
@@ -253,6 +260,33 @@ def last_user_frame(tb: TracebackType | None, path: str) -> tuple[int, str]:
 
 
 # -- what a guard reported -------------------------------------------------
+
+
+def kept_request_control(app: Flask, guard: CtxGuard) -> list[str]:
+    """
+    A positive control for a test that expects silence: hand a request of
+    *app* to a thread that reads it while the request is in flight, as a
+    buggy view would, and return the codes *guard* reported for that:
+    ``["CG104"]`` when the guard works, ``[]`` for a guard that reports
+    nothing.
+
+    The request is a bare ``test_request_context``: the app's own
+    ``teardown_*`` handlers, written for its real requests, may fail on
+    it, and that failure is not the control's business.
+    """
+    before = len(guard.violations)
+
+    def read_from_a_thread() -> None:
+        with contextlib.suppress(Exception):
+            with app.test_request_context("/positive-control"):
+                kept = request._get_current_object()  # type: ignore[attr-defined]
+                reader = Worker(lambda: kept.args, "positive-control")
+                reader.start()
+                with contextlib.suppress(ContaminationError):
+                    reader.outcome()
+
+    isolated(read_from_a_thread)
+    return [violation.code for violation in list(guard.violations)[before:]]
 
 
 def codes(guard: CtxGuard) -> list[str]:

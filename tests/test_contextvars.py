@@ -8,6 +8,7 @@ import structlog
 from flask import Flask, after_this_request, request, request_started
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests.helpers import kept_request_control
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 flag: contextvars.ContextVar[bool] = contextvars.ContextVar("flag")
@@ -51,8 +52,20 @@ def _app(**config):
     return app
 
 
-def _run(ctx, func):
-    return ctx.run(func)
+def _leak_control(app, guard):
+    """
+    The positive control of a silent test: the same app and guard, in a
+    fresh context, report a tenant left for the next request (CG106).
+    """
+    before = len(guard.violations)
+
+    def leak():
+        client = app.test_client()
+        client.get("/t/control")
+        client.get("/whoami")
+
+    contextvars.Context().run(leak)
+    return [v.code for v in list(guard.violations)[before:]]
 
 
 class TestTestClientThread:
@@ -95,6 +108,7 @@ class TestTestClientThread:
 
         assert b"globex" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_reset_is_silent(self, fresh_context):
         """A request that resets its var leaves nothing behind."""
@@ -108,6 +122,7 @@ class TestTestClientThread:
 
         assert b"nobody" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_set_outside_requests_is_silent(self, fresh_context):
         """A value set by test code, not by a request, is not a leak."""
@@ -120,6 +135,7 @@ class TestTestClientThread:
 
         assert b"fixture" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_flags_are_not_request_data(self, fresh_context):
         """True/False/None left in a var are library flags, not leaks."""
@@ -140,6 +156,7 @@ class TestTestClientThread:
         fresh_context.run(run)
 
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_raise_mode(self, fresh_context):
         """In raise mode the request that held the value raises."""
@@ -220,6 +237,7 @@ class TestStructlog:
 
         assert b"{}" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestSetBeforeTheView:

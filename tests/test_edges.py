@@ -6,6 +6,7 @@ from flask.views import MethodView
 from structlog.testing import capture_logs
 
 from flask_ctxguard import CtxGuard, _sites
+from tests.helpers import kept_request_control
 
 KEPT: list = []
 
@@ -76,6 +77,7 @@ class TestIgnore:
         _ = KEPT[0].args
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_ignored_contextvar(self, app):
         """CTXGUARD_IGNORE drops a ContextVar by subject glob."""
@@ -99,6 +101,7 @@ class TestIgnore:
         contextvars.Context().run(run)
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestContainment:
@@ -165,6 +168,7 @@ class TestRequestAttributes:
         assert isinstance(headers, property)
         assert ({"a": "1"}, "b") == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_set_and_delete_plain_attribute(self, app):
         """A view may replace or delete request.headers as before."""
@@ -182,6 +186,7 @@ class TestRequestAttributes:
 
         assert b"1" == app.test_client().get("/swap").data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_cached_property_reset(self, app):
         """Deleting a cached property (args) recomputes it, as before."""
@@ -196,6 +201,7 @@ class TestRequestAttributes:
 
         assert b"11" == app.test_client().get("/args?a=1").data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestSharedG:
@@ -248,6 +254,7 @@ class TestSharedG:
 
         assert b"None" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestArming:
@@ -294,6 +301,7 @@ class TestPlainGClass:
         with app.app_context():
             assert "eggs" == g.spam
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_shared_g_is_watched(self, app):
         """CG101 works on a plain g class too."""

@@ -20,7 +20,7 @@ from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
     is_guarded_request_class,
 )
-from tests.helpers import codes
+from tests.helpers import codes, kept_request_control
 
 KEPT: list = []
 
@@ -283,6 +283,7 @@ class TestSanctioned:
         assert b"started" == response.data
         assert [("1", "alice", None)] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_stream_with_context(self, app):
         """A streamed generator wrapped in stream_with_context is clean."""
@@ -301,6 +302,7 @@ class TestSanctioned:
 
         assert b"x-/stream" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_preserved_context(self, app):
         """The test client's `with client:` preserved context is clean."""
@@ -314,6 +316,7 @@ class TestSanctioned:
             assert "alice" == g.user
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_handlers(self, app):
         """after_this_request, after_request and teardown handlers are
@@ -350,6 +353,7 @@ class TestSanctioned:
 
         assert ["GET", "/handled", "1", "alice", "alice"] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_nested_app_context(self, app):
         """A nested app context inside a view is clean."""
@@ -366,6 +370,7 @@ class TestSanctioned:
 
         assert b"1/nested" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_thread_with_its_own_app_context(self, app):
         """A background thread with its own app context is clean."""
@@ -388,6 +393,7 @@ class TestSanctioned:
 
         assert ["mine"] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_async_view(self, app):
         """An async view run by asgiref on another thread is clean."""
@@ -403,6 +409,7 @@ class TestSanctioned:
 
         assert b"1alicealice" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_many_ordinary_requests(self, app):
         """Ordinary requests touching everything are clean."""
@@ -427,6 +434,7 @@ class TestSanctioned:
 
         assert b"POST /everything 1 2 1 u 3 None" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestRetiring:
@@ -473,6 +481,7 @@ class TestRetiring:
 
         assert [] == switches
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_a_kept_request_is_switched(self, app, switches):
         """A request something still holds is switched when it ends."""
@@ -506,6 +515,7 @@ class TestRetiring:
         assert [] == guard.violations
         assert ([type(KEPT[0][0])] if keep else []) == switches
         assert _lifecycle.REFS_AT_CLOSE == _lifecycle._refs_at_close
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_the_reference_count_is_learnt_downwards(
         self, app, switches, monkeypatch
@@ -656,6 +666,7 @@ class TestRequestClasses:
         assert b"a replaced" == response.data
         assert [False] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_plain_attribute_deleted(self, app):
         """A deleted plain attribute is gone, under its own name."""
@@ -689,6 +700,7 @@ class TestRequestClasses:
 
         assert b"sent replaced sent" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_a_subclass_of_the_guarded_class(self, app):
         """A request class derived from the guarded one after init_app is
@@ -797,3 +809,4 @@ def test_a_session_class_that_stores_attributes_as_data(app):
     assert 200 == response.status_code
     assert [["user"]] == seen
     assert [] == guard.violations
+    assert ["CG104"] == kept_request_control(app, guard)

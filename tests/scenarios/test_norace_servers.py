@@ -30,6 +30,7 @@ from tests.helpers import (
     Worker,
     http_get,
     isolated,
+    kept_request_control,
     reply,
     reports,
     run_bare_and_guarded,
@@ -319,6 +320,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_ordinary_requests_on_waitress(self):
         """Ordinary requests on waitress's pooled worker threads are not
@@ -337,6 +339,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_ordinary_requests_on_pooled_threads(self):
         """Ordinary test-client requests served by a pool of reused threads
@@ -355,6 +358,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_structlog_clear_then_bind(self):
         """structlog context cleared, then bound, at every request start
@@ -378,6 +382,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceSeveralApps:
@@ -405,3 +410,7 @@ class TestNoRaceSeveralApps:
         ] == bare
         assert bare == observed
         assert [] == reports(guard.violations)
+        assert ["CG104", "CG104"] == [
+            *kept_request_control(program.app, guard),
+            *kept_request_control(program.billing, guard),
+        ]
