@@ -262,7 +262,9 @@ def last_user_frame(tb: TracebackType | None, path: str) -> tuple[int, str]:
 # -- what a guard reported -------------------------------------------------
 
 
-def kept_request_control(app: Flask, guard: CtxGuard) -> list[str]:
+def kept_request_control(
+    app: Flask, guard: CtxGuard, headers: dict[str, str] | None = None
+) -> list[str]:
     """
     A positive control for a test that expects silence: hand a request of
     *app* to a thread that reads it while the request is in flight, as a
@@ -270,7 +272,8 @@ def kept_request_control(app: Flask, guard: CtxGuard) -> list[str]:
     ``["CG104"]`` when the guard works, ``[]`` for a guard that reports
     nothing.
 
-    The request is a bare ``test_request_context``: the app's own
+    The request is a bare ``test_request_context`` with *headers*, for
+    apps that need one to open a session; the app's own
     ``teardown_*`` handlers, written for its real requests, may fail on
     it, and that failure is not the control's business.
     """
@@ -278,7 +281,9 @@ def kept_request_control(app: Flask, guard: CtxGuard) -> list[str]:
 
     def read_from_a_thread() -> None:
         with contextlib.suppress(Exception):
-            with app.test_request_context("/positive-control"):
+            with app.test_request_context(
+                "/positive-control", headers=headers
+            ):
                 kept = request._get_current_object()  # type: ignore[attr-defined]
                 reader = Worker(lambda: kept.args, "positive-control")
                 reader.start()

@@ -390,8 +390,15 @@ class TestModes:
         assert {} == dict(app.before_request_funcs)
         assert [] == guard.violations
 
+        control = _leaky_app(CTXGUARD_MODE="log")
+        control_guard = CtxGuard(control)
+        _leak(control)
+
+        assert ["CG101"] == [v.code for v in control_guard.violations]
+
     def test_ignore_by_code_and_subject(self):
-        """CTXGUARD_IGNORE drops codes, subjects and subject patterns."""
+        """CTXGUARD_IGNORE drops codes, subjects and subject patterns, and
+        nothing else."""
         for ignore in (["CG101"], ["g.user"], ["g.*"]):
             app = _leaky_app(CTXGUARD_MODE="raise", CTXGUARD_IGNORE=ignore)
             guard = CtxGuard(app)
@@ -399,6 +406,14 @@ class TestModes:
             _leak(app)
 
             assert [] == guard.violations
+
+        for ignore in (["CG102"], ["g.other"], ["request*"]):
+            app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_IGNORE=ignore)
+            guard = CtxGuard(app)
+
+            _leak(app)
+
+            assert ["CG101"] == [v.code for v in guard.violations], ignore
 
 
 class TestContainment:

@@ -26,6 +26,7 @@ from flask_ctxguard import (
 from tests.helpers import (
     codes,
     isolated,
+    kept_request_control,
     reply,
 )
 
@@ -187,6 +188,10 @@ class SlottedSessions(SessionInterface):
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
         self.store[request.headers["X-Sid"]] = dict(session)
+
+
+#: The session id header the slotted sessions are keyed by.
+SID = {"X-Sid": "positive-control"}
 
 
 SESSION_INTERFACES: dict[str, Callable[[], SessionInterface]] = {
@@ -370,7 +375,7 @@ class TestUnusualApps:
         )
 
     @pytest.mark.parametrize("g_class", [NamedG, SlottedG])
-    def test_custom_g_class_clean_requests(self, g_class):
+    def test_custom_g_class_clean_requests(self, app, g_class):
         """A custom g class: ordinary requests are answered as bare and
         not reported."""
         bare_app, app = g_class_app(g_class), g_class_app(g_class)
@@ -388,6 +393,7 @@ class TestUnusualApps:
         assert bare == isolated(lambda: drive(app))
         assert [(200, b"ada"), (200, b"bob")] == bare
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     @pytest.mark.parametrize("g_class", [NamedG, SlottedG])
     def test_custom_g_class_shared_g(self, g_class):
@@ -427,7 +433,7 @@ class TestUnusualApps:
         assert ["CG102"] == codes(guard)
 
     @pytest.mark.parametrize("interface", sorted(SESSION_INTERFACES))
-    def test_custom_session_interface_clean(self, interface):
+    def test_custom_session_interface_clean(self, app, interface):
         """
         Custom session interfaces (server-side, server-side handing out the
         same object again, null, a slotted dict): every response is as
@@ -441,6 +447,7 @@ class TestUnusualApps:
 
         assert bare == guarded
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard, SID)
         if interface == "null":
             # Flask refuses writes to its null session: 500, guarded or not.
             assert [500, 200] * 4 == [status for status, _ in guarded]
@@ -473,8 +480,9 @@ class TestUnusualApps:
 
         assert bare == guarded
         assert expected == [(v.code, v.subject) for v in guard.violations]
+        assert ["CG104"] == kept_request_control(app, guard, SID)
 
-    def test_slotted_session_is_declined_clearly(self, events):
+    def test_slotted_session_is_declined_clearly(self, app, events):
         """
         A session class that is a plain dict subclass with __slots__ = ()
         cannot carry the guard's record: the guard says so once, with one
@@ -498,6 +506,7 @@ class TestUnusualApps:
         ]
         assert [("unguarded", "warning")] == declined
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard, SID)
 
     def test_wsgi_middleware(self):
         """
