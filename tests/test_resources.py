@@ -31,6 +31,7 @@ from tests.helpers import (
     codes,
     drop_event,
     isolated,
+    kept_request_control,
 )
 
 # -- resources ----------------------------------------------------------------
@@ -138,6 +139,7 @@ class TestResources:
 
         assert [] == still_alive
         assert expected == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_objects_die_after_raise_mode(self):
         """In raise mode, the objects of a request that raised
@@ -216,6 +218,7 @@ class TestResources:
         assert growth < 2 * 1024 * 1024, f"grew by {growth} bytes"
         assert [] == requests
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_flood_of_identical_violations_is_rate_limited(self, events):
         """
