@@ -327,7 +327,8 @@ class TestPlainGClass:
 
     def test_plugin_keeps_outcomes(self, pytester):
         """Under the plugin in warn mode, such an app changes no outcome
-        (Flask's own test_custom_app_ctx_globals_class)."""
+        (Flask's own test_custom_app_ctx_globals_class), while a shared g
+        in the same run is reported."""
         pytester.makepyfile(
             """
             import flask
@@ -345,6 +346,23 @@ class TestPlainGClass:
 
             def test_next():
                 assert not flask.current_app
+
+            def test_shared_g():
+                app = flask.Flask("shared")
+
+                @app.route("/set")
+                def set_user():
+                    flask.g.user = "alice"
+                    return ""
+
+                @app.route("/get")
+                def get_user():
+                    return flask.g.user
+
+                client = app.test_client()
+                with app.app_context():
+                    client.get("/set")
+                    assert b"alice" == client.get("/get").data
             """
         )
 
@@ -352,7 +370,8 @@ class TestPlainGClass:
             "-p", "no:cacheprovider", "--ctxguard=warn"
         )
 
-        result.assert_outcomes(passed=2)
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines(["ctxguard: 1 violation in 1 test"])
 
 
 class TestRetiredRequest:
