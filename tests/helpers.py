@@ -277,7 +277,9 @@ def kept_request_control(
     ``teardown_*`` handlers, written for its real requests, may fail on
     it, and that failure is not the control's business.
     """
-    before = len(guard.violations)
+    # By identity, not by count: the buffer may be full and drop the oldest.
+    before = list(guard.violations)
+    seen = {id(violation) for violation in before}
 
     def read_from_a_thread() -> None:
         with contextlib.suppress(Exception):
@@ -291,7 +293,7 @@ def kept_request_control(
                     reader.outcome()
 
     isolated(read_from_a_thread)
-    return [violation.code for violation in list(guard.violations)[before:]]
+    return [v.code for v in guard.violations if id(v) not in seen]
 
 
 def codes(guard: CtxGuard) -> list[str]:
