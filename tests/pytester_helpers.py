@@ -84,6 +84,17 @@ LEAKY = """
         assert b"None" == client.get("/get").data
 """
 
+#: The positive control of a test that expects no CG105: a test that
+#: leaves an app context pushed.
+CONTEXT_LEAK = """
+    from shop import create_app
+
+
+    def test_leaves_a_context_pushed():
+        create_app("leak").app_context().push()
+"""
+
+
 #: One test per violation code, each passing without the plugin, and a
 #: clean one. CG106 comes late: its ContextVar stays set for every later
 #: test. CG105 comes last: outside strict mode its context stays pushed.
@@ -183,3 +194,21 @@ def assert_inert(result: pytest.RunResult) -> None:
     result.stdout.no_fnmatch_line("ctxguard:*")
     result.stdout.no_fnmatch_line("*= ctxguard =*")
     result.stdout.no_fnmatch_line("*CG1*")
+
+
+def assert_context_leak_caught(pytester: pytest.Pytester) -> None:
+    """The same plugin, in the same directory, reports a real CG105."""
+    pytester.makepyfile(test_control_leak=CONTEXT_LEAK)
+
+    result = run(pytester, "--ctxguard", "test_control_leak.py")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*CG105 context-leak: an app context*"])
+
+
+def assert_leak_caught(pytester: pytest.Pytester) -> None:
+    """The same LEAKY file under strict --ctxguard fails its leaky test."""
+    result = run(pytester, "--ctxguard")
+
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["CG101 g-leak: *"])

@@ -11,6 +11,7 @@ import pytest
 from tests.pytester_helpers import (
     HEADER,
     LEAKY,
+    assert_context_leak_caught,
     line_of,
     run,
     write_ini,
@@ -143,6 +144,7 @@ class TestContextLeaks:
         result.assert_outcomes(passed=8)
         result.stdout.fnmatch_lines(["ctxguard: 0 findings in 0 tests"])
         result.stdout.no_fnmatch_line("*CG105*")
+        assert_context_leak_caught(ourtester)
 
     def test_context_pushed_by_a_fixture_helper(self, ourtester):
         """
@@ -181,6 +183,7 @@ class TestContextLeaks:
 
         result.assert_outcomes(passed=1)
         result.stdout.no_fnmatch_line("*CG105*")
+        assert_context_leak_caught(ourtester)
 
 
 class TestApps:
@@ -257,10 +260,11 @@ class TestApps:
     def test_factory_that_pushes_a_context_before_init_app(self, ourtester):
         """
         An app factory may push an app context (to create tables, say)
-        before it installs its own CtxGuard.
+        before it installs its own CtxGuard, which then reports.
         """
         ourtester.makepyfile(
             test_late="""
+            import pytest
             from flask_ctxguard import CtxGuard
             from shop import create_app, leak_g
 
@@ -276,10 +280,13 @@ class TestApps:
                 return app
 
 
+            @pytest.mark.ctxguard_allow("CG101")
             def test_late():
                 app = create_guarded_app()
 
                 assert guard is app.extensions["ctxguard"].guard
+                assert b"alice" == leak_g(app)
+                assert ["CG101"] == [v.code for v in guard.violations]
             """
         )
 

@@ -17,6 +17,7 @@ from tests.pytester_helpers import (
     HEADER,
     LEAKY,
     assert_inert,
+    assert_leak_caught,
     line_of,
     run,
     write_ini,
@@ -32,6 +33,7 @@ class TestOptions:
 
         result.assert_outcomes(passed=2)
         assert_inert(result)
+        assert_leak_caught(ourtester)
 
     @pytest.mark.parametrize("args", [["--ctxguard"], ["--ctxguard=strict"]])
     def test_strict(self, ourtester, args):
@@ -87,6 +89,7 @@ class TestOptions:
 
         result.assert_outcomes(passed=2)
         assert_inert(result)
+        assert_leak_caught(ourtester)
 
     @pytest.mark.parametrize(
         ("ini", "args", "mode"),
@@ -118,6 +121,7 @@ class TestOptions:
         else:
             result.assert_outcomes(passed=2)
             assert_inert(result)
+            assert_leak_caught(ourtester)
 
     def test_bad_option_value(self, ourtester):
         """An unknown mode is a usage error that lists the valid ones."""
@@ -222,9 +226,11 @@ class TestEveryCode:
         ourtester.makepyfile(test_codes=CODES)
 
         result = run(ourtester, "--ctxguard=off", subprocess=True)
+        control = run(ourtester, "--ctxguard", subprocess=True)
 
         result.assert_outcomes(passed=7)
         assert_inert(result)
+        control.assert_outcomes(failed=5, passed=2, errors=1)
 
 
 class TestStrictMode:
