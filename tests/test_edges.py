@@ -376,7 +376,7 @@ class TestPlainGClass:
         )
 
         result.assert_outcomes(passed=3)
-        result.stdout.fnmatch_lines(["ctxguard: 1 violation in 1 test"])
+        result.stdout.fnmatch_lines(["ctxguard: 1 finding in 1 test"])
 
 
 class TestRetiredRequest:
