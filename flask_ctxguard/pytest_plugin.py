@@ -434,6 +434,11 @@ def pytest_terminal_summary(
         f" {tests} test{'' if tests == 1 else 's'}"
     )
 
+    # hammer's crossovers, in their own section (issue 13).
+    from ._hammer import write_crossover_summary
+
+    write_crossover_summary(terminalreporter)
+
 
 class CtxGuardFixture:
     """

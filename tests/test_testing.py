@@ -1,12 +1,11 @@
 """
-flask_ctxguard.testing: capture_violations(), assert_no_contamination() and
-hammer() against real apps, real threads and a real server.
+flask_ctxguard.testing: capture_violations() and assert_no_contamination()
+against real apps and real threads (hammer() is tested in test_hammer.py).
 """
 
 from __future__ import annotations
 
 import gc
-import re
 import threading
 from typing import Any
 
@@ -17,7 +16,6 @@ from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import (
     assert_no_contamination,
     capture_violations,
-    hammer,
 )
 
 #: Bound of every wait on a thread or an event.
@@ -217,126 +215,3 @@ class TestAssertNoContamination:
 
         with pytest.raises(KeyError, match="boom"):
             leak_then_fail()
-
-
-@pytest.fixture(name="stuck")
-def _stuck(app):
-    """A view '/stuck' that answers only when the test is over."""
-    release = threading.Event()
-
-    @app.route("/stuck")
-    def stuck():
-        release.wait(TIMEOUT)
-        return "late"
-
-    yield
-    release.set()
-
-
-def login_then_me(client: int) -> list[str]:
-    """Each client logs in as itself and asks who it is."""
-    return [f"/login/user{client}", "/me"]
-
-
-class TestHammer:
-    def test_clean_app(self, app, guard, views):
-        """Under 8 threads, every client gets its own data, nothing else."""
-        result = hammer(app, login_then_me, threads=8, rounds=3)
-
-        assert [] == result.violations
-        assert 8 * 3 * 2 == len(result.responses)
-        assert {200} == {r.status for r in result.responses}
-        for client in range(8):
-            responses = result.for_client(client)
-
-            assert [0, 0, 1, 1, 2, 2] == [r.round for r in responses]
-            assert [f"user{client}"] * 6 == [r.text for r in responses]
-        result.assert_clean()
-
-    @pytest.mark.parametrize(
-        "paths", [["/remember", "/whoami"], ["/g/remember", "/g/whoami"]]
-    )
-    def test_buggy_app(self, app, guard, views, paths):
-        """
-        A request or 'g' kept across requests is reported, while the server
-        keeps answering.
-        """
-        keep, read = paths
-
-        result = hammer(
-            app,
-            lambda client: [f"{keep}?u=user{client}", f"{read}?u=x"],
-            threads=8,
-            rounds=3,
-        )
-
-        assert {200} == {r.status for r in result.responses}
-        assert 8 * 3 * 2 == len(result.responses)
-        assert {"CG103"} == {v.code for v in result.violations}
-        assert len(guard.violations) == len(result.violations)
-        with pytest.raises(
-            AssertionError, match=r"request-context contamination violation"
-        ):
-            result.assert_clean()
-
-    def test_unguarded_app(self):
-        """An app without a guard gets one in log mode, even when testing."""
-        app = Flask("unguarded")
-        app.config.update(SECRET_KEY="test", TESTING=True)
-        add_views(app)
-
-        result = hammer(app, ["/remember?u=a", "/whoami"], threads=2, rounds=2)
-
-        assert "log" == app.config["CTXGUARD_MODE"]
-        assert isinstance(app.extensions["ctxguard"].guard, CtxGuard)
-        assert {200} == {r.status for r in result.responses}
-        assert {"CG103"} == {v.code for v in result.violations}
-
-    def test_own_guard_is_kept(self, app, guard, views):
-        """An app that has a guard keeps it."""
-        result = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
-
-        assert guard is app.extensions["ctxguard"].guard
-        assert guard.violations == result.violations
-
-    @pytest.mark.parametrize(
-        "kwargs",
-        [{"threads": 0}, {"threads": -1}, {"rounds": 0}],
-    )
-    def test_bad_counts(self, app, guard, views, kwargs):
-        """Fewer than one thread or round is refused before any request."""
-        with pytest.raises(
-            ValueError,
-            match=r"threads and rounds must be at least 1 and timeout"
-            r" positive; got",
-        ):
-            hammer(app, ["/me"], **kwargs)
-
-    def test_bad_timeout(self, app, guard, views):
-        """A timeout that is not positive is refused before any request."""
-        # Not -1: without the check, http.client leaks its socket on a
-        # negative timeout, and the ResourceWarning hits a later test.
-        with pytest.raises(ValueError, match="timeout"):
-            hammer(app, ["/me"], timeout=0)
-
-    def test_single_path(self, app, guard, views):
-        """A bare string is one path, not a sequence of characters."""
-        result = hammer(app, "/me", threads=1)
-
-        assert ["/me"] == [r.request.path for r in result.responses]
-
-    def test_timeout(self, app, guard, stuck):
-        """A run longer than its timeout raises TimeoutError."""
-        with pytest.raises(TimeoutError):
-            hammer(app, ["/stuck"], threads=2, timeout=0.5)
-
-    def test_timeout_message(self, app, guard, stuck):
-        """The TimeoutError is hammer's own, naming the timeout and the fix."""
-        with pytest.raises(
-            TimeoutError,
-            match=re.escape(
-                "hammer: the clients did not finish within 0.5s;"
-                " pass a larger timeout= or fewer requests."
-            ),
-        ):
-            hammer(app, ["/stuck"], threads=2, timeout=0.5)

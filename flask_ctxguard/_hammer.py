@@ -1,0 +1,1211 @@
+"""
+`hammer`: an app served like production, fired at by concurrent clients.
+
+The guard sees the request, the session, ``g`` and ContextVars; it cannot
+see data that escapes into a ``threading.local``, a module global, a class
+attribute or a cache. Those leaks show only in what the clients receive,
+and only when worker threads are reused by other clients, as in
+production. `hammer` therefore
+
+- serves the app on a fixed pool of worker threads reused across
+  connections and clients, with HTTP/1.1 keep-alive (how gunicorn's
+  ``gthread`` worker and waitress serve), or optionally on Werkzeug's
+  thread-per-connection server (``flask run``);
+- replaces the literal ``{client}`` in each request with a canary, a token
+  unique to the client and the run;
+- searches every response for the other clients' canaries: a *crossover*;
+- collects violations instead of raising them into the served app, keeps
+  the server quiet, and summarises the app's own errors once.
+
+See docs/hammer.md and issue 13.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import http.client
+import http.cookies
+import logging
+import os
+import queue
+import secrets
+import selectors
+import socket
+import string
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any, Literal, Protocol, cast
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
+
+from ._extension import EXTENSION_KEY, CtxGuard
+from ._logging import get_logger
+from ._sites import relative
+from ._violations import Violation
+
+__all__ = [
+    "Crossover",
+    "HammerError",
+    "HammerResponse",
+    "HammerResult",
+    "RequestSpec",
+    "Requests",
+    "Server",
+    "hammer",
+    "write_crossover_summary",
+]
+
+#: The placeholder replaced by each client's canary.
+PLACEHOLDER = "{client}"
+
+Server = Literal["pooled", "thread-per-connection"]
+SERVERS: tuple[Server, ...] = ("pooled", "thread-per-connection")
+
+_CANARY_PREFIX = "cg"
+_CANARY_ALPHABET = string.ascii_lowercase + string.digits
+_CANARY_LENGTH = 8
+_EXCERPT = 40
+_SHOWN_PER_GROUP = 3
+_DOCS = "docs/hammer.md"
+
+
+# -- what a run sends and receives --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """
+    One request of a `hammer` plan.
+
+    The literal ``{client}`` in *path*, in a header value or in *body* is
+    replaced by the sending client's canary (see `hammer`).
+
+    Args:
+        path: The path with its query string, starting with ``/``.
+        method: The HTTP method.
+        body: The request body; a `str` is sent encoded as UTF-8.
+        headers: Header names and values, as pairs or a mapping.
+        private: Whether the response belongs to its client alone: another
+            client's canary in it is a crossover. Set `False` for pages
+            that rightly show other users' data (a member list).
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       *body* may be a `str`, *headers* a mapping; *private* added.
+    """
+
+    path: str
+    method: str = "GET"
+    body: bytes | str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    private: bool = True
+
+    def __post_init__(self) -> None:
+        path: object = self.path
+        if not isinstance(path, str) or not path.startswith("/"):
+            msg = (
+                f"RequestSpec: path must be a str starting with '/'; got"
+                f" {self.path!r}. Pass the path and query only, such as"
+                " '/login/{client}?next=/'."
+            )
+            raise ValueError(msg)
+        headers: object = self.headers
+        if isinstance(headers, Mapping):
+            headers = headers.items()
+        if not isinstance(headers, Iterable):
+            msg = (
+                f"RequestSpec: headers must be (name, value) pairs or a"
+                f" mapping; got {headers!r}."
+            )
+            raise TypeError(msg)
+        object.__setattr__(self, "headers", tuple(map(tuple, headers)))
+
+    @property
+    def body_bytes(self) -> bytes | None:
+        """The body as bytes, or `None`."""
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        return self.body
+
+    def with_canary(self, canary: str) -> RequestSpec:
+        """This request with every ``{client}`` replaced by *canary*."""
+        body = self.body_bytes
+        return dataclasses.replace(
+            self,
+            path=self.path.replace(PLACEHOLDER, canary),
+            body=(
+                None
+                if body is None
+                else body.replace(PLACEHOLDER.encode(), canary.encode())
+            ),
+            headers=tuple(
+                (name, value.replace(PLACEHOLDER, canary))
+                for name, value in self.headers
+            ),
+        )
+
+    def describe(self) -> str:
+        """``"GET /login/{client}"``, control characters escaped."""
+        return escape(f"{self.method} {self.path}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HammerResponse:
+    """
+    One response `hammer` received, with the client and round it belongs to.
+
+    *request* is the request as sent (canary in place); *step* is its
+    position in the client's plan, from 0.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       *step* added.
+    """
+
+    client: int
+    round: int
+    request: RequestSpec
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    step: int = 0
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Crossover:
+    """
+    A response that carried another client's canary.
+
+    Args:
+        client: The client that received it.
+        round: The round, from 0.
+        step: The request's position in the client's plan, from 0.
+        request: The request as planned (``{client}`` not yet replaced).
+        source: The client whose canary it was.
+        canary: That canary.
+        where: ``"body"`` or ``"header 'Name'"``.
+        excerpt: The text around the canary, control characters escaped.
+        sent_in: The requests of *source*'s plan that carried the canary.
+
+    .. versionadded:: 0.1.0
+    """
+
+    client: int
+    round: int
+    step: int
+    request: RequestSpec
+    source: int
+    canary: str
+    where: str
+    excerpt: str
+    sent_in: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        origin = (
+            f" (sent in {', '.join(self.sent_in)})" if self.sent_in else ""
+        )
+        return (
+            f"client {self.client}, round {self.round}:"
+            f" {self.request.describe()} returned client {self.source}'s"
+            f" canary {self.canary!r}{origin} in the {self.where}:\n"
+            f"    {self.excerpt}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HammerError:
+    """
+    An error of the app during a run that is not contamination, grouped:
+    one per exception type and site, with how often it happened.
+
+    .. versionadded:: 0.1.0
+    """
+
+    type: str
+    message: str
+    site: str | None
+    count: int
+    request: str
+    traceback: str
+
+    def __str__(self) -> str:
+        at = f" at {self.site}" if self.site else ""
+        return (
+            f"{self.type}: {self.message}{at}, {self.count}"
+            f" time{'' if self.count == 1 else 's'} (first on {self.request})"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HammerResult:
+    """
+    What `hammer` saw: every response, every violation, every crossover.
+
+    Attributes:
+        responses: By client, then round, then step.
+        violations: Reported by the guard during the run.
+        crossovers: Responses that carried another client's canary.
+        errors: The app's own errors (exceptions that became 500s),
+            grouped by type and site; they are not contamination.
+        canaries: Each client's canary.
+        server: ``"pooled"`` or ``"thread-per-connection"``.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       *crossovers*, *errors*, *canaries* and *server* added.
+    """
+
+    responses: list[HammerResponse]
+    violations: list[Violation]
+    crossovers: list[Crossover] = dataclasses.field(default_factory=list)
+    errors: list[HammerError] = dataclasses.field(default_factory=list)
+    canaries: dict[int, str] = dataclasses.field(default_factory=dict)
+    server: Server = "pooled"
+
+    def for_client(self, client: int) -> list[HammerResponse]:
+        """The responses of one client, in the order it sent them."""
+        return [r for r in self.responses if r.client == client]
+
+    @property
+    def is_clean(self) -> bool:
+        """Whether there was neither a violation nor a crossover."""
+        return not (self.violations or self.crossovers)
+
+    def report(self) -> str:
+        """
+        Every crossover, violation and error, for a person to act on.
+        """
+        from .testing import format_violations
+
+        parts = []
+        if self.crossovers:
+            parts.append(format_crossovers(self.crossovers))
+        if self.violations:
+            count = len(self.violations)
+            noun = "violation" if count == 1 else "violations"
+            parts.append(
+                f"{count} request-context contamination {noun}:\n\n"
+                f"{format_violations(self.violations)}"
+            )
+        if self.errors:
+            parts.append(format_errors(self.errors))
+        return "\n\n".join(parts) or "hammer: clean."
+
+    def assert_clean(self) -> None:
+        """
+        Fail with the full report if there was any violation or crossover.
+
+        Raises:
+            AssertionError: listing every crossover and violation (and,
+                for context, the app's own errors).
+        """
+        __tracebackhide__ = True
+        if not self.is_clean:
+            raise AssertionError(self.report())
+
+
+class _Plan(Protocol):
+    def __call__(self, client: int, /) -> Sequence[str | RequestSpec]: ...
+
+
+Requests = Sequence[str | RequestSpec] | _Plan
+
+
+# -- canaries and crossovers --------------------------------------------------
+
+
+def make_canaries(clients: int) -> dict[int, str]:
+    """
+    One canary per client: ``"cg"`` and 8 random lowercase letters and
+    digits, distinct, none inside another.
+    """
+    canaries: dict[int, str] = {}
+    seen: set[str] = set()
+    while len(canaries) < clients:
+        token = _CANARY_PREFIX + "".join(
+            secrets.choice(_CANARY_ALPHABET) for _ in range(_CANARY_LENGTH)
+        )
+        if token not in seen:
+            seen.add(token)
+            canaries[len(canaries)] = token
+    return canaries
+
+
+_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    ord("\\"): "\\\\",
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
+
+
+def escape(text: str) -> str:
+    """*text* with control and other unprintable characters escaped."""
+    text = text.translate(_ESCAPES)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _excerpt(text: str, start: int, length: int) -> str:
+    left = max(start - _EXCERPT, 0)
+    right = min(start + length + _EXCERPT, len(text))
+    return (
+        ("..." if left else "")
+        + escape(text[left:right])
+        + ("..." if right < len(text) else "")
+    )
+
+
+def find_crossovers(
+    responses: Iterable[HammerResponse],
+    canaries: Mapping[int, str],
+    plans: Mapping[int, Sequence[RequestSpec]],
+) -> list[Crossover]:
+    """
+    Every place a response carries another client's canary.
+
+    The search ignores case (an app may upper-case a name) and skips the
+    responses of requests that are not *private*.
+    """
+    found = []
+    for response in responses:
+        plan = plans[response.client]
+        planned = plan[response.step]
+        if not planned.private:
+            continue
+        places = [("body", response.text)] + [
+            (f"header {escape(name)!r}", value)
+            for name, value in response.headers
+        ]
+        for where, text in places:
+            lowered = text.lower()
+            for source, canary in canaries.items():
+                if source == response.client:
+                    continue
+                index = lowered.find(canary)
+                if index < 0:
+                    continue
+                found.append(
+                    Crossover(
+                        client=response.client,
+                        round=response.round,
+                        step=response.step,
+                        request=planned,
+                        source=source,
+                        canary=canary,
+                        where=where,
+                        excerpt=_excerpt(text, index, len(canary)),
+                        sent_in=tuple(
+                            dict.fromkeys(
+                                spec.describe()
+                                for spec in plans[source]
+                                if _carries_placeholder(spec)
+                            )
+                        ),
+                    )
+                )
+    return found
+
+
+def _carries_placeholder(spec: RequestSpec) -> bool:
+    body = spec.body_bytes or b""
+    return (
+        PLACEHOLDER in spec.path
+        or PLACEHOLDER.encode() in body
+        or any(PLACEHOLDER in value for _, value in spec.headers)
+    )
+
+
+def format_crossovers(crossovers: Sequence[Crossover]) -> str:
+    """
+    The report of *crossovers*, grouped by request and place, a few
+    examples each.
+    """
+    groups: dict[tuple[int, str, str], list[Crossover]] = {}
+    for crossover in crossovers:
+        key = (crossover.step, crossover.request.describe(), crossover.where)
+        groups.setdefault(key, []).append(crossover)
+    count = len(crossovers)
+    lines = [
+        f"hammer: {count} crossover{'' if count == 1 else 's'}: responses"
+        " that carried another client's canary, so one client's data"
+        " reached another client."
+    ]
+    for (step, request, where), group in groups.items():
+        rounds = len({c.round for c in group})
+        lines.append("")
+        lines.append(
+            f"{request} (step {step + 1} of the plan), in the {where}:"
+            f" {len(group)} time{'' if len(group) == 1 else 's'} in"
+            f" {rounds} round{'' if rounds == 1 else 's'}"
+        )
+        lines.extend(f"  {c}" for c in group[:_SHOWN_PER_GROUP])
+        if len(group) > _SHOWN_PER_GROUP:
+            lines.append(f"  ... and {len(group) - _SHOWN_PER_GROUP} more")
+        lines.append(
+            "  fix: state outlived a request on the way to"
+            f" '{request}': look for a module global, a class attribute,"
+            " a threading.local, a cache (functools.lru_cache) not keyed"
+            " by the user, or a ContextVar set and never reset."
+        )
+    lines.append(f"  docs: {_DOCS}#crossovers")
+    return "\n".join(lines)
+
+
+def format_errors(errors: Sequence[HammerError]) -> str:
+    """One line per kind of error the app raised."""
+    total = sum(error.count for error in errors)
+    lines = [
+        f"hammer: the app raised {total} error{'' if total == 1 else 's'}"
+        " that are not contamination (answered 500):"
+    ]
+    lines.extend(f"  {error}" for error in errors)
+    return "\n".join(lines)
+
+
+# -- the app's own errors, collected quietly ----------------------------------
+
+
+class _Errors:
+    """The app's errors during a run, grouped by type and site."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: dict[tuple[str, str | None], list[Any]] = {}
+
+    def add(
+        self,
+        exc: BaseException,
+        tb: TracebackType | None,
+        request: str,
+    ) -> None:
+        kind = type(exc).__name__
+        site = _site(tb)
+        key = (kind, site)
+        with self._lock:
+            group = self._groups.get(key)
+            if group is not None:
+                group[0] += 1
+                return
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        message = escape(str(exc))[:200]
+        with self._lock:
+            group = self._groups.setdefault(key, [0, message, request, text])
+            group[0] += 1
+
+    def grouped(self) -> list[HammerError]:
+        with self._lock:
+            return [
+                HammerError(kind, message, site, count, request, text)
+                for (kind, site), (count, message, request, text) in (
+                    self._groups.items()
+                )
+            ]
+
+
+def _site(tb: TracebackType | None) -> str | None:
+    """The last frame of *tb* outside Flask, Werkzeug and ourselves."""
+    site = None
+    while tb is not None:
+        frame = tb.tb_frame
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.partition(".")[0] not in ("flask", "werkzeug") and not (
+            module.startswith("flask_ctxguard.")
+        ):
+            code = frame.f_code
+            site = (
+                f"{relative(code.co_filename)}:{tb.tb_lineno} in"
+                f" {code.co_name}"
+            )
+        tb = tb.tb_next
+    return site
+
+
+# While a hammer server thread runs the app: Flask's own log line for an
+# unhandled exception is counted, not printed. A threading.local, not a
+# ContextVar: the guard watches ContextVars (CG106).
+_serving = threading.local()
+
+
+class _QuietFlaskErrors(logging.Filter):
+    """Counts Flask's "Exception on ..." records of a hammer run."""
+
+    def __init__(self, errors: _Errors) -> None:
+        super().__init__()
+        self.errors = errors
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(_serving, "active", False) or not record.exc_info:
+            return True
+        _, exc, tb = record.exc_info
+        if exc is None:
+            return True
+        self.errors.add(exc, tb, escape(str(getattr(_serving, "request", ""))))
+        return False
+
+
+def _call_app(
+    app: Any, environ: dict[str, Any], errors: _Errors
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """
+    Run the WSGI *app* for one request and buffer its response; an
+    exception becomes a short 500 and is counted in *errors*.
+    """
+    answer: list[Any] = []
+
+    def start_response(
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: Any = None,
+    ) -> Callable[[bytes], None]:
+        answer[:] = [status, list(headers)]
+        return _no_write
+
+    request = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
+    _serving.active = True
+    _serving.request = request
+    try:
+        iterable = app(environ, start_response)
+        try:
+            body = b"".join(iterable)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+    except Exception as exc:  # noqa: BLE001 - summarised, never printed
+        errors.add(exc, exc.__traceback__, escape(request))
+        text = (
+            f"hammer: the app raised {type(exc).__name__}; see"
+            " HammerResult.errors\n"
+        )
+        return (
+            "500 INTERNAL SERVER ERROR",
+            [("Content-Type", "text/plain; charset=utf-8")],
+            text.encode(),
+        )
+    finally:
+        _serving.active = False
+    status, headers = answer
+    return status, headers, body
+
+
+def _no_write(data: bytes) -> None:
+    msg = "hammer's server does not support the WSGI write() callable."
+    raise NotImplementedError(msg)
+
+
+# -- the servers --------------------------------------------------------------
+
+
+class _Connection(WSGIRequestHandler):
+    """
+    One keep-alive connection of the pooled server. Whichever worker picks
+    it up serves one request on it (`serve_one`), as gunicorn's gthread
+    and waitress do; Werkzeug parses the request and builds the environ.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server: _PooledServer
+
+    def __init__(
+        self, sock: socket.socket, address: Any, server: _PooledServer
+    ) -> None:
+        # Not BaseRequestHandler.__init__, which would serve the whole
+        # connection on the calling thread.
+        self.request = sock
+        self.client_address = address
+        self.server = server
+        # A worker never waits forever for a request that does not come.
+        sock.settimeout(server.io_timeout)
+        self.setup()
+
+    def serve_one(self) -> bool:
+        """Serve one request; whether the connection stays open."""
+        self.close_connection = True
+        try:
+            self.handle_one_request()
+        except (OSError, ValueError):
+            # The client went away (or hammer is stopping): no more
+            # requests on this connection.
+            return False
+        return not self.close_connection
+
+    def run_wsgi(self) -> None:
+        # Werkzeug's own run_wsgi closes every connection: it cannot drain
+        # a request body before the next request on a keep-alive one. Here
+        # the body is read through a LimitedStream and drained afterwards.
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        if "wsgi.input_terminated" not in environ:
+            length = int(self.headers.get("Content-Length") or 0)
+            environ["wsgi.input"] = LimitedStream(
+                cast("IO[bytes]", self.rfile), length
+            )
+            environ["wsgi.input_terminated"] = True
+        status, headers, body = _call_app(
+            self.server.app, environ, self.server.errors
+        )
+        stream = environ["wsgi.input"]
+        while stream.read(65536):
+            pass
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        names = set()
+        for name, value in headers:
+            names.add(name.lower())
+            self.send_header(name, value)
+            if name.lower() == "connection" and value.lower() == "close":
+                self.close_connection = True
+        no_body = self.command == "HEAD" or code in ("204", "304")
+        if "content-length" not in names and not code.startswith("1"):
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not no_body:
+            self.wfile.write(body)
+
+    # The server is quiet: hammer reports what matters.
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_error(self, *args: Any) -> None:
+        pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _PooledServer(BaseWSGIServer):
+    """
+    A fixed pool of worker threads serving every connection, one request
+    at a time: after each response the connection goes back to a poller,
+    and its next request is served by whichever worker is free.
+
+    That is how gunicorn's ``gthread`` worker and waitress serve, and why
+    a worker thread (and whatever a ``threading.local`` or a ContextVar
+    left on it) passes from one client to the next.
+    """
+
+    multithread = True
+
+    def __init__(
+        self, app: Any, workers: int, errors: _Errors, io_timeout: float
+    ) -> None:
+        super().__init__("127.0.0.1", 0, app, handler=_Connection)
+        self.errors = errors
+        self.io_timeout = io_timeout
+        self.workers = workers
+        self._ready: queue.SimpleQueue[_Connection | None] = (
+            queue.SimpleQueue()
+        )
+        self._back: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._threads = [
+            threading.Thread(
+                target=self._poll, name="ctxguard-hammer-poller", daemon=True
+            ),
+            *(
+                threading.Thread(
+                    target=self._work,
+                    name=f"ctxguard-hammer-worker-{i}",
+                    daemon=True,
+                )
+                for i in range(workers)
+            ),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
+
+    def _poll(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.socket, selectors.EVENT_READ, "accept")
+        selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        try:
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.data == "accept":
+                        sock, address = self.socket.accept()
+                        connection = _Connection(sock, address, self)
+                        with self._lock:
+                            self._open.add(connection)
+                        selector.register(
+                            sock, selectors.EVENT_READ, connection
+                        )
+                    elif key.data == "wake":
+                        self._wake_read.recv(4096)
+                        with self._lock:
+                            back, self._back = self._back, []
+                        for connection in back:
+                            selector.register(
+                                connection.connection,
+                                selectors.EVENT_READ,
+                                connection,
+                            )
+                    else:
+                        selector.unregister(key.fileobj)
+                        self._ready.put(key.data)
+        finally:
+            selector.close()
+
+    def _work(self) -> None:
+        while (connection := self._ready.get()) is not None:
+            if connection.serve_one() and not self._stopping:
+                with self._lock:
+                    self._back.append(connection)
+                self._wake()
+            else:
+                self._close(connection)
+
+    def _close(self, connection: _Connection) -> None:
+        with self._lock:
+            self._open.discard(connection)
+        with contextlib.suppress(OSError, ValueError):
+            connection.finish()
+        self.shutdown_request(connection.connection)
+
+    def stop(self, timeout: float) -> None:
+        """Stop the poller and the workers, close every connection."""
+        self._stopping = True
+        self._wake()
+        for _ in range(self.workers):
+            self._ready.put(None)
+        with self._lock:
+            still_open = list(self._open)
+        for connection in still_open:
+            # Unblocks a worker waiting for a request that never comes.
+            with contextlib.suppress(OSError):
+                connection.connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.01))
+        for connection in still_open:
+            self._close(connection)
+        self._wake_read.close()
+        self._wake_write.close()
+        self.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_error(self, *args: Any) -> None:
+        pass
+
+
+class _Buffered:
+    """The app as a WSGI callable that never raises into Werkzeug."""
+
+    def __init__(self, app: Any, errors: _Errors) -> None:
+        self.app = app
+        self.errors = errors
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes]:
+        status, headers, body = _call_app(self.app, environ, self.errors)
+        start_response(status, headers)
+        return [body]
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def hammer(
+    app: Flask,
+    requests: Requests | str,
+    *,
+    threads: int = 8,
+    rounds: int = 1,
+    timeout: float = 30.0,
+    server: Server = "pooled",
+    workers: int | None = None,
+) -> HammerResult:
+    """
+    Serve *app* like production on 127.0.0.1 and fire *requests* at it
+    from *threads* concurrent clients, *rounds* times; report every
+    violation and every crossover.
+
+    Every client sends the whole plan (*requests*, or
+    ``requests(client_index)``) in order, over one keep-alive connection
+    and with its own cookies, so a client can log in and stay logged in.
+    The clients send each step of the plan together (a barrier lines them
+    up), so every request meets the other clients' previous requests.
+
+    The literal ``{client}`` in a path, a header value or a body becomes
+    the client's canary, a short random token unique to the client and
+    the run (`HammerResult.canaries`). After the run every response is
+    searched for the other clients' canaries: each find is a `Crossover`.
+
+    An app without a `CtxGuard` gets one in ``log`` mode. An app whose
+    guard raises (``TESTING = True``) only collects during the run:
+    contamination is never raised into the served app. The server prints
+    nothing; the app's own errors become 500s, are grouped in
+    `HammerResult.errors` and are logged once.
+
+    Args:
+        app: The app to serve.
+        requests: Paths or `RequestSpec` objects, or a function of the
+            client index returning them.
+        threads: How many clients run concurrently.
+        rounds: How many times each client sends its plan.
+        timeout: Seconds the whole run may take.
+        server: ``"pooled"``: a fixed pool of worker threads reused across
+            connections and clients, HTTP/1.1 keep-alive, as gunicorn's
+            ``gthread`` worker and waitress serve. ``"thread-per-connection"``:
+            Werkzeug's threaded server (``flask run``), a new thread per
+            connection, which closes after each response.
+        workers: Worker threads of the pooled server; by default half of
+            *threads* (at least 1), so that threads change hands.
+
+    Returns:
+        Every response, violation, crossover and error of the run.
+
+    Raises:
+        ValueError: for a count, timeout, server or plan hammer cannot run.
+        TimeoutError: if the run takes longer than *timeout*.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       A pooled keep-alive server by default (*server*, *workers*);
+       ``{client}`` canaries and crossovers; raise mode collects instead.
+    """
+    if threads < 1 or rounds < 1 or not timeout > 0:
+        msg = (
+            "threads and rounds must be at least 1 and timeout positive; got"
+            f" threads={threads}, rounds={rounds}, timeout={timeout}."
+        )
+        raise ValueError(msg)
+    if server not in SERVERS:
+        msg = (
+            f"hammer: server must be one of {', '.join(map(repr, SERVERS))};"
+            f" got {server!r}."
+        )
+        raise ValueError(msg)
+    if workers is None:
+        workers = max(threads // 2, 1)
+    elif workers < 1 or server != "pooled":
+        msg = (
+            f"hammer: workers must be at least 1, and only goes with"
+            f" server='pooled'; got workers={workers}, server={server!r}."
+        )
+        raise ValueError(msg)
+    plans = {client: _plan(requests, client) for client in range(threads)}
+    canaries = make_canaries(threads)
+    if EXTENSION_KEY not in app.extensions:
+        app.config.setdefault("CTXGUARD_MODE", "log")
+        CtxGuard(app)
+    run = _Run(plans, canaries, rounds, timeout)
+    errors = _Errors()
+    quiet = _QuietFlaskErrors(errors)
+
+    from .testing import capture_violations
+
+    app.logger.addFilter(quiet)
+    try:
+        with _collecting(app), capture_violations() as violations:
+            if server == "pooled":
+                run.serve_pooled(app, workers, errors)
+            else:
+                run.serve_per_connection(app, errors)
+    finally:
+        app.logger.removeFilter(quiet)
+    responses = sorted(
+        run.responses, key=lambda r: (r.client, r.round, r.step)
+    )
+    result = HammerResult(
+        responses=responses,
+        violations=list(violations),
+        crossovers=find_crossovers(responses, canaries, plans),
+        errors=errors.grouped(),
+        canaries=canaries,
+        server=server,
+    )
+    if result.errors:
+        get_logger().warning(
+            "hammer-errors", summary=format_errors(result.errors)
+        )
+    _record_for_summary(result)
+    return result
+
+
+def _plan(requests: Requests | str, client: int) -> list[RequestSpec]:
+    """The checked plan of one client."""
+    if isinstance(requests, str):
+        requests = [requests]  # one path, not a sequence of characters
+    items: object = requests(client) if callable(requests) else requests
+    if isinstance(items, str):
+        items = [items]
+    if not isinstance(items, Iterable):
+        msg = (
+            f"hammer: client {client}'s plan is {items!r}; expected a list"
+            " of paths or RequestSpec objects."
+        )
+        raise TypeError(msg)
+    plan = []
+    for position, item in enumerate(items):
+        if isinstance(item, str):
+            item = RequestSpec(item)  # noqa: PLW2901 - normalised in place
+        elif not isinstance(item, RequestSpec):
+            msg = (
+                f"hammer: request {position} of client {client}'s plan is"
+                f" {item!r} ({type(item).__name__}); expected a path such as"
+                " '/me' or a flask_ctxguard.testing.RequestSpec."
+            )
+            raise TypeError(msg)
+        plan.append(item)
+    if not plan:
+        msg = (
+            f"hammer: client {client}'s plan is empty; give at least one"
+            " path or RequestSpec."
+        )
+        raise ValueError(msg)
+    return plan
+
+
+@contextlib.contextmanager
+def _collecting(app: Flask) -> Iterator[None]:
+    """
+    While hammer runs, the app's guard collects instead of raising: a
+    ContaminationError raised into the served app would turn the request
+    into a 500 and hide the rest of the run.
+    """
+    reporter = getattr(app.extensions.get(EXTENSION_KEY), "reporter", None)
+    settings = getattr(reporter, "settings", None)
+    if getattr(settings, "mode", None) != "raise":
+        yield
+        return
+    reporter.settings = dataclasses.replace(settings, mode="log")  # type: ignore[union-attr,type-var] # checked above
+    try:
+        yield
+    finally:
+        reporter.settings = settings  # type: ignore[union-attr]
+
+
+class _Run:
+    """One `hammer` run: its clients and what they received."""
+
+    def __init__(
+        self,
+        plans: dict[int, list[RequestSpec]],
+        canaries: dict[int, str],
+        rounds: int,
+        timeout: float,
+    ) -> None:
+        self.plans = plans
+        self.canaries = canaries
+        self.rounds = rounds
+        self.timeout = timeout
+        self.steps = max(len(plan) for plan in plans.values())
+        self.deadline = time.monotonic() + timeout
+        self.barrier = threading.Barrier(len(plans))
+        self.lock = threading.Lock()
+        self.responses: list[HammerResponse] = []
+        self.errors: list[BaseException] = []
+        self.connections: list[http.client.HTTPConnection] = []
+        self.port = 0
+
+    def _remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.01)
+
+    def serve_pooled(self, app: Flask, workers: int, errors: _Errors) -> None:
+        server = _PooledServer(app, workers, errors, self.timeout + 5)
+        self.port = server.server_port
+        server.start()
+        try:
+            self._run_clients()
+        finally:
+            server.stop(self._remaining() + 5)
+        self._raise_client_error()
+
+    def serve_per_connection(self, app: Flask, errors: _Errors) -> None:
+        server = make_server(
+            "127.0.0.1",
+            0,
+            _Buffered(app, errors),
+            threaded=True,
+            request_handler=_QuietHandler,
+        )
+        self.port = server.server_port
+        serving = threading.Thread(
+            target=server.serve_forever, name="ctxguard-hammer-server"
+        )
+        serving.start()
+        try:
+            self._run_clients()
+        finally:
+            server.shutdown()
+            serving.join(self.timeout)
+            server.server_close()
+        self._raise_client_error()
+
+    def _raise_client_error(self) -> None:
+        if self.errors:
+            broken = threading.BrokenBarrierError
+            real = [e for e in self.errors if not isinstance(e, broken)]
+            raise real[0] if real else self.errors[0]
+
+    def _run_clients(self) -> None:
+        clients = [
+            threading.Thread(
+                target=self._client,
+                args=(i,),
+                name=f"ctxguard-hammer-client-{i}",
+                daemon=True,
+            )
+            for i in self.plans
+        ]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(self._remaining())
+        if any(thread.is_alive() for thread in clients):
+            # Unblock clients still waiting for an answer, then report.
+            self.barrier.abort()
+            with self.lock:
+                for conn in self.connections:
+                    if conn.sock is not None:
+                        with contextlib.suppress(OSError):
+                            conn.sock.shutdown(socket.SHUT_RDWR)
+            for thread in clients:
+                thread.join(5)
+            msg = (
+                f"hammer: the clients did not finish within {self.timeout}s;"
+                " pass a larger timeout= or fewer requests."
+            )
+            raise TimeoutError(msg)
+
+    def _client(self, index: int) -> None:
+        plan = self.plans[index]
+        sent = [spec.with_canary(self.canaries[index]) for spec in plan]
+        cookies: dict[str, str] = {}
+        # The socket may wait longer than the run: the run's own deadline
+        # decides, with hammer's message, when the clients took too long.
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=self.timeout + 5
+        )
+        with self.lock:
+            self.connections.append(conn)
+        try:
+            for round_ in range(self.rounds):
+                # Every step starts together for every client (a client
+                # with a shorter plan still takes part in the barrier).
+                for step in range(self.steps):
+                    self.barrier.wait(timeout=self._remaining())
+                    if step >= len(sent):
+                        continue
+                    got = _send(conn, sent[step], cookies)
+                    with self.lock:
+                        self.responses.append(
+                            HammerResponse(
+                                index, round_, sent[step], *got, step=step
+                            )
+                        )
+        except BaseException as exc:  # noqa: BLE001 - re-raised by serve()
+            with self.lock:
+                self.errors.append(exc)
+            self.barrier.abort()
+        finally:
+            conn.close()
+
+
+def _send(
+    conn: http.client.HTTPConnection,
+    spec: RequestSpec,
+    cookies: dict[str, str],
+) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+    headers = dict(spec.headers)
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    conn.request(spec.method, spec.path, body=spec.body_bytes, headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    for value in response.headers.get_all("Set-Cookie") or ():
+        jar = http.cookies.SimpleCookie()
+        jar.load(value)
+        for name, morsel in jar.items():
+            cookies[name] = morsel.value
+    return response.status, body, tuple(response.getheaders())
+
+
+# -- the pytest plugin's summary ----------------------------------------------
+
+# Crossovers found during pytest tests, by test id, for the plugin's
+# terminal summary. Bounded; the summary takes only its own session's.
+_MAX_RECORDED = 256
+_recorded: collections.OrderedDict[str, list[Crossover]] = (
+    collections.OrderedDict()
+)
+_recorded_lock = threading.Lock()
+
+
+def _record_for_summary(result: HammerResult) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST")
+    if not test or not result.crossovers:
+        return
+    nodeid = test.rpartition(" (")[0] or test
+    with _recorded_lock:
+        _recorded.setdefault(nodeid, []).extend(result.crossovers)
+        while len(_recorded) > _MAX_RECORDED:
+            _recorded.popitem(last=False)
+
+
+class _TerminalReporter(Protocol):
+    stats: Mapping[str, Sequence[Any]]
+
+    def section(self, title: str, sep: str = ..., **kwargs: Any) -> None: ...
+
+    def write_line(self, line: str, **kwargs: Any) -> None: ...
+
+
+def write_crossover_summary(terminalreporter: _TerminalReporter) -> None:
+    """
+    For the pytest plugin: a terminal summary section listing, per test of
+    this session, the crossovers `hammer` found during it.
+    """
+    nodeids = {
+        getattr(report, "nodeid", None)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+    }
+    with _recorded_lock:
+        mine = [(n, c) for n, c in _recorded.items() if n in nodeids]
+        for nodeid, _ in mine:
+            del _recorded[nodeid]
+    if not mine:
+        return
+    terminalreporter.section("ctxguard hammer crossovers")
+    for nodeid, crossovers in mine:
+        terminalreporter.write_line(nodeid)
+        for line in format_crossovers(crossovers).splitlines():
+            terminalreporter.write_line(f"  {line}" if line else "")
