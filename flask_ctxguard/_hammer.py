@@ -554,10 +554,8 @@ class _QuietFlaskErrors(logging.Filter):
         self.errors = errors
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(_serving, "active", False) or not record.exc_info:
-            return True
-        _, exc, tb = record.exc_info
-        if exc is None:
+        _, exc, tb = record.exc_info or (None, None, None)
+        if exc is None or not getattr(_serving, "active", False):
             return True
         self.errors.add(exc, tb, escape(str(getattr(_serving, "request", ""))))
         return False
@@ -616,7 +614,14 @@ def _no_write(data: bytes) -> None:
 # -- the servers --------------------------------------------------------------
 
 
-class _Connection(WSGIRequestHandler):
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without its per-request and error lines."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass
+
+
+class _Connection(_QuietHandler):
     """
     One keep-alive connection of the pooled server. Whichever worker picks
     it up serves one request on it (`serve_one`), as gunicorn's gthread
@@ -685,16 +690,6 @@ class _Connection(WSGIRequestHandler):
         if not no_body:
             self.wfile.write(body)
 
-    # The server is quiet: hammer reports what matters.
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def log_error(self, *args: Any) -> None:
-        pass
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 class _PooledServer(BaseWSGIServer):
     """
@@ -754,7 +749,10 @@ class _PooledServer(BaseWSGIServer):
             while not self._stopping:
                 for key, _ in selector.select():
                     if key.data == "accept":
-                        sock, address = self.socket.accept()
+                        try:
+                            sock, address = self.socket.accept()
+                        except OSError:  # the client gave up meanwhile
+                            continue
                         connection = _Connection(sock, address, self)
                         with self._lock:
                             self._open.add(connection)
@@ -813,14 +811,6 @@ class _PooledServer(BaseWSGIServer):
         self._wake_read.close()
         self._wake_write.close()
         self.server_close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def log_error(self, *args: Any) -> None:
-        pass
 
 
 class _Buffered:

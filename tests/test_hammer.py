@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import http.client
 import re
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -370,6 +372,82 @@ class TestServer:
                 (200, b"plain"),
             ] * 2 == got
 
+    def test_chunked_request_and_expect_continue(self):
+        """
+        A chunked request body is read to its end, and a client that
+        expects '100 Continue' gets it, on the same keep-alive connection.
+        """
+        app = Flask("chunked")
+
+        @app.post("/echo")
+        def echo():
+            return request.get_data()
+
+        plan = [
+            RequestSpec(
+                "/echo",
+                method="POST",
+                body=b"5\r\nhello\r\n0\r\n\r\n",
+                headers=(("Transfer-Encoding", "chunked"),),
+            ),
+            RequestSpec(
+                "/echo",
+                method="POST",
+                body=b"world",
+                headers=(("Expect", "100-continue"),),
+            ),
+        ]
+
+        result = hammer(app, plan, threads=2)
+
+        assert [b"hello", b"world"] * 2 == [r.body for r in result.responses]
+
+    def test_app_closing_the_connection(self):
+        """
+        A response with 'Connection: close' closes the connection; the
+        client opens a new one for its next request.
+        """
+        app = Flask("closing")
+        ports: list[int] = []
+
+        @app.route("/close")
+        def close():
+            ports.append(request.environ["REMOTE_PORT"])
+            return "bye", 200, {"Connection": "close"}
+
+        result = hammer(app, ["/close", "/close"], threads=1)
+
+        assert ["bye", "bye"] == [r.text for r in result.responses]
+        assert 2 == len(set(ports))
+
+    def test_broken_connection_is_raised(self):
+        """A connection the app breaks fails the run with the client's
+        error."""
+        app = Flask("breaking")
+
+        @app.route("/break")
+        def break_it():
+            request.environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+            return "never sent"
+
+        with pytest.raises(http.client.RemoteDisconnected):
+            hammer(app, ["/break"], threads=2)
+
+    def test_app_log_lines_pass(self, caplog):
+        """The app's own log lines during a run are left alone."""
+        app = Flask("logging")
+
+        @app.route("/")
+        def index():
+            app.logger.warning("serving %s", request.path)
+            return ""
+
+        hammer(app, "/", threads=2)
+
+        assert ["serving /"] * 2 == [
+            r.getMessage() for r in caplog.records if r.name == "logging"
+        ]
+
 
 class TestCanaries:
     def test_placeholders_are_replaced(self):
@@ -549,7 +627,7 @@ class TestReport:
 
         @app.route("/\x1b[31mred")
         def red():
-            return f"\x1b[31m{last[0]}\r\n\x00".encode()
+            return f"\x1b[31m{last[0]}\r\n\x00\u2028".encode()
 
         result = hammer(app, ["/hello/{client}", "/%1B[31mred"], threads=4)
 
@@ -559,7 +637,7 @@ class TestReport:
         assert "\r" not in text
         assert "\x00" not in text
         assert "\\x1b[31mcg" in text
-        assert "\\r\\n\\x00" in text
+        assert "\\r\\n\\x00\\u2028" in text
 
     def test_violations_are_reported_too(self):
         """assert_clean() fails on violations alone, with their reports."""
@@ -627,6 +705,26 @@ class TestErrors:
         assert result.is_clean
         assert "hammer: the app raised 16 errors" in result.report()
 
+    def test_wsgi_write_is_refused(self):
+        """
+        Middleware that uses WSGI's legacy write() gets a 500 and a
+        grouped error naming it.
+        """
+        app = Flask("legacy")
+
+        def legacy(environ, start_response):
+            write = start_response("200 OK", [])
+            write(b"old style")
+            return []
+
+        app.wsgi_app = legacy  # type: ignore[method-assign] # middleware
+
+        result = hammer(app, "/", threads=1)
+
+        assert [500] == [r.status for r in result.responses]
+        assert ["NotImplementedError"] == [e.type for e in result.errors]
+        assert "write() callable" in result.errors[0].message
+
 
 class TestInput:
     @pytest.mark.parametrize(
@@ -685,6 +783,23 @@ class TestInput:
         """Headers must be pairs or a mapping."""
         with pytest.raises(TypeError, match="headers must be"):
             RequestSpec("/", headers=42)  # type: ignore[arg-type] # the point
+
+    def test_plan_function_returning_a_path(self):
+        """A plan function may return one path."""
+        result = hammer(make_app("session"), lambda client: "/me", threads=2)
+
+        assert ["/me", "/me"] == [r.request.path for r in result.responses]
+
+    def test_plan_function_returning_nonsense(self):
+        """A plan function returning neither paths nor specs is named."""
+        with pytest.raises(
+            TypeError,
+            match=re.escape(
+                "hammer: client 0's plan is 42; expected a list of paths or"
+                " RequestSpec objects."
+            ),
+        ):
+            hammer(make_app("session"), lambda client: 42, threads=1)  # type: ignore[arg-type,return-value] # the point
 
     def test_single_path(self):
         """A bare string is one path, not a sequence of characters."""
@@ -832,7 +947,7 @@ class TestPytestSummary:
 
     def test_summary_lists_crossovers(self, suite):
         """With the plugin on, the summary shows each test's crossovers."""
-        result = suite.runpytest_subprocess("--ctxguard=warn")
+        result = suite.runpytest("--ctxguard=warn")
 
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
