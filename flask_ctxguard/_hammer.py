@@ -462,10 +462,10 @@ def format_crossovers(crossovers: Sequence[Crossover]) -> str:
         if len(group) > _SHOWN_PER_GROUP:
             lines.append(f"  ... and {len(group) - _SHOWN_PER_GROUP} more")
         lines.append(
-            "  fix: state outlived a request on the way to"
-            f" '{request}': look for a module global, a class attribute,"
-            " a threading.local, a cache (functools.lru_cache) not keyed"
-            " by the user, or a ContextVar set and never reset."
+            f"  fix: find what '{request}' reads that an earlier request"
+            " left outside its own context: a module global, a class"
+            " attribute, a threading.local, a cache (functools.lru_cache)"
+            " not keyed by the user, or a ContextVar set and never reset."
         )
     lines.append(f"  docs: {_DOCS}#crossovers")
     return "\n".join(lines)

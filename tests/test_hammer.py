@@ -608,10 +608,10 @@ class TestReport:
             f" GET /login/{{client}}) in the body:\n    {first.canary}\n"
         )
         assert (
-            "  fix: state outlived a request on the way to 'GET /me': look"
-            " for a module global, a class attribute, a threading.local, a"
-            " cache (functools.lru_cache) not keyed by the user, or a"
-            " ContextVar set and never reset.\n"
+            "  fix: find what 'GET /me' reads that an earlier request left"
+            " outside its own context: a module global, a class attribute,"
+            " a threading.local, a cache (functools.lru_cache) not keyed by"
+            " the user, or a ContextVar set and never reset.\n"
             "  docs: docs/hammer.md#crossovers"
         ) in text
 
