@@ -30,6 +30,7 @@ import http.cookies
 import logging
 import os
 import queue
+import re
 import secrets
 import selectors
 import socket
@@ -194,7 +195,8 @@ class Crossover:
         step: The request's position in the client's plan, from 0.
         request: The request as planned (``{client}`` not yet replaced).
         source: The client whose canary it was.
-        canary: That canary.
+        canary: That canary, or the word of the source's plan that only
+            the source sends (such as ``user3``), when that was found.
         where: ``"body"`` or ``"header 'Name'"``.
         excerpt: The text around the canary, control characters escaped.
         sent_in: The requests of *source*'s plan that carried the canary.
@@ -375,21 +377,103 @@ def _excerpt(text: str, start: int, length: int) -> str:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mark:
+    """Something only one client sends: its canary, or a plan's own."""
+
+    text: str
+    pattern: re.Pattern[str]
+    sent_in: tuple[str, ...]
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+
+
+def _tokens(spec: RequestSpec) -> set[str]:
+    """The words of a request that may identify its client."""
+    texts = [
+        spec.path,
+        (spec.body_bytes or b"").decode("utf-8", "replace"),
+        *(value for _, value in spec.headers),
+    ]
+    return {
+        token.lower()
+        for text in texts
+        for token in _TOKEN.findall(text)
+        if len(token) >= 4
+        and any(c.isdigit() for c in token)
+        and any(c.isalpha() for c in token)
+    }
+
+
+def find_marks(
+    canaries: Mapping[int, str], plans: Mapping[int, Sequence[RequestSpec]]
+) -> dict[int, list[_Mark]]:
+    """
+    What identifies each client in a response: its canary, and the words
+    of its plan that no other client's plan has (``user3`` in a plan
+    function's ``/login/user3``; letters and digits, at least 4 characters,
+    matched as whole words, so that ``user1`` is not found in ``user10``).
+    """
+    tokens = {
+        client: {t for spec in plan for t in _tokens(spec)}
+        for client, plan in plans.items()
+    }
+    counts = collections.Counter(t for ts in tokens.values() for t in ts)
+    marks: dict[int, list[_Mark]] = {}
+    for client, canary in canaries.items():
+        plan = plans[client]
+        marks[client] = [
+            _Mark(
+                canary,
+                re.compile(re.escape(canary), re.IGNORECASE),
+                tuple(
+                    dict.fromkeys(
+                        spec.describe()
+                        for spec in plan
+                        if _carries_placeholder(spec)
+                    )
+                ),
+            )
+        ]
+        for token in sorted(tokens[client]):
+            if counts[token] == 1:
+                marks[client].append(
+                    _Mark(
+                        token,
+                        re.compile(
+                            rf"(?<![a-z0-9]){re.escape(token)}(?![a-z0-9])",
+                            re.IGNORECASE,
+                        ),
+                        tuple(
+                            dict.fromkeys(
+                                spec.describe()
+                                for spec in plan
+                                if token in _tokens(spec)
+                            )
+                        ),
+                    )
+                )
+    return marks
+
+
 def find_crossovers(
     responses: Iterable[HammerResponse],
     canaries: Mapping[int, str],
     plans: Mapping[int, Sequence[RequestSpec]],
 ) -> list[Crossover]:
     """
-    Every place a response carries another client's canary.
+    Every place a response carries what identifies another client: its
+    canary, or a word only that client's plan has (see `find_marks`).
 
     The search ignores case (an app may upper-case a name) and skips the
-    responses of requests that are not *private*.
+    responses of requests that are not *private*. One crossover is
+    reported per response, place and source client.
     """
+    marks = find_marks(canaries, plans)
     found = []
     for response in responses:
-        plan = plans[response.client]
-        planned = plan[response.step]
+        planned = plans[response.client][response.step]
         if not planned.private:
             continue
         places = [("body", response.text)] + [
@@ -397,32 +481,29 @@ def find_crossovers(
             for name, value in response.headers
         ]
         for where, text in places:
-            lowered = text.lower()
-            for source, canary in canaries.items():
+            for source, source_marks in marks.items():
                 if source == response.client:
                     continue
-                index = lowered.find(canary)
-                if index < 0:
-                    continue
-                found.append(
-                    Crossover(
-                        client=response.client,
-                        round=response.round,
-                        step=response.step,
-                        request=planned,
-                        source=source,
-                        canary=canary,
-                        where=where,
-                        excerpt=_excerpt(text, index, len(canary)),
-                        sent_in=tuple(
-                            dict.fromkeys(
-                                spec.describe()
-                                for spec in plans[source]
-                                if _carries_placeholder(spec)
-                            )
-                        ),
+                for mark in source_marks:
+                    match = mark.pattern.search(text)
+                    if match is None:
+                        continue
+                    found.append(
+                        Crossover(
+                            client=response.client,
+                            round=response.round,
+                            step=response.step,
+                            request=planned,
+                            source=source,
+                            canary=mark.text,
+                            where=where,
+                            excerpt=_excerpt(
+                                text, match.start(), len(mark.text)
+                            ),
+                            sent_in=mark.sent_in,
+                        )
                     )
-                )
+                    break
     return found
 
 

@@ -497,6 +497,44 @@ class TestCanaries:
             [r.text for r in result.for_client(client)] for client in (0, 1)
         ]
 
+    def test_plan_words_of_one_client_are_marks(self):
+        """
+        Without '{client}', a word only one client's plan has (such as
+        'user3') is that client's mark: found elsewhere, it is a crossover.
+        """
+        app = make_app("module-global")
+
+        result = hammer(
+            app,
+            lambda client: [f"/login/user{client}", "/me"],
+            threads=8,
+            rounds=2,
+        )
+
+        assert {("GET /me", "body")} == crossing(result)
+        for crossover in result.crossovers:
+            assert f"user{crossover.source}" == crossover.canary
+            assert (f"GET /login/user{crossover.source}",) == (
+                crossover.sent_in
+            )
+
+    def test_plan_words_match_whole_words(self):
+        """
+        A clean app whose clients are user1 and user10 shows no crossover:
+        marks match whole words; numbers alone are no marks (positive
+        control: the test above).
+        """
+        app = make_app("session")
+
+        result = hammer(
+            app,
+            lambda client: [f"/login/user{client}", "/me", f"/login/{client}"],
+            threads=11,
+        )
+
+        assert [] == result.crossovers
+        assert {"user1", "user10"} <= {r.text for r in result.responses}
+
     def test_upper_cased_canary_is_found(self):
         """An app that changes the canary's case still shows a crossover."""
         app = Flask("upper")
