@@ -78,10 +78,14 @@ def show(result: HammerResult, out: TextIO) -> bool:
         " shared worker threads (like gunicorn gthread), each saving a draft"
         " titled with its canary and reading it back.\n"
     )
-    codes = sorted({violation.code for violation in result.violations})
+    codes = ", ".join(sorted({v.code for v in result.violations}))
+    guard = (
+        f"{len(result.violations)} violations ({codes})"
+        if codes
+        else "no violation"
+    )
     write(
-        f"  the guard reported {len(result.violations)} violations"
-        f" ({', '.join(codes) or 'none'}); hammer found"
+        f"  the guard reported {guard}; hammer found"
         f" {len(result.crossovers)} crossovers.\n"
     )
     if not result.crossovers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import http.client
+import io
 import re
 import socket
 import threading
@@ -916,6 +917,20 @@ class TestExampleApp:
         assert {200} == {r.status for r in result.responses}
         assert [] == result.violations
         assert {("GET /buggy/drafts/current", "body")} == crossing(result)
+
+    def test_demo_step(self):
+        """
+        The demo's hammer step prints the crossover and what the guard
+        saw, and exits 0.
+        """
+        from example_app import hammering
+
+        out = io.StringIO()
+
+        assert 0 == hammering.main(out)
+        text = out.getvalue()
+        assert "the guard reported no violation; hammer found" in text
+        assert "GET /buggy/drafts/current returned client" in text
 
     def test_clean_path(self, tmp_path):
         """
