@@ -137,7 +137,7 @@ class Side:
         req = flask.request._get_current_object()  # type: ignore[attr-defined]
         arm: Callable[[], None] = _noop
         if self.guard is not None:
-            from flask_ctxguard._guarded import arm_request
+            from flask_ctxguard._lifecycle import arm_request
 
             state = self.app.extensions["ctxguard"]
             arm = functools.partial(arm_request, state)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from flask import Flask, appcontext_pushed, request_started
 
-from ._extension import EXTENSION_KEY, AppState, CtxGuard, context_leak
+from ._extension import EXTENSION_KEY, CtxGuard, context_leak
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -35,8 +35,9 @@ from ._flaskcompat import (
     pushed_contexts,
     request_ctx_var,
 )
-from ._guarded import arm_request
+from ._lifecycle import arm_request
 from ._signals import contamination_detected
+from ._state import AppState
 from ._violations import RULES, Violation
 from .exceptions import ContaminationError
 from .testing import format_violations

@@ -122,7 +122,7 @@ class TestContainment:
 
     def test_failing_contextvar_comparison(self, app, monkeypatch):
         """A failure while comparing ContextVars is logged once."""
-        from flask_ctxguard import _guarded
+        from flask_ctxguard import _lifecycle
 
         def broken(*args):
             raise RuntimeError("no snapshot")
@@ -136,7 +136,7 @@ class TestContainment:
             var.set(request.path + "!")
             return "marked"
 
-        monkeypatch.setattr(_guarded, "detect_leaks", broken)
+        monkeypatch.setattr(_lifecycle, "detect_leaks", broken)
         CtxGuard(app)
 
         def run():

@@ -15,8 +15,11 @@ from flask import (
     stream_with_context,
 )
 
-from flask_ctxguard import ContaminationError, CtxGuard, _guarded
-from flask_ctxguard._guarded import is_guarded_request_class
+from flask_ctxguard import ContaminationError, CtxGuard, _lifecycle
+from flask_ctxguard._request import (
+    CHECKED_REQUEST_ATTRIBUTES,
+    is_guarded_request_class,
+)
 
 KEPT: list = []
 
@@ -437,15 +440,17 @@ class TestRetiring:
     @pytest.fixture(name="switches")
     def _switches(self, app, monkeypatch):
         seen: list[type] = []
-        set_attribute = _guarded._set_attribute
+        set_attribute = _lifecycle._set_attribute
 
         def spy(obj, name, value):
             if name == "__class__" and is_guarded_request_class(value):
                 seen.append(value)
             set_attribute(obj, name, value)
 
-        monkeypatch.setattr(_guarded, "_set_attribute", spy)
-        monkeypatch.setattr(_guarded, "_refs_at_close", _guarded.REFS_AT_CLOSE)
+        monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
+        monkeypatch.setattr(
+            _lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE
+        )
 
         @app.route("/use/<name>")
         def use(name):
@@ -503,14 +508,14 @@ class TestRetiring:
 
         assert [] == guard.violations
         assert ([type(KEPT[0][0])] if keep else []) == switches
-        assert _guarded.REFS_AT_CLOSE == _guarded._refs_at_close
+        assert _lifecycle.REFS_AT_CLOSE == _lifecycle._refs_at_close
 
     def test_the_reference_count_is_learnt_downwards(
         self, app, switches, monkeypatch
     ):
         """A count too high is lowered by the first ordinary request, after
         which kept requests are switched again."""
-        monkeypatch.setattr(_guarded, "_refs_at_close", 50)
+        monkeypatch.setattr(_lifecycle, "_refs_at_close", 50)
         guard = CtxGuard(app)
         client = app.test_client()
 
@@ -518,7 +523,7 @@ class TestRetiring:
         client.get("/use/bob")
         client.get("/keep/carol")
 
-        assert 50 > _guarded._refs_at_close
+        assert 50 > _lifecycle._refs_at_close
         too_early, switched = KEPT[0][0], KEPT[1][0]
         assert [type(switched)] == switches
         assert type(switched) is not type(too_early)
@@ -571,7 +576,7 @@ class TestEveryCheckedAttribute:
     """Every checked request attribute reads as on plain Flask, and is
     checked."""
 
-    @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
+    @pytest.mark.parametrize("name", CHECKED_REQUEST_ATTRIBUTES)
     def test_reads_as_on_plain_flask(self, name):
         """In its own request, the attribute has the same value."""
         seen = {}
@@ -593,7 +598,7 @@ class TestEveryCheckedAttribute:
 
         assert seen[False] == seen[True]
 
-    @pytest.mark.parametrize("name", _guarded.CHECKED_REQUEST_ATTRIBUTES)
+    @pytest.mark.parametrize("name", CHECKED_REQUEST_ATTRIBUTES)
     def test_checked_from_another_thread(self, app, name):
         """Read from a thread while its request is in flight: CG104."""
 

@@ -1199,7 +1199,7 @@ class TestResources:
             return "ok"
 
         CtxGuard(app)
-        from flask_ctxguard._guarded import _g_record
+        from flask_ctxguard._g import g_record as _g_record
 
         def drive() -> tuple[int, int, int]:
             client = app.test_client()

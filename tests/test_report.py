@@ -438,12 +438,12 @@ class TestContainment:
 
     def test_internal_error_is_contained(self, monkeypatch):
         """A bug inside the guard is logged once; requests go on."""
-        from flask_ctxguard import _guarded
+        from flask_ctxguard import _lifecycle
 
         def broken(*args, **kwargs):
             raise RuntimeError("guard bug")
 
-        monkeypatch.setattr(_guarded, "_new_record", broken)
+        monkeypatch.setattr(_lifecycle, "_new_record", broken)
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
         client = app.test_client()

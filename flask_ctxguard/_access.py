@@ -1,0 +1,144 @@
+"""
+The slow path: something used an object of a request outside that
+request's own context.
+
+The checked attributes and methods of the guarded classes call
+`report_access` only when the current context is not the object's own.
+It tells which rule the access breaks (CG102, CG103 or CG104) and reports
+it, unless Flask itself is reading a request it is tearing down.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import _sites
+from ._classes import RECORD
+from ._flaskcompat import request_ctx_var
+from ._tags import ARMED, RequestRecord, RequestTag
+from .exceptions import ContaminationError
+
+__all__ = [
+    "NO_CONTEXT",
+    "current_record",
+    "note_endpoint",
+    "report_access",
+]
+
+_request_get = request_ctx_var.get
+
+
+class _NoContext:
+    """
+    What the context getters return outside any context in checks, so
+    that "is this object's own context current?" is one comparison.
+    """
+
+    __slots__ = ()
+    request = g = session = _session = None
+
+
+NO_CONTEXT: Any = _NoContext()
+
+
+def current_record() -> RequestRecord | None:
+    """The record of the guarded request in flight here, if any."""
+    ctx = _request_get(None)
+    if ctx is None:
+        return None
+    request = ctx.request
+    record = getattr(request, RECORD, None)
+    if record is None or record.state != ARMED:
+        return None
+    _note_endpoint(record, request)
+    return record  # type: ignore[no-any-return]
+
+
+def note_endpoint(record: RequestRecord, request: Any) -> None:
+    """
+    Fill in *record*'s endpoint from its in-flight *request*: it is armed
+    when its session opens, before Flask matches the URL.
+    """
+    if record.endpoint is None:
+        rule = getattr(request, "url_rule", None)
+        if rule is not None:
+            record.endpoint = rule.endpoint
+
+
+_note_endpoint = note_endpoint
+
+
+def report_access(
+    record: RequestRecord, subject: str, attribute: str, depth: int
+) -> None:
+    """
+    Report that *subject* of *record*'s request was used here.
+
+    *depth* counts the frames between this function and the code that made
+    the access.
+    """
+    guard = record.guard
+    if record.state != ARMED and _sites.is_internal_caller(depth + 1):
+        # Flask and Werkzeug reading a request while tearing it down. While
+        # a request is in flight they only touch it in its own context, so
+        # any other access counts, also through a Werkzeug property.
+        return
+    try:
+        reporter = guard.reporter
+        accessor = current_record()
+        if accessor is record:
+            return
+        if accessor is not None:
+            code = "CG103"
+        elif record.state != ARMED:
+            code = "CG102"
+        else:
+            code = "CG104"
+        if reporter.is_ignored(code, subject):
+            return
+        origin_tag = record.tag()
+        thread = threading.current_thread().name
+        what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
+        of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
+        of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
+        accessor_tag: RequestTag | None = None
+        if code == "CG103":
+            assert accessor is not None
+            accessor_tag = accessor.tag()
+            when = (
+                "after that request ended"
+                if record.state != ARMED
+                else "while that request was still in flight"
+            )
+            message = f"{of} was used during {accessor_tag}, {when}."
+        elif code == "CG102":
+            message = (
+                f"{of} was used after that request ended, outside any"
+                f" request, in thread {thread!r}."
+            )
+        else:
+            message = (
+                f"{of} was used from thread {thread!r}, which has no context"
+                " of that request, while it was in flight."
+            )
+        violation = reporter.build(
+            code,
+            subject=subject,
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=thread,
+            origin_site=guard.view_site(record.endpoint),
+            access_site=_sites.capture_site(depth + 1),
+            access_stack=(
+                _sites.capture_stack(depth + 1)
+                if reporter.settings.stacks
+                else None
+            ),
+        )
+        reporter.report(violation)
+    except ContaminationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        guard.reporter.internal_error("checking an access", exc)

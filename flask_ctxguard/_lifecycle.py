@@ -1,0 +1,318 @@
+"""
+Arming and retiring a request: the per-request hot path.
+
+A request is armed when its context is pushed and its session opened: the
+guarded session interface's ``open_session`` fills a `RequestRecord` and
+hands it to the request, its session and its ``g``. It is retired in its
+class's ``close()``, which Flask calls when the context is popped: the
+record is marked retired, the request's class is switched if something
+still holds it, and the ContextVars are compared with those it started
+with (CG106). Every request pays for both, so they are written inline,
+with the rare cases out of line; any failure is contained here and
+reported once as an internal error, never breaking the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Callable
+from contextvars import copy_context
+from threading import get_ident
+from time import time
+from typing import Any
+
+from ._access import NO_CONTEXT
+from ._classes import RECORD, lock, method
+from ._contextvars import LEFT_BEHIND, detect_leaks
+from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
+from ._g import own_g, slotted_guarded_gs, watch_shared_g
+from ._request import late_request_class, retired_requests
+from ._session import (
+    NULL_SESSIONS,
+    born_guarded_sessions,
+    guard_session,
+    guarded_session_class,
+)
+from ._tags import ARMED, RETIRED, RequestRecord
+
+__all__ = [
+    "REFS_AT_CLOSE",
+    "arm",
+    "arm_request",
+    "guarded_session_interface",
+    "retiring_close",
+]
+
+_request_get = request_ctx_var.get
+_app_get = app_ctx_var.get
+_left_behind = LEFT_BEHIND.get
+_new_record = object.__new__
+_refcount = sys.getrefcount
+_set_attribute = object.__setattr__
+# How many references a request has when Flask closes it, if nothing else
+# keeps it: its context, its environ ('werkzeug.request', counted even when
+# a copy of the context popped earlier cleared it), the bound close() Flask
+# calls, close()'s own frame, and getrefcount()'s argument. A request with
+# more outlives its context, and its class is switched to the retired one;
+# one with no more is freed when its context is popped. Learnt downwards:
+# a path with fewer references lowers it (then more requests are switched
+# than need be, never fewer).
+REFS_AT_CLOSE = 5
+_refs_at_close = REFS_AT_CLOSE
+
+
+# -- arming -------------------------------------------------------------------
+
+
+def arm_request(guard: Any) -> None:
+    """
+    Start guarding the current request of *guard*'s app after its session
+    was opened (when the session interface did not). Never raises: a
+    failure is reported once and the request goes on unguarded.
+    """
+    ctx = _request_get(None)
+    if ctx is None:
+        return
+    try:
+        arm(guard, ctx, ctx.request, session_of(ctx))
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        guard.reporter.internal_error("starting to guard a request", exc)
+
+
+def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
+    """
+    Guard *request*, just pushed with its context *ctx*, and its *session*
+    (`None`: none, or not opened yet) and ``g``.
+
+    Runs on every request: each line here is paid for by every request.
+    """
+    try:
+        if request._ctxguard_record is not None:
+            return  # already armed: the same request pushed again
+    except AttributeError:
+        # app.request_class was replaced after init_app, or the pytest
+        # plugin found the app after this request was created.
+        _set_attribute(request, "__class__", late_request_class(type(request)))
+    # The endpoint is not matched yet when the session opens: it is read
+    # when the request retires, or when a report needs it. The fields are
+    # filled here rather than in an __init__: one Python call less.
+    record = _new_record(RequestRecord)
+    record.guard = guard
+    record.ctx_id = id(ctx)
+    record.method = request.method
+    record.path = request.path
+    record.endpoint = None
+    record.snapshot = copy_context()
+    record.state = ARMED
+    record.thread_id = get_ident()
+    record.started = time()
+    record.unlinked = 0
+    request._ctxguard_record = record
+    # A null session (no secret key) holds no data and refuses writes:
+    # leaving it alone keeps Flask's exact-type checks on it fast.
+    if session is not None:
+        if type(session) in born_guarded_sessions:
+            # Not through the class's own __setattr__, which may store
+            # into the session's data.
+            _set_attribute(session, RECORD, record)
+        elif type(session) not in NULL_SESSIONS:
+            guard_session(guard, session, record)
+    # RequestContext._cv_tokens (see _flaskcompat's docstring): the app
+    # context this request pushed, and so owns the g of; None if it runs
+    # in one pushed before it, whose g it shares.
+    app_ctx = ctx._cv_tokens[-1][1]
+    if app_ctx is None:
+        app_ctx = _app_get(None)
+        if app_ctx is not None:
+            watch_shared_g(app_ctx.g, guard)
+    else:
+        g = app_ctx.g
+        if type(g) in slotted_guarded_gs:
+            # Into the slot, whatever the g class's own __setattr__ does.
+            _set_attribute(g, RECORD, record)
+        else:
+            own_g(g, record)
+
+
+_guarded_interfaces: dict[type, type] = {}
+
+
+def guarded_session_interface(interface: Any) -> Any:
+    """
+    A copy of the app's session *interface* whose ``open_session`` arms
+    the request.
+
+    Flask opens the session of every request context it pushes, right
+    after the context becomes current: the cheapest moment to start
+    guarding (a ``before_request`` function goes through Flask's
+    ``ensure_sync`` on every request). The copy is of a subclass of the
+    interface's own class, so it behaves exactly like it.
+    """
+    base = type(interface)
+    if base in _guarded_interfaces.values():
+        return interface
+    with lock:
+        cls = _guarded_interfaces.get(base)
+        if cls is None:
+            base_open = method(base, "open_session")
+
+            def open_session(self: Any, app: Any, request: Any) -> Any:
+                session = base_open(self, app, request)
+                # Arm the request whose context is being pushed (not a
+                # session opened by hand, as session_transaction() does).
+                ctx = _request_get(NO_CONTEXT)
+                if ctx.request is request:
+                    guard = app.extensions.get("ctxguard")
+                    if guard is not None:
+                        try:
+                            arm(guard, ctx, request, session)
+                        except Exception as exc:  # noqa: BLE001 - contain
+                            guard.reporter.internal_error(
+                                "starting to guard a request", exc
+                            )
+                return session
+
+            open_session.__doc__ = base_open.__doc__
+            # No __slots__: session interfaces are plain classes whose
+            # instances carry a __dict__ (copied below).
+            cls = type(
+                base.__name__,
+                (base,),
+                {
+                    "__module__": base.__module__,
+                    "__qualname__": base.__qualname__,
+                    "__doc__": base.__doc__,
+                    "open_session": open_session,
+                },
+            )
+            _guarded_interfaces[base] = cls
+    guarded = copy.copy(interface)
+    object.__setattr__(guarded, "__class__", cls)
+    # Sessions born guarded: an interface that builds its sessions from
+    # `session_class` (Flask's own does) then needs no class switch per
+    # request.
+    session_class = getattr(interface, "session_class", None)
+    if isinstance(session_class, type) and session_class not in NULL_SESSIONS:
+        guarded_class = guarded_session_class(session_class)
+        if guarded_class is not None:
+            with contextlib.suppress(AttributeError, TypeError):
+                guarded.session_class = guarded_class
+    return guarded
+
+
+# -- retiring -----------------------------------------------------------------
+
+
+def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
+    """
+    The ``close()`` of a guarded request class over *base_close*, its
+    base class's: after closing, it retires the request (unless a copy of
+    its context popped in another thread while the request goes on).
+
+    Flask closes every request when its context is popped: this is the
+    retiring half of the per-request hot path, written inline.
+    """
+
+    def close(self: Any) -> None:
+        try:
+            base_close(self)
+        finally:
+            record = self._ctxguard_record
+            if record is not None and record.state == ARMED:
+                # (id(None) is no context's.)
+                if id(_request_get(None)) != record.ctx_id:
+                    # A copy of its context (copy_current_request_context)
+                    # popped in another thread: the request goes on, but
+                    # its environ no longer refers to it (Flask clears it).
+                    record.unlinked = 1
+                else:
+                    # Retire it: switch its class, check its ContextVars.
+                    # Inline: every request ends here, and a Python call
+                    # is a good part of what the guard costs.
+                    record.state = RETIRED
+                    rule = self.url_rule
+                    if rule is not None:
+                        endpoint = record.endpoint = rule.endpoint
+                        if endpoint not in record.guard.sites:
+                            # Once per endpoint: the view's site outlives
+                            # the app, for reports about objects that do.
+                            record.guard.view_site(endpoint)
+                    # Switch its class only if it outlives its context:
+                    # switching costs about as much as all the rest.
+                    refs = _refcount(self) + record.unlinked
+                    if refs != _refs_at_close:
+                        _outlives(self, record, refs)
+                    snapshot = record.snapshot
+                    record.snapshot = None
+                    end = copy_context()
+                    # The common case, compared in C: no ContextVar
+                    # changed, and none is left over from before.
+                    if not (snapshot == end and _left_behind(None) is None):
+                        _check_contextvars(self, record, snapshot, end)
+
+    close.__doc__ = base_close.__doc__
+    return close
+
+
+def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
+    """
+    *request*, which has ended, has *refs* references (see
+    `REFS_AT_CLOSE`): switch it to its retired class if more than Flask's.
+    """
+    global _refs_at_close
+    if refs < _refs_at_close:
+        _refs_at_close = refs
+        return
+    try:
+        _set_attribute(request, "__class__", retired_requests[type(request)])
+    except (KeyError, TypeError) as exc:
+        record.guard.reporter.internal_error("retiring a request", exc)
+
+
+def _check_contextvars(
+    request: Any, record: RequestRecord, snapshot: Any, end: Any
+) -> None:
+    """
+    Report the ContextVars (CG106) that *request*, which has just ended,
+    found set by an earlier request and never changed.
+    """
+    if snapshot is None:
+        return
+    guard = record.guard
+    try:
+        leaks = detect_leaks(
+            snapshot, record, lambda: _own_ids(request, guard), end
+        )
+    except Exception as exc:  # noqa: BLE001 - never break the request
+        guard.reporter.internal_error("comparing ContextVars", exc)
+        return
+    if leaks:
+        guard.report_contextvar_leaks(record, leaks)
+
+
+def _own_ids(request: Any, guard: Any) -> set[int]:
+    """
+    The ids of values the request could have set itself: its environ and
+    URL values, and the constants of the code that runs for its endpoint.
+    """
+    state = request.__dict__
+    values = list(state.get("environ", {}).values())
+    values.extend((state.get("view_args") or {}).values())
+    ids = {id(value) for value in values}
+    rule = state.get("url_rule")
+    if rule is not None:
+        ids.update((id(rule.endpoint), id(rule.rule)))
+    ids |= guard.code_constants(
+        rule.endpoint if rule is not None else None,
+        state.get("blueprints") or _blueprints_of(request),
+    )
+    return ids
+
+
+def _blueprints_of(request: Any) -> tuple[str, ...]:
+    try:
+        return tuple(object.__getattribute__(request, "blueprints"))
+    except Exception:  # noqa: BLE001 - a custom request class's property
+        return ()

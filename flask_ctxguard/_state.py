@@ -1,0 +1,183 @@
+"""
+The per-app state: what the guard keeps for one app.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from . import _sites
+from ._config import Settings
+from ._contextvars import Leak
+from ._report import Reporter
+from ._tags import RequestRecord
+from ._violations import Violation
+from .exceptions import ContaminationError
+
+if TYPE_CHECKING:
+    from ._extension import CtxGuard
+
+__all__ = ["AppState"]
+
+
+class AppState:
+    """
+    What the guard keeps for one app, in ``app.extensions["ctxguard"]``.
+    """
+
+    def __init__(
+        self, guard: CtxGuard, app: Flask, settings: Settings
+    ) -> None:
+        self.guard = guard
+        self.settings = settings
+        self.app_name = app.name
+        self._app_ref = weakref.ref(app)
+        self.reporter = Reporter(settings, app.name, app)
+        #: Whether requests are armed by our before_request function (else
+        #: by whoever installed us, such as the pytest plugin).
+        self.arms_on_before_request = True
+        #: Installed by the pytest plugin, not by the app.
+        self.auto = False
+        self.sites: dict[str | None, str | None] = {}
+        self._constants: dict[
+            tuple[str | None, tuple[str, ...]], frozenset[int]
+        ] = {}
+
+    @property
+    def app(self) -> Flask | None:
+        """The app, while it is alive."""
+        return self._app_ref()
+
+    def view_site(self, endpoint: str | None) -> str | None:
+        """``"path.py:12 in func"`` of the view serving *endpoint*."""
+        try:
+            return self.sites[endpoint]
+        except KeyError:
+            pass
+        site = None
+        app = self.app
+        view = app.view_functions.get(endpoint) if app and endpoint else None
+        if view is not None:
+            view = getattr(view, "view_class", view)
+            func = inspect.unwrap(view)
+            code = getattr(func, "__code__", None)
+            if code is not None:
+                site = (
+                    f"{_sites.relative(code.co_filename)}:"
+                    f"{code.co_firstlineno} in {code.co_name}"
+                )
+            else:
+                try:
+                    filename = inspect.getsourcefile(func) or "?"
+                    line = inspect.getsourcelines(func)[1]
+                    site = (
+                        f"{_sites.relative(filename)}:{line} in"
+                        f" {func.__name__}"
+                    )
+                except (OSError, TypeError):
+                    site = None
+        if len(self.sites) < 4096:
+            self.sites[endpoint] = site
+        return site
+
+    def code_constants(
+        self, endpoint: str | None, blueprints: tuple[str, ...]
+    ) -> frozenset[int]:
+        """
+        The ids of the constants in the code that runs for *endpoint*: its
+        view and the app's and blueprints' ``before_request`` and URL value
+        preprocessors (cached).
+
+        A ContextVar a request sets to such a constant (structlog's
+        ``bind_contextvars(user="-")`` after ``clear_contextvars()``) is the
+        very object the previous request left: the request set it itself.
+        """
+        key = (endpoint, blueprints)
+        cached = self._constants.get(key)
+        if cached is not None:
+            return cached
+        app = self.app
+        functions: list[Any] = []
+        if app is not None:
+            view = app.view_functions.get(endpoint) if endpoint else None
+            if view is not None:
+                functions.append(view)
+            for name in (None, *blueprints):
+                functions.extend(app.before_request_funcs.get(name, ()))
+                functions.extend(app.url_value_preprocessors.get(name, ()))
+        found = frozenset(
+            id(constant) for constant in _constants_of(functions)
+        )
+        if len(self._constants) < 1024:
+            self._constants[key] = found
+        return found
+
+    def report_contextvar_leaks(
+        self, record: RequestRecord, leaks: list[Leak]
+    ) -> None:
+        """
+        Report CG106 for ContextVars *record*'s request held from start to
+        end with values that earlier requests left behind.
+        """
+        reporter = self.reporter
+        first: Violation | None = None
+        for var, value, origin in leaks:
+            subject = f"ContextVar {var.name}"
+            if reporter.is_ignored("CG106", subject):
+                continue
+            try:
+                origin_tag, accessor_tag = origin.tag(), record.tag()
+                origin_guard = origin.guard
+                message = (
+                    f"ContextVar {var.name!r} held, for the whole of"
+                    f" {accessor_tag}, the value that {origin_tag.method}"
+                    f" {origin_tag.path} (request {origin_tag.token}) set"
+                    " and never reset."
+                )
+                violation = reporter.build(
+                    "CG106",
+                    subject=subject,
+                    message=message,
+                    origin=origin_tag,
+                    accessor=accessor_tag,
+                    thread=accessor_tag.thread_name,
+                    origin_site=origin_guard.view_site(origin.endpoint),
+                    access_site=self.view_site(record.endpoint),
+                    value=value,
+                    has_value=True,
+                    value_name=var.name,
+                )
+            except Exception as exc:  # noqa: BLE001 - never break a request
+                reporter.internal_error("reporting a ContextVar leak", exc)
+                continue
+            reporter.report(violation, raise_now=False)
+            first = first or violation
+        if first is not None and reporter.raising:
+            raise ContaminationError(first)
+
+
+def _constants_of(functions: list[Any]) -> list[object]:
+    """Every constant of *functions*, their wrappers and nested code."""
+    codes = []
+    for function in functions:
+        layer, depth = function, 0
+        while layer is not None and depth < 16:
+            code = getattr(layer, "__code__", None)
+            if code is not None:
+                codes.append(code)
+            layer = getattr(layer, "__wrapped__", None)
+            depth += 1
+    constants: list[object] = []
+    while codes:
+        code = codes.pop()
+        for constant in code.co_consts:
+            if isinstance(constant, types.CodeType):
+                codes.append(constant)
+            else:
+                constants.append(constant)
+    return constants
