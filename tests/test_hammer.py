@@ -868,7 +868,7 @@ class TestGuardInstalling:
         result = hammer(app, LOGIN_THEN_ME, threads=1, rounds=2)
 
         assert guard is app.extensions["ctxguard"].guard
-        assert guard.violations == result.violations
+        assert list(guard.violations) == list(result.violations)
         assert [] != result.violations
 
 
