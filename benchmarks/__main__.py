@@ -47,6 +47,7 @@ MODE_TITLES = {
     "log": "log (default)",
     "raise": "raise",
     "raise+stacks": "raise + stacks",
+    "sampled": f"log, sampled at {_apps.SAMPLE_RATE:g}",
     "sentry": "sentry-sdk, errors only (ref.)",
     "sentry+tracing": "sentry-sdk, tracing 100% (ref.)",
 }
@@ -69,6 +70,7 @@ class Settings:
     requests: int
     check_repeats: int
     modes: tuple[str, ...]
+    workloads: tuple[str, ...]
     wrk: bool
 
 
@@ -80,8 +82,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(msg)
     parts = tuple(p for p in parts if p not in set(args.skip or ()))
     modes = list(_apps.MODES)
+    if args.modes:
+        wanted = args.modes.split(",")
+        unknown = set(wanted) - set(_apps.MODES)
+        if unknown:
+            msg = (
+                f"unknown mode(s) {', '.join(sorted(unknown))};"
+                f" use {', '.join(_apps.MODES)}"
+            )
+            raise SystemExit(msg)
+        # Bare Flask is what every ratio is taken against.
+        modes = [m for m in modes if m in wanted or m == "bare"]
     if args.no_sentry or importlib.util.find_spec("sentry_sdk") is None:
         modes = [m for m in modes if m not in _apps.SENTRY_MODES]
+    workloads = list(_apps.WORKLOADS)
+    if args.workloads:
+        wanted = args.workloads.split(",")
+        unknown = set(wanted) - set(_apps.WORKLOADS)
+        if unknown:
+            msg = (
+                f"unknown workload(s) {', '.join(sorted(unknown))};"
+                f" use {', '.join(_apps.WORKLOADS)}"
+            )
+            raise SystemExit(msg)
+        workloads = [w for w in workloads if w in wanted]
     quick = args.quick
     return Settings(
         parts=parts,
@@ -93,6 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         requests=args.requests or (10_000 if quick else 100_000),
         check_repeats=11 if quick else 41,
         modes=tuple(modes),
+        workloads=tuple(workloads),
         wrk=args.wrk,
     )
 
@@ -248,7 +273,7 @@ class _Run:
     def _inprocess(self) -> None:
         _progress("in-process whole requests ...")
         measured = inprocess.measure(
-            list(_apps.WORKLOADS),
+            list(self.settings.workloads),
             self.settings.modes,
             generations=self.settings.generations,
             rounds=self.settings.rounds,
@@ -261,7 +286,7 @@ class _Run:
         _progress("gunicorn ...")
         settings = self.settings
         self.served, note = server.measure(
-            list(_apps.WORKLOADS),
+            list(self.settings.workloads),
             rounds=settings.server_rounds,
             duration=settings.server_seconds,
             clients=settings.clients,
@@ -350,6 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-sentry",
         action="store_true",
         help="leave out the sentry-sdk reference rows",
+    )
+    parser.add_argument(
+        "--workloads",
+        help="comma-separated workloads, of"
+        f" {', '.join(_apps.WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--modes",
+        help=f"comma-separated modes, of {', '.join(_apps.MODES)} (default:"
+        " all; bare Flask is always measured)",
     )
     parser.add_argument(
         "--generations",
