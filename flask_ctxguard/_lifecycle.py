@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import sys
 from collections.abc import Callable
 from contextvars import copy_context
@@ -330,7 +329,14 @@ def _check_contextvars(
     if snapshot is None:
         return
     guard = record.guard
-    own = functools.cache(lambda: _own_ids(request, guard))
+    found: list[set[int]] = []
+
+    def own() -> set[int]:
+        # Worked out once, and only if a comparison needs it.
+        if not found:
+            found.append(_own_ids(request, guard))
+        return found[0]
+
     try:
         leaks = detect_leaks(snapshot, record, own, end)
         if guard.sampling:
