@@ -200,9 +200,11 @@ def _make_hooked_g_class(base: type, slots: tuple[str, ...]) -> type:
 
 #: At most this many attribute names become checked properties of one g
 #: class: an app that makes up names (`setattr(g, f"cache_{key}", ...)`)
-#: must not grow the class without bound. Later names are not checked
-#: while a request runs.
+#: must not grow the class without bound. Beyond it, the class checks
+#: every read with a __getattribute__ instead, at its cost.
 MAX_CHECKED_NAMES = 512
+# The g classes that check every read so (see _hook_every_read).
+_hooked_classes: set[type] = set()
 # Each guarded g class (with a __dict__): the names it has seen, and those
 # of them that are checked properties.
 _learnt_names: dict[type, set[str]] = {}
@@ -218,8 +220,13 @@ def _g_used(g: Any, name: str, depth: int) -> None:
 
 def _learn(cls: type, learnt: set[str], name: str) -> None:
     """Make *name* a checked property of the g class *cls*."""
+    if cls in _hooked_classes:
+        return
     with lock:
-        if name in learnt or len(learnt) >= MAX_CHECKED_NAMES:
+        if name in learnt or cls in _hooked_classes:
+            return
+        if len(learnt) >= MAX_CHECKED_NAMES:
+            _hook_every_read(cls)
             return
         learnt.add(name)
         if name.startswith("__") or name == RECORD:
@@ -236,6 +243,28 @@ def _learn(cls: type, learnt: set[str], name: str) -> None:
             return
         type.__setattr__(cls, name, checked)
         _checked_names[cls].add(name)
+
+
+def _hook_every_read(cls: type) -> None:
+    """
+    Check every read of an instance attribute of the g class *cls*, which
+    has as many checked properties as it may: a ``__getattribute__``, as
+    costly as it is thorough, for an app that makes up names.
+    """
+    base_getattribute = object.__getattribute__
+
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
+        if _app_get(NO_CONTEXT).g is not self:
+            state = base_getattribute(self, "__dict__")
+            if name in state:
+                # Read here, not through its property: one report, and
+                # the frames _g_used counts are the same.
+                _g_used(self, name, 1)
+                return state[name]
+        return base_getattribute(self, name)
+
+    type.__setattr__(cls, "__getattribute__", __getattribute__)
+    _hooked_classes.add(cls)
 
 
 def _is_data_descriptor(obj: Any) -> bool:
