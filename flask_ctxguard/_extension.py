@@ -32,6 +32,7 @@ from ._lifecycle import (
     arm_request,
     guarded_session_interface,
     is_guarded_session_interface,
+    prepare_sampling,
 )
 from ._logging import get_logger
 from ._request import guarded_request_class
@@ -163,6 +164,8 @@ class CtxGuard:
             return state
 
         installs = _installs(settings)
+        if settings.sample_rate < 1:
+            prepare_sampling(app, state)
         for attribute, make in installs:
             base = getattr(app, attribute)
             try:

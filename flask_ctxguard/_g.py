@@ -32,6 +32,7 @@ __all__ = [
     "base_dict",
     "g_record",
     "guarded_g_class",
+    "late_g_class",
     "own_g",
     "slotted_guarded_gs",
     "watch_shared_g",
@@ -110,7 +111,7 @@ def guarded_g_class(base: type) -> type:
         return cls
 
 
-def _late_g_class(base: type) -> type:
+def late_g_class(base: type) -> type:
     """
     The guarded subclass of *base* an existing ``g`` can be switched to:
     without a slot, its record is kept aside.
@@ -583,7 +584,7 @@ def _make_watched_g_class(guarded: type) -> type:
 def watch_shared_g(g: Any, guard: Any) -> None:
     cls = type(g)
     if cls not in _watched_gs.values():
-        guarded = cls if cls in _watched_gs else _late_g_class(cls)
+        guarded = cls if cls in _watched_gs else late_g_class(cls)
         if not switch_class(g, _watched_gs[guarded]):
             return
         learn_names(g)
@@ -596,7 +597,7 @@ def own_g(g: Any, record: RequestRecord) -> None:
     if cls not in _watched_gs:
         if cls in _watched_gs.values():
             return  # a g shared with an outer request: not this one's
-        if not switch_class(g, _late_g_class(cls)):
+        if not switch_class(g, late_g_class(cls)):
             return
         learn_names(g)
     _set_g_record(g, record)

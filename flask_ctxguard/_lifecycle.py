@@ -32,7 +32,7 @@ from ._contextvars import (
     detect_unsampled_leaks,
 )
 from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
-from ._g import own_g, slotted_guarded_gs, watch_shared_g
+from ._g import late_g_class, own_g, slotted_guarded_gs, watch_shared_g
 from ._request import late_request_class, retired_requests
 from ._session import (
     NULL_SESSIONS,
@@ -40,6 +40,7 @@ from ._session import (
     guard_session,
     guarded_session_class,
 )
+from ._state import AppState
 from ._tags import ARMED, RETIRED, RequestRecord
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "arm_request",
     "guarded_session_interface",
     "is_guarded_session_interface",
+    "prepare_sampling",
     "retiring_close",
 ]
 
@@ -193,6 +195,9 @@ def guarded_session_interface(
         # The sessions stay Flask's: a sampled one is switched when its
         # request is armed.
         object.__setattr__(guarded, _RATE, sample_rate)
+        session_class = getattr(interface, "session_class", None)
+        if isinstance(session_class, type):
+            guarded_session_class(session_class)  # made now, not then
         return guarded
     # Sessions born guarded: an interface that builds its sessions from
     # `session_class` (Flask's own does) then needs no class switch per
@@ -204,6 +209,18 @@ def guarded_session_interface(
             with contextlib.suppress(AttributeError, TypeError):
                 guarded.session_class = guarded_class
     return guarded
+
+
+def prepare_sampling(app: Any, state: AppState) -> None:
+    """
+    Make the classes a sampled request of *app* and its ``g`` are switched
+    to now, rather than during the first sampled request. Never raises.
+    """
+    try:
+        late_request_class(app.request_class)
+        late_g_class(app.app_ctx_globals_class)
+    except Exception as exc:  # noqa: BLE001 - they are made when needed
+        state.reporter.internal_error("preparing to sample", exc)
 
 
 def _make_guarded_interface_class(base: type, *, sampling: bool) -> type:
