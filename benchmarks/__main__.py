@@ -141,7 +141,9 @@ def _header(info: dict[str, str], settings: Settings) -> list[str]:
             f" ~{inprocess.BATCH_MS:g} ms batch per mode, order rotating, gc"
             " off while timing; batches descheduled part of the way are left"
             " out; µs = median batch; ratio = guarded / bare; range ="
-            " interquartile range of the per-round ratios"
+            " interquartile range of the per-round ratios; CPU ratio = the"
+            " same with each batch's CPU time (thread_time), less sensitive"
+            " to other load, not the budget"
         )
     lines.append("")
     return lines
@@ -153,9 +155,9 @@ def _main_table(
     mem: list[memory.MemoryResult],
 ) -> tuple[list[str], bool]:
     lines = [
-        "| workload | mode | bare | guarded | ratio | range | budget"
-        " | result |",
-        "|---|---|---:|---:|---:|---|---:|---|",
+        "| workload | mode | bare | guarded | ratio | range | CPU ratio"
+        " | budget | result |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     ok = True
     for s in summaries:
@@ -169,8 +171,8 @@ def _main_table(
             f"| {_apps.WORKLOADS[s.workload].title} |"
             f" {MODE_TITLES.get(s.mode, s.mode)} |"
             f" {s.bare_us:,.1f} µs | {s.mode_us:,.1f} µs |"
-            f" **{s.ratio:.3f}** | {s.low:.3f}-{s.high:.3f} | {budget} |"
-            f" {verdict} |"
+            f" **{s.ratio:.3f}** | {s.low:.3f}-{s.high:.3f} |"
+            f" {s.cpu_ratio:.3f} | {budget} | {verdict} |"
         )
     for r in served:
         bare, guarded = _common.median(r.bare), _common.median(r.guarded)
@@ -183,7 +185,7 @@ def _main_table(
             f"| {_apps.WORKLOADS[r.workload].title}, gunicorn |"
             f" {MODE_TITLES.get(r.mode, r.mode)} |"
             f" {bare:,.0f} rps | {guarded:,.0f} rps |"
-            f" **{1 / r.ratio:.3f}** | {low:.3f}-{high:.3f} | - |"
+            f" **{1 / r.ratio:.3f}** | {low:.3f}-{high:.3f} | - | - |"
             f" rps x{r.ratio:.3f}{errors} |"
         )
     if mem:
@@ -198,7 +200,7 @@ def _main_table(
             f"| memory, {requests:,} requests | log (default) |"
             f" {bare_m.growth if bare_m else 0:+,} B |"
             f" {guard_m.growth if guard_m else 0:+,} B | - |"
-            f" alive after: {lives} | flat |"
+            f" alive after: {lives} | - | flat |"
             f" {'pass' if flat else 'FAIL: ' + why} |"
         )
     lines.append("")

@@ -198,7 +198,8 @@ LOGIN_TEMPLATE = """\
   {%- if current_user.is_authenticated %}
     <td>{{ row.id }}</td><td>{{ row.name }}</td>
     <td>{{ current_user.name }}</td>
-    <td><a href="/users/{{ current_user.id }}/orders/{{ row.id }}">edit</a></td>
+    <td><a href="/users/{{ current_user.id }}/orders/{{ row.id }}">
+      edit</a></td>
   {%- else %}
     <td>{{ row.id }}</td><td colspan="3">sign in</td>
   {%- endif %}
