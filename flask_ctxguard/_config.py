@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -35,6 +36,8 @@ class Settings:
     max_violations: int
     #: The share of requests guarded, in (0, 1] (``CTXGUARD_SAMPLE_RATE``).
     sample_rate: float = 1.0
+    # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
+    otel: bool = False
 
     def is_ignored(self, code: str, subject: str) -> bool:
         """
@@ -60,6 +63,7 @@ def defaults(*, testing: bool, debug: bool) -> dict[str, Any]:
         "CTXGUARD_IGNORE": (),
         "CTXGUARD_MAX_VIOLATIONS": 1000,
         "CTXGUARD_SAMPLE_RATE": 1.0,
+        "CTXGUARD_OTEL": False,
     }
 
 
@@ -123,6 +127,12 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         )
         raise ConfigurationError(msg)
 
+    # CTXGUARD_OTEL (issue 16): the OpenTelemetry API is imported only when
+    # it is on, and must then be installed.
+    otel = _read_bool(config, "CTXGUARD_OTEL")
+    if otel:
+        _require_otel()
+
     return Settings(
         mode=mode,
         stacks=stacks,
@@ -130,6 +140,7 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         ignore=frozenset(ignore),
         max_violations=max_violations,
         sample_rate=_read_sample_rate(config),
+        otel=otel,
     )
 
 
@@ -149,6 +160,19 @@ def _read_sample_rate(config: Mapping[str, Any]) -> float:
         )
         raise ConfigurationError(msg)
     return float(rate)
+
+
+def _require_otel() -> None:
+    try:
+        importlib.import_module("._otel", __package__)  # the API
+    except ImportError as error:
+        msg = (
+            "CTXGUARD_OTEL is True but the OpenTelemetry API cannot be"
+            f" imported ({error}); install it with"
+            " 'pip install flask-ctxguard[otel]', or set CTXGUARD_OTEL to"
+            " False."
+        )
+        raise ConfigurationError(msg) from None
 
 
 def _read_bool(config: Mapping[str, Any], key: str) -> bool:

@@ -86,7 +86,8 @@ class CtxGuard:
 
         Reads, once, the configuration keys ``CTXGUARD_MODE``,
         ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``,
-        ``CTXGUARD_MAX_VIOLATIONS`` and ``CTXGUARD_SAMPLE_RATE`` (see
+        ``CTXGUARD_MAX_VIOLATIONS``, ``CTXGUARD_SAMPLE_RATE`` and
+        ``CTXGUARD_OTEL`` (see
         ``docs/configuration.md``).
         With ``CTXGUARD_MODE = "off"`` nothing is installed.
 

@@ -9,6 +9,7 @@ detection that sampling must keep is lost.
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import random
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from flask import Flask, g, request, session
 from structlog.testing import capture_logs
 
-from flask_ctxguard import ConfigurationError, CtxGuard
+from flask_ctxguard import ConfigurationError, CtxGuard, _cli
 
 TENANT: contextvars.ContextVar[object] = contextvars.ContextVar(
     "sampling_tenant"
@@ -355,3 +356,63 @@ class TestRecurringBugs:
 
         assert any(seen)
         assert [] == guard.violations
+
+
+def _sampled_events(rate: float) -> list[dict[str, Any]]:
+    """The log events of kept requests read later, at *rate*."""
+    app = _app(rate)
+    CtxGuard(app)
+    kept: list[Any] = []
+
+    @app.get("/keep")
+    def keep() -> str:
+        kept.append(request._get_current_object())  # type: ignore[attr-defined]
+        return "kept"
+
+    client = app.test_client()
+    for _ in range(20):
+        client.get("/keep")
+    with capture_logs() as logs:
+        for kept_request in kept:
+            kept_request.args.to_dict()
+    return [{**event, "event": "contamination"} for event in logs]
+
+
+class TestReportCommand:
+    def test_report_header_states_the_rate(self, tmp_path, capsys):
+        """The report of a sampled app's log says it was sampled, and at
+        which rate, in its header and its JSON."""
+        log = tmp_path / "app.log"
+        log.write_text(
+            "".join(
+                json.dumps(event, default=str) + "\n"
+                for event in _sampled_events(0.5)
+            )
+        )
+
+        status = _cli.main(["report", str(log)])
+        text = capsys.readouterr().out
+        _cli.main(["report", "--format", "json", str(log)])
+        data = json.loads(capsys.readouterr().out)
+
+        assert 1 == status
+        assert "Sampled: CTXGUARD_SAMPLE_RATE 0.5." in text
+        assert [0.5] == data["sample_rates"]
+
+    def test_unsampled_report_has_no_rate(self, tmp_path, capsys):
+        """A log of an app guarding every request gets no sampling line;
+        the sampled log above does (the positive control)."""
+        log = tmp_path / "app.log"
+        log.write_text(
+            "".join(
+                json.dumps(event, default=str) + "\n"
+                for event in _sampled_events(1.0)
+            )
+        )
+
+        status = _cli.main(["report", "--format", "json", str(log)])
+        data = json.loads(capsys.readouterr().out)
+
+        assert 1 == status
+        assert data["findings"]
+        assert "sample_rates" not in data
