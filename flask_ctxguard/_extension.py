@@ -212,7 +212,8 @@ class CtxGuard:
     def current(self) -> RequestTag | None:
         """
         The `RequestTag` of the request being handled, or `None` outside a
-        request (or in a request of an app this guard does not guard).
+        request (or in a request of an app this guard does not guard, or
+        one that ``CTXGUARD_SAMPLE_RATE`` left unsampled).
         """
         ctx = request_ctx_var.get(None)
         if ctx is None:

@@ -108,3 +108,98 @@ class TestOwnG:
         assert [] == silent
         assert (0, names - 1) == (first, last)
         assert ["CG102", "CG102"] == [v.code for v in guard.violations]
+
+
+class DictLikeG:
+    """A g class of its own: not an _AppCtxGlobals, with dict methods."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.pop(name, default)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.setdefault(name, default)
+
+    def __iter__(self) -> Any:
+        return iter(self.__dict__)
+
+
+class SlotsOnlyG:
+    """A g class without a __dict__: every read is hooked."""
+
+    __slots__ = ("__weakref__", "user")
+
+
+class TestCustomGClasses:
+    def test_dict_like_g_class(self):
+        """A g class with its own dict methods reads as without the guard
+        in its request, and each use of it kept is reported once."""
+        app, guard = _app(DictLikeG)
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            g.setdefault("theme", "dark")
+            values = [g.user, g.get("theme"), sorted(g), g.pop("theme")]
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return repr(values)
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        stale = kept[0]
+        values = [
+            stale.user,
+            stale.get("user"),
+            stale.setdefault("user", "bob"),
+            list(stale),
+            stale.pop("user"),
+        ]
+
+        assert "['ada', 'dark', ['theme', 'user'], 'dark']" == body
+        assert [] == silent
+        assert ["ada", "ada", "ada", ["user"], "ada"] == values
+        assert ["CG102"] * 5 == [v.code for v in guard.violations]
+
+    def test_slots_only_g_class(self):
+        """A g class without a __dict__ is checked on every read: silent
+        in its request, CG102 kept."""
+        app, guard = _app(SlotsOnlyG)
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return str(g.user)
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        value = kept[0].user
+
+        assert ("ada", "ada") == (body, value)
+        assert [] == silent
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    def test_deleting_a_checked_name(self):
+        """A name deleted from a g is gone, as without the guard, and a
+        kept g's deleted name read later is reported once."""
+        app, guard = _app()
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            del g.user
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return str(hasattr(g, "user"))
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        found = hasattr(kept[0], "user")
+
+        assert ("False", False) == (body, found)
+        assert [] == silent
+        assert ["CG102"] == [v.code for v in guard.violations]
