@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _sites
 from ._classes import RECORD
-from ._flaskcompat import request_ctx_var
+from ._flaskcompat import request_ctx_var, request_of
 from ._tags import ARMED, RequestRecord, RequestTag
 from .exceptions import ContaminationError
 
@@ -36,7 +36,7 @@ class _NoContext:
     """
 
     __slots__ = ()
-    request = g = session = _session = None
+    request = _request = g = session = _session = None
 
 
 NO_CONTEXT: Any = _NoContext()
@@ -47,7 +47,7 @@ def current_record() -> RequestRecord | None:
     ctx = _request_get(None)
     if ctx is None:
         return None
-    request = ctx.request
+    request = request_of(ctx)
     record = getattr(request, RECORD, None)
     if record is None or record.state != ARMED:
         return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -25,12 +24,13 @@ from ._flaskcompat import (
     leaked_roots,
     pushed_contexts,
     request_ctx_var,
+    request_of,
 )
 from ._g import guarded_g_class
-from ._lifecycle import arm_request, guarded_session_interface
+from ._lifecycle import guarded_session_interface, install_fallback
 from ._logging import get_logger
 from ._request import guarded_request_class
-from ._state import AppState
+from ._state import EXTENSION_KEY, AppState
 from ._tags import RequestTag
 from ._violations import Violation
 from .exceptions import (
@@ -39,9 +39,7 @@ from .exceptions import (
     ContaminationError,
 )
 
-__all__ = ["CtxGuard"]
-
-EXTENSION_KEY = "ctxguard"
+__all__ = ["EXTENSION_KEY", "CtxGuard"]
 
 
 class CtxGuard:
@@ -124,7 +122,7 @@ class CtxGuard:
         if problem is not None and settings.mode != "off":
             msg = (
                 f"flask_ctxguard cannot guard this Flask: {problem}."
-                " Supported are Flask 2.3, 3.0 and 3.1."
+                " Supported are Flask 2.3, 3.0, 3.1 and 3.2."
             )
             if settings.mode == "raise":
                 raise ConfigurationError(msg)
@@ -171,10 +169,8 @@ class CtxGuard:
                     f"the guard cannot subclass it ({exc!r}); objects of this"
                     " class are not checked.",
                 )
-        if state.arms_on_before_request:
-            app.before_request_funcs.setdefault(None, []).insert(
-                0, _make_fallback(app, state)
-            )
+        if not auto:
+            install_fallback(app, state)
         return state
 
     # -- public helpers -----------------------------------------------------
@@ -208,12 +204,11 @@ class CtxGuard:
         request (or in a request of an app this guard does not guard).
         """
         ctx = request_ctx_var.get(None)
-        if ctx is None:
-            return None
-        record = getattr(ctx.request, "_ctxguard_record", None)
+        request = request_of(ctx) if ctx is not None else None
+        record = getattr(request, "_ctxguard_record", None)
         if record is None or record.guard.guard is not self:
             return None
-        note_endpoint(record, ctx.request)
+        note_endpoint(record, request)
         return record.tag()  # type: ignore[no-any-return]
 
     def check_contexts(self) -> list[Violation]:
@@ -253,7 +248,7 @@ def context_leak(
 ) -> Violation | None:
     """A CG105 violation for the pushed context *ctx*, unless ignored."""
     if is_request_context(ctx):
-        request = ctx.request
+        request = request_of(ctx)
         subject = "request context"
         what = f"the request context of {request.method} {request.path}"
     else:
@@ -277,33 +272,6 @@ def context_leak(
         thread=thread,
         access_site=site,
     )
-
-
-def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
-    """
-    A before_request function for requests the session interface did not
-    arm: an app whose session_interface or request_class was replaced after
-    init_app. Once a request shows arming at work, it removes itself, and
-    later requests pay nothing for it.
-    """
-
-    def ctxguard_arm_request() -> None:
-        ctx = request_ctx_var.get(None)
-        armed = getattr(ctx.request, "_ctxguard_record", None) if ctx else None
-        if armed is not None:
-            # Armed when its session opened: not needed. Rebind the
-            # list rather than mutate it: Flask is iterating over it.
-            # An empty list left behind would still cost every request.
-            funcs = app.before_request_funcs.get(None, [])
-            kept = [f for f in funcs if f is not ctxguard_arm_request]
-            if kept:
-                app.before_request_funcs[None] = kept
-            else:
-                app.before_request_funcs.pop(None, None)
-            return
-        arm_request(state)
-
-    return ctxguard_arm_request
 
 
 def _flask_version() -> str | None:

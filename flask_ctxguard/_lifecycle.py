@@ -26,7 +26,15 @@ from typing import Any
 from ._access import NO_CONTEXT
 from ._classes import RECORD, lock, method
 from ._contextvars import LEFT_BEHIND, detect_leaks
-from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
+from ._flaskcompat import (
+    POP_UNLINKS_REQUEST,
+    REFS_AT_CLOSE,
+    app_ctx_var,
+    own_app_context,
+    request_ctx_var,
+    request_of,
+    session_of,
+)
 from ._g import own_g, slotted_guarded_gs, watch_shared_g
 from ._request import late_request_class, retired_requests
 from ._session import (
@@ -35,6 +43,7 @@ from ._session import (
     guard_session,
     guarded_session_class,
 )
+from ._state import EXTENSION_KEY, AppState
 from ._tags import ARMED, RETIRED, RequestRecord
 
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "arm",
     "arm_request",
     "guarded_session_interface",
+    "install_fallback",
     "retiring_close",
 ]
 
@@ -52,15 +62,14 @@ _new_record = object.__new__
 _refcount = sys.getrefcount
 _set_attribute = object.__setattr__
 # How many references a request has when Flask closes it, if nothing else
-# keeps it: its context, its environ ('werkzeug.request', counted even when
-# a copy of the context popped earlier cleared it), the bound close() Flask
-# calls, close()'s own frame, and getrefcount()'s argument. A request with
-# more outlives its context, and its class is switched to the retired one;
-# one with no more is freed when its context is popped. Learnt downwards:
-# a path with fewer references lowers it (then more requests are switched
-# than need be, never fewer).
-REFS_AT_CLOSE = 5
+# keeps it (see REFS_AT_CLOSE). A request with more outlives its context,
+# and its class is switched to the retired one; one with no more is freed
+# when its context is popped. Learnt downwards: a path with fewer
+# references lowers it (then more requests are switched than need be,
+# never fewer).
 _refs_at_close = REFS_AT_CLOSE
+# The name of the before_request function install_fallback adds.
+_FALLBACK = "ctxguard_arm_request"
 
 
 # -- arming -------------------------------------------------------------------
@@ -73,10 +82,11 @@ def arm_request(guard: Any) -> None:
     failure is reported once and the request goes on unguarded.
     """
     ctx = _request_get(None)
-    if ctx is None:
+    request = request_of(ctx) if ctx is not None else None
+    if request is None:
         return
     try:
-        arm(guard, ctx, ctx.request, session_of(ctx))
+        arm(guard, ctx, request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
         guard.reporter.internal_error("starting to guard a request", exc)
 
@@ -119,10 +129,9 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
             _set_attribute(session, RECORD, record)
         elif type(session) not in NULL_SESSIONS:
             guard_session(guard, session, record)
-    # RequestContext._cv_tokens (see _flaskcompat's docstring): the app
-    # context this request pushed, and so owns the g of; None if it runs
-    # in one pushed before it, whose g it shares.
-    app_ctx = ctx._cv_tokens[-1][1]
+    # The app context this request pushed, and so owns the g of; None if
+    # it runs in one pushed before it, whose g it shares.
+    app_ctx = own_app_context(ctx)
     if app_ctx is None:
         app_ctx = _app_get(None)
         if app_ctx is not None:
@@ -163,8 +172,8 @@ def guarded_session_interface(interface: Any) -> Any:
                 # Arm the request whose context is being pushed (not a
                 # session opened by hand, as session_transaction() does).
                 ctx = _request_get(NO_CONTEXT)
-                if ctx.request is request:
-                    guard = app.extensions.get("ctxguard")
+                if request_of(ctx) is request:
+                    guard = app.extensions.get(EXTENSION_KEY)
                     if guard is not None:
                         try:
                             arm(guard, ctx, request, session)
@@ -202,6 +211,69 @@ def guarded_session_interface(interface: Any) -> Any:
     return guarded
 
 
+def install_fallback(app: Any, state: AppState) -> None:
+    """
+    Arm *app*'s requests from a ``before_request`` function too, for those
+    its session interface does not arm: an app whose ``session_interface``
+    or ``request_class`` was replaced after ``init_app``, or a Flask that
+    opens sessions lazily. Once a request shows arming at work, the
+    function removes itself and later requests pay nothing for it; a
+    guarded request that ends unarmed installs it again.
+    """
+    funcs = app.before_request_funcs.get(None, [])
+    if any(getattr(f, "__name__", "") == _FALLBACK for f in funcs):
+        return
+
+    def ctxguard_arm_request() -> None:
+        ctx = _request_get(None)
+        request = request_of(ctx) if ctx is not None else None
+        if getattr(request, RECORD, None) is not None:
+            # Armed when its session opened: not needed. Rebind the
+            # list rather than mutate it: Flask is iterating over it.
+            # An empty list left behind would still cost every request.
+            funcs = app.before_request_funcs.get(None, [])
+            kept = [f for f in funcs if f is not ctxguard_arm_request]
+            if kept:
+                app.before_request_funcs[None] = kept
+            else:
+                app.before_request_funcs.pop(None, None)
+            return
+        arm_request(state)
+
+    app.before_request_funcs[None] = [ctxguard_arm_request, *funcs]
+
+
+def _unarmed(request: Any) -> RequestRecord | None:
+    """
+    *request*, of a guarded class, ends without having been armed (its
+    session was not opened through the guard's interface: replaced, or
+    opened lazily). Arm it now, so that it retires like any other, and
+    its app's next requests from ``before_request``. Its record, or `None`
+    if its app is not one the guard arms.
+    """
+    ctx = _request_get(None)
+    if ctx is None or request_of(ctx) is not request:
+        return None
+    app = ctx.app
+    state = app.extensions.get(EXTENSION_KEY)
+    if (
+        not isinstance(state, AppState)
+        or state.auto  # the pytest plugin arms those
+        or state.settings.mode == "off"
+    ):
+        return None
+    try:
+        install_fallback(app, state)
+        arm(state, ctx, request, session_of(ctx))
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        state.reporter.internal_error("starting to guard a request", exc)
+        return None
+    record: RequestRecord | None = getattr(request, RECORD, None)
+    if record is not None:
+        record.snapshot = None  # it started now: no ContextVar to compare
+    return record
+
+
 # -- retiring -----------------------------------------------------------------
 
 
@@ -220,13 +292,16 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
             base_close(self)
         finally:
             record = self._ctxguard_record
+            if record is None:
+                record = _unarmed(self)
             if record is not None and record.state == ARMED:
                 # (id(None) is no context's.)
                 if id(_request_get(None)) != record.ctx_id:
                     # A copy of its context (copy_current_request_context)
                     # popped in another thread: the request goes on, but
-                    # its environ no longer refers to it (Flask clears it).
-                    record.unlinked = 1
+                    # its environ may no longer refer to it (Flask up to
+                    # 3.1 clears it).
+                    record.unlinked = POP_UNLINKS_REQUEST
                 else:
                     # Retire it: switch its class, check its ContextVars.
                     # Inline: every request ends here, and a Python call
@@ -259,7 +334,8 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
 def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
     """
     *request*, which has ended, has *refs* references (see
-    `REFS_AT_CLOSE`): switch it to its retired class if more than Flask's.
+    `_flaskcompat.REFS_AT_CLOSE`): switch it to its retired class if
+    more than Flask's.
     """
     global _refs_at_close
     if refs < _refs_at_close:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._access import NO_CONTEXT, note_endpoint, report_access
 from ._classes import RECORD, lock, method, subclass
-from ._flaskcompat import request_ctx_var
+from ._flaskcompat import request_ctx_var, request_of
 from ._tags import ARMED
 
 __all__ = [
@@ -134,7 +134,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         slot_get = slot.__get__
 
         def get_slot(obj: Any) -> Any:
-            if _request_get(NO_CONTEXT).request is not obj:
+            if request_of(_request_get(NO_CONTEXT)) is not obj:
                 _check_request_use(obj, name)
             try:
                 return slot_get(obj, None)
@@ -147,7 +147,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         # stays in the instance's __dict__, under its own name.
 
         def get_plain(obj: Any) -> Any:
-            if _request_get(NO_CONTEXT).request is not obj:
+            if request_of(_request_get(NO_CONTEXT)) is not obj:
                 _check_request_use(obj, name)
             try:
                 return obj.__dict__[name]
@@ -161,7 +161,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_method(obj: Any) -> Any:
-            if _request_get(NO_CONTEXT).request is not obj:
+            if request_of(_request_get(NO_CONTEXT)) is not obj:
                 _check_request_use(obj, name)
             value = obj.__dict__.get(name, _MISSING)
             return base_get(obj, type(obj)) if value is _MISSING else value
@@ -174,7 +174,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_data(obj: Any) -> Any:
-            if _request_get(NO_CONTEXT).request is not obj:
+            if request_of(_request_get(NO_CONTEXT)) is not obj:
                 _check_request_use(obj, name)
             return base_get(obj, type(obj))
 
@@ -318,7 +318,7 @@ class _RetiredAttribute:
         base = self._base
         if obj is None:
             return self if base is _MISSING else base
-        if _request_get(NO_CONTEXT).request is not obj:
+        if request_of(_request_get(NO_CONTEXT)) is not obj:
             record = obj._ctxguard_record
             if record is not None:
                 report_access(record, "request", self._name, 1)

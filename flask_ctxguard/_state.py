@@ -22,7 +22,10 @@ from .exceptions import ContaminationError
 if TYPE_CHECKING:
     from ._extension import CtxGuard
 
-__all__ = ["AppState"]
+__all__ = ["EXTENSION_KEY", "AppState"]
+
+#: Where an app keeps its state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "ctxguard"
 
 
 class AppState:

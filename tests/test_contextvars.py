@@ -8,6 +8,7 @@ import structlog
 from flask import Flask, after_this_request
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests._compat import raises_at_teardown
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 flag: contextvars.ContextVar[bool] = contextvars.ContextVar("flag")
@@ -145,9 +146,11 @@ class TestTestClientThread:
         def run():
             client = app.test_client()
             client.get("/t/acme")
-            with pytest.raises(ContaminationError) as excinfo:
+            with raises_at_teardown(ContaminationError) as caught:
                 client.get("/whoami")
-            return excinfo.value.violation.code
+            error = caught[0]
+            assert isinstance(error, ContaminationError)
+            return error.violation.code
 
         assert "CG106" == fresh_context.run(run)
 

@@ -40,6 +40,7 @@ from flask_ctxguard import (
     CtxGuard,
     contamination_detected,
 )
+from tests._compat import needs_acyclic_request, needs_shared_g
 from tests.scenarios.conftest import Worker
 
 #: Bound of every wait.
@@ -187,6 +188,7 @@ def healthy_run() -> tuple[list[tuple[int, bytes]], list[tuple[str, str]]]:
 
 
 class TestFaults:
+    @needs_shared_g
     def test_raising_log_pipeline(self, caplog):
         """
         A structlog pipeline that raises on every event: responses are
@@ -218,6 +220,7 @@ class TestFaults:
         ] == [(r.levelname, r.getMessage()) for r in records]
         assert "pipeline down" == str(records[0].exc_info[1])
 
+    @needs_shared_g
     def test_pipeline_failing_for_contamination_events(self, events):
         """
         A pipeline that only fails on 'contamination' events: the failure is
@@ -246,6 +249,7 @@ class TestFaults:
         ]
         assert isinstance(events[0]["exc_info"], ValueError)
 
+    @needs_shared_g
     def test_raising_receiver_and_pipeline(self, caplog):
         """
         A raising receiver and a raising pipeline together: requests are
@@ -281,6 +285,7 @@ class TestFaults:
             "flask_ctxguard: logging a violation failed",
         ] == said
 
+    @needs_shared_g
     def test_pipeline_reading_the_current_request(self, events):
         """
         An app's log processor that adds the current request's path, 'g'
@@ -737,6 +742,7 @@ class TestUnusualApps:
         assert [(200, b"ada"), (200, b"bob")] == bare
         assert [] == guard.violations
 
+    @needs_shared_g
     @pytest.mark.parametrize("g_class", [NamedG, SlottedG])
     def test_custom_g_class_shared_g(self, g_class):
         """
@@ -995,6 +1001,7 @@ class TestResources:
             ("/leave", "/clean", ["CG106"]),
         ],
     )
+    @needs_acyclic_request
     def test_objects_die_with_their_request(
         self, before, path, expected, events
     ):
@@ -1123,6 +1130,7 @@ class TestResources:
         assert {"contamination"} == {e["event"] for e in events}
         assert [2**n for n in range(12)] == repeats
 
+    @needs_shared_g
     @pytest.mark.parametrize("varying", ["subject", "site"])
     def test_ever_changing_violations_keep_tables_bounded(
         self, varying, events
@@ -1182,6 +1190,7 @@ class TestResources:
         assert len(repeats) <= _MAX_KEYS
         assert 1000 == len(guard.violations)
 
+    @needs_shared_g
     def test_shared_g_bookkeeping_stays_bounded(self):
         """
         A g shared by many requests, each setting and deleting an attribute
@@ -1344,6 +1353,7 @@ def leak_secrets(app: Flask, kept: list) -> list[str]:
 
 
 class TestSecurity:
+    @needs_shared_g
     @pytest.mark.parametrize("stacks", [False, True])
     def test_leaked_values_are_not_logged_by_default(self, stacks, rendered):
         """
@@ -1421,6 +1431,7 @@ class TestSecurity:
             ),
         ],
     )
+    @needs_shared_g
     def test_log_values_truncates_and_redacts(
         self, name, value, shown, rendered
     ):
@@ -1463,6 +1474,7 @@ class TestSecurity:
         ],
         ids=["nested-dict", "list-of-dicts", "headers"],
     )
+    @needs_shared_g
     def test_log_values_redacts_nested_secret_keys(self, value, rendered):
         """
         With CTXGUARD_LOG_VALUES, values under secret-looking keys are

@@ -19,6 +19,7 @@ from flask_ctxguard.testing import (
     capture_violations,
     hammer,
 )
+from tests._compat import needs_shared_g
 
 #: Bound of every wait on a thread or an event.
 TIMEOUT = 5.0
@@ -90,6 +91,7 @@ def _views(app):
 
 
 class TestCaptureViolations:
+    @needs_shared_g
     def test_several_apps(self):
         """Violations of every guarded app are collected, oldest first."""
         first, second = Flask("first"), Flask("second")
@@ -123,6 +125,7 @@ class TestCaptureViolations:
             (v.code, v.thread) for v in found
         ]
 
+    @needs_shared_g
     def test_only_inside_the_block(self, app, guard, views):
         """Violations after the block are not collected."""
         with capture_violations() as found:
@@ -158,6 +161,7 @@ class TestAssertNoContamination:
 
         assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_guard(self, app, guard, views):
         """A guard with a violation fails with its full report."""
         share_g(app)
@@ -169,6 +173,7 @@ class TestAssertNoContamination:
         ):
             assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_list(self, app, guard, views):
         """Lists of violations are checked together; repeats of one
         violation are shown once, with their count."""
@@ -191,6 +196,7 @@ class TestAssertNoContamination:
         """An empty list passes."""
         assert_no_contamination([])
 
+    @needs_shared_g
     def test_context_manager(self, app, guard, views):
         """As a context manager, it fails for a violation inside the block."""
         with pytest.raises(

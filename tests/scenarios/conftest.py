@@ -26,10 +26,11 @@ from typing import Any, Protocol
 import pytest
 import structlog.testing
 from flask import Flask
-from flask.globals import _cv_app, _cv_request
 from werkzeug.serving import make_server
 
 from flask_ctxguard import CtxGuard, Violation
+from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
+from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
 
 #: Bound of every wait in the corpus: a scenario that needs longer is stuck.
 TIMEOUT = 5.0
