@@ -17,6 +17,11 @@ from . import _sites
 from ._classes import RECORD
 from ._flaskcompat import request_ctx_var, request_of
 from ._tags import ARMED, RequestRecord, RequestTag
+from ._violations import (
+    cross_request_message,
+    cross_thread_message,
+    stale_access_message,
+)
 from .exceptions import ContaminationError
 
 __all__ = [
@@ -49,7 +54,7 @@ def current_record() -> RequestRecord | None:
         return None
     request = request_of(ctx)
     record = getattr(request, RECORD, None)
-    if record is None or record.state != ARMED:
+    if record is None or record.phase != ARMED:
         return None
     _note_endpoint(record, request)
     return record  # type: ignore[no-any-return]
@@ -78,20 +83,20 @@ def report_access(
     *depth* counts the frames between this function and the code that made
     the access.
     """
-    guard = record.guard
-    if record.state != ARMED and _sites.is_internal_caller(depth + 1):
+    state = record.app_state
+    if record.phase != ARMED and _sites.is_internal_caller(depth + 1):
         # Flask and Werkzeug reading a request while tearing it down. While
         # a request is in flight they only touch it in its own context, so
         # any other access counts, also through a Werkzeug property.
         return
     try:
-        reporter = guard.reporter
+        reporter = state.reporter
         accessor = current_record()
         if accessor is record:
             return
         if accessor is not None:
             code = "CG103"
-        elif record.state != ARMED:
+        elif record.phase != ARMED:
             code = "CG102"
         else:
             code = "CG104"
@@ -99,28 +104,24 @@ def report_access(
             return
         origin_tag = record.tag()
         thread = threading.current_thread().name
-        what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
-        of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
-        of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
         accessor_tag: RequestTag | None = None
         if code == "CG103":
             assert accessor is not None
             accessor_tag = accessor.tag()
-            when = (
-                "after that request ended"
-                if record.state != ARMED
-                else "while that request was still in flight"
+            message = cross_request_message(
+                subject,
+                attribute,
+                origin_tag,
+                accessor_tag,
+                ended=record.phase != ARMED,
             )
-            message = f"{of} was used during {accessor_tag}, {when}."
         elif code == "CG102":
-            message = (
-                f"{of} was used after that request ended, outside any"
-                f" request, in thread {thread!r}."
+            message = stale_access_message(
+                subject, attribute, origin_tag, thread
             )
         else:
-            message = (
-                f"{of} was used from thread {thread!r}, which has no context"
-                " of that request, while it was in flight."
+            message = cross_thread_message(
+                subject, attribute, origin_tag, thread
             )
         violation = reporter.build(
             code,
@@ -129,7 +130,7 @@ def report_access(
             origin=origin_tag,
             accessor=accessor_tag,
             thread=thread,
-            origin_site=guard.view_site(record.endpoint),
+            origin_site=state.view_site(record.endpoint),
             access_site=_sites.capture_site(depth + 1),
             access_stack=(
                 _sites.capture_stack(depth + 1)
@@ -141,4 +142,4 @@ def report_access(
     except ContaminationError:
         raise
     except Exception as exc:  # noqa: BLE001 - never break a request
-        guard.reporter.internal_error("checking an access", exc)
+        state.reporter.internal_error("checking an access", exc)

@@ -17,6 +17,7 @@ from flask import Flask
 
 from . import _sites
 from ._access import note_endpoint
+from ._classes import SESSION, G, registry
 from ._config import Settings, defaults, read_settings
 from ._flaskcompat import (
     check_support,
@@ -88,11 +89,13 @@ class CtxGuard:
         self._install(app, auto=False)
 
     def _install(self, app: Flask, *, auto: bool) -> AppState:
-        # auto: installed by the pytest plugin on an app it discovered. Such
-        # a guard arms requests from the request_started signal (so that
-        # tests inspecting before_request_funcs see nothing extra), defaults
-        # to log mode, writes nothing into app.config, and gives way to the
-        # app's own CtxGuard if the app installs one later.
+        # auto: installed by the pytest plugin on an app it discovered. Its
+        # requests are armed by the session interface like any other's; a
+        # request that started before it was installed is armed by the
+        # plugin's request_started receiver, not by a before_request
+        # fallback (tests inspecting before_request_funcs see nothing
+        # extra). It defaults to log mode, writes nothing into app.config,
+        # and gives way to the app's own CtxGuard if the app installs one.
         existing: AppState | None = app.extensions.get(EXTENSION_KEY)
         if existing is not None and not (existing.auto and not auto):
             if existing.auto and auto:
@@ -142,7 +145,6 @@ class CtxGuard:
 
         state = AppState(self, app, settings)
         state.auto = auto
-        state.arms_on_before_request = not auto
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
             self._states = [
@@ -154,21 +156,7 @@ class CtxGuard:
         if settings.mode == "off":
             return state
 
-        for attribute, make in (
-            ("request_class", guarded_request_class),
-            ("app_ctx_globals_class", guarded_g_class),
-            ("session_interface", guarded_session_interface),
-        ):
-            base = getattr(app, attribute)
-            try:
-                setattr(app, attribute, make(base))
-            except Exception as exc:  # noqa: BLE001 - decline, don't break
-                kind = base if isinstance(base, type) else type(base)
-                state.reporter.declined(
-                    f"{attribute} {kind.__module__}.{kind.__qualname__}",
-                    f"the guard cannot subclass it ({exc!r}); objects of this"
-                    " class are not checked.",
-                )
+        _install_classes(app, state)
         if not auto:
             install_fallback(app, state)
         return state
@@ -206,7 +194,7 @@ class CtxGuard:
         ctx = request_ctx_var.get(None)
         request = request_of(ctx) if ctx is not None else None
         record = getattr(request, "_ctxguard_record", None)
-        if record is None or record.guard.guard is not self:
+        if record is None or record.app_state.guard is not self:
             return None
         note_endpoint(record, request)
         return record.tag()  # type: ignore[no-any-return]
@@ -272,6 +260,36 @@ def context_leak(
         thread=thread,
         access_site=site,
     )
+
+
+def _install_classes(app: Flask, state: AppState) -> None:
+    """
+    Install the guarded request, ``g`` and session classes on *app*; one
+    the guard cannot subclass is declined, by name, and left as it is.
+    """
+    for attribute, make in (
+        ("request_class", guarded_request_class),
+        ("app_ctx_globals_class", guarded_g_class),
+        ("session_interface", guarded_session_interface),
+    ):
+        base = getattr(app, attribute)
+        try:
+            setattr(app, attribute, make(base))
+        except Exception as exc:  # noqa: BLE001 - decline, don't break
+            kind = base if isinstance(base, type) else type(base)
+            state.reporter.declined(
+                f"{attribute} {kind.__module__}.{kind.__qualname__}",
+                f"the guard cannot subclass it ({exc!r}); objects of this"
+                " class are not checked.",
+            )
+    # The classes arming tells by an identity check.
+    if registry.role(app.app_ctx_globals_class) == G:
+        state.g_class = app.app_ctx_globals_class
+    session_class = getattr(app.session_interface, "session_class", None)
+    if isinstance(session_class, type) and (
+        registry.role(session_class) == SESSION
+    ):
+        state.session_class = session_class
 
 
 def _flask_version() -> str | None:

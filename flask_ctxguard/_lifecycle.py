@@ -24,7 +24,7 @@ from time import time
 from typing import Any
 
 from ._access import NO_CONTEXT
-from ._classes import RECORD, lock, method
+from ._classes import RECORD, SESSION_INTERFACE, method, registry
 from ._contextvars import LEFT_BEHIND, detect_leaks
 from ._flaskcompat import (
     POP_UNLINKS_REQUEST,
@@ -35,11 +35,10 @@ from ._flaskcompat import (
     request_of,
     session_of,
 )
-from ._g import own_g, slotted_guarded_gs, watch_shared_g
-from ._request import late_request_class, retired_requests
+from ._g import own_g, watch_shared_g
+from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
-    born_guarded_sessions,
     guard_session,
     guarded_session_class,
 )
@@ -75,9 +74,9 @@ _FALLBACK = "ctxguard_arm_request"
 # -- arming -------------------------------------------------------------------
 
 
-def arm_request(guard: Any) -> None:
+def arm_request(state: AppState) -> None:
     """
-    Start guarding the current request of *guard*'s app after its session
+    Start guarding the current request of *state*'s app after its session
     was opened (when the session interface did not). Never raises: a
     failure is reported once and the request goes on unguarded.
     """
@@ -86,15 +85,15 @@ def arm_request(guard: Any) -> None:
     if request is None:
         return
     try:
-        arm(guard, ctx, request, session_of(ctx))
+        arm(state, ctx, request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
-        guard.reporter.internal_error("starting to guard a request", exc)
+        state.reporter.internal_error("starting to guard a request", exc)
 
 
-def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
+def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
     """
     Guard *request*, just pushed with its context *ctx*, and its *session*
-    (`None`: none, or not opened yet) and ``g``.
+    (`None`: none, or not opened yet) and ``g``, for *state*'s app.
 
     Runs on every request: each line here is paid for by every request.
     """
@@ -109,13 +108,13 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     # when the request retires, or when a report needs it. The fields are
     # filled here rather than in an __init__: one Python call less.
     record = _new_record(RequestRecord)
-    record.guard = guard
+    record.app_state = state
     record.ctx_id = id(ctx)
     record.method = request.method
     record.path = request.path
     record.endpoint = None
     record.snapshot = copy_context()
-    record.state = ARMED
+    record.phase = ARMED
     record.thread_id = get_ident()
     record.started = time()
     record.unlinked = 0
@@ -123,29 +122,26 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     # A null session (no secret key) holds no data and refuses writes:
     # leaving it alone keeps Flask's exact-type checks on it fast.
     if session is not None:
-        if type(session) in born_guarded_sessions:
-            # Not through the class's own __setattr__, which may store
-            # into the session's data.
+        if type(session) is state.session_class:
+            # Born guarded. Not through the class's own __setattr__, which
+            # may store into the session's data.
             _set_attribute(session, RECORD, record)
         elif type(session) not in NULL_SESSIONS:
-            guard_session(guard, session, record)
+            guard_session(state, session, record)
     # The app context this request pushed, and so owns the g of; None if
     # it runs in one pushed before it, whose g it shares.
     app_ctx = own_app_context(ctx)
     if app_ctx is None:
         app_ctx = _app_get(None)
         if app_ctx is not None:
-            watch_shared_g(app_ctx.g, guard)
+            watch_shared_g(app_ctx.g, state)
     else:
         g = app_ctx.g
-        if type(g) in slotted_guarded_gs:
+        if type(g) is state.g_class:
             # Into the slot, whatever the g class's own __setattr__ does.
             _set_attribute(g, RECORD, record)
         else:
             own_g(g, record)
-
-
-_guarded_interfaces: dict[type, type] = {}
 
 
 def guarded_session_interface(interface: Any) -> Any:
@@ -160,43 +156,11 @@ def guarded_session_interface(interface: Any) -> Any:
     interface's own class, so it behaves exactly like it.
     """
     base = type(interface)
-    if base in _guarded_interfaces.values():
+    if registry.role(base) == SESSION_INTERFACE:
         return interface
-    with lock:
-        cls = _guarded_interfaces.get(base)
-        if cls is None:
-            base_open = method(base, "open_session")
-
-            def open_session(self: Any, app: Any, request: Any) -> Any:
-                session = base_open(self, app, request)
-                # Arm the request whose context is being pushed (not a
-                # session opened by hand, as session_transaction() does).
-                ctx = _request_get(NO_CONTEXT)
-                if request_of(ctx) is request:
-                    guard = app.extensions.get(EXTENSION_KEY)
-                    if guard is not None:
-                        try:
-                            arm(guard, ctx, request, session)
-                        except Exception as exc:  # noqa: BLE001 - contain
-                            guard.reporter.internal_error(
-                                "starting to guard a request", exc
-                            )
-                return session
-
-            open_session.__doc__ = base_open.__doc__
-            # No __slots__: session interfaces are plain classes whose
-            # instances carry a __dict__ (copied below).
-            cls = type(
-                base.__name__,
-                (base,),
-                {
-                    "__module__": base.__module__,
-                    "__qualname__": base.__qualname__,
-                    "__doc__": base.__doc__,
-                    "open_session": open_session,
-                },
-            )
-            _guarded_interfaces[base] = cls
+    cls = registry.get_or_make(
+        base, SESSION_INTERFACE, _make_guarded_session_interface
+    )
     guarded = copy.copy(interface)
     object.__setattr__(guarded, "__class__", cls)
     # Sessions born guarded: an interface that builds its sessions from
@@ -209,6 +173,40 @@ def guarded_session_interface(interface: Any) -> Any:
             with contextlib.suppress(AttributeError, TypeError):
                 guarded.session_class = guarded_class
     return guarded
+
+
+def _make_guarded_session_interface(base: type) -> type:
+    base_open = method(base, "open_session")
+
+    def open_session(self: Any, app: Any, request: Any) -> Any:
+        session = base_open(self, app, request)
+        # Arm the request whose context is being pushed (not a session
+        # opened by hand, as session_transaction() does).
+        ctx = _request_get(NO_CONTEXT)
+        if request_of(ctx) is request:
+            state = app.extensions.get(EXTENSION_KEY)
+            if state is not None:
+                try:
+                    arm(state, ctx, request, session)
+                except Exception as exc:  # noqa: BLE001 - contain
+                    state.reporter.internal_error(
+                        "starting to guard a request", exc
+                    )
+        return session
+
+    open_session.__doc__ = base_open.__doc__
+    # No __slots__: session interfaces are plain classes whose instances
+    # carry a __dict__ (copied by guarded_session_interface).
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "open_session": open_session,
+        },
+    )
 
 
 def install_fallback(app: Any, state: AppState) -> None:
@@ -294,7 +292,7 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
             record = self._ctxguard_record
             if record is None:
                 record = _unarmed(self)
-            if record is not None and record.state == ARMED:
+            if record is not None and record.phase == ARMED:
                 # (id(None) is no context's.)
                 if id(_request_get(None)) != record.ctx_id:
                     # A copy of its context (copy_current_request_context)
@@ -306,14 +304,14 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     # Retire it: switch its class, check its ContextVars.
                     # Inline: every request ends here, and a Python call
                     # is a good part of what the guard costs.
-                    record.state = RETIRED
+                    record.phase = RETIRED
                     rule = self.url_rule
                     if rule is not None:
                         endpoint = record.endpoint = rule.endpoint
-                        if endpoint not in record.guard.sites:
+                        if endpoint not in record.app_state.sites:
                             # Once per endpoint: the view's site outlives
                             # the app, for reports about objects that do.
-                            record.guard.view_site(endpoint)
+                            record.app_state.view_site(endpoint)
                     # Switch its class only if it outlives its context:
                     # switching costs about as much as all the rest.
                     refs = _refcount(self) + record.unlinked
@@ -342,9 +340,10 @@ def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
         _refs_at_close = refs
         return
     try:
-        _set_attribute(request, "__class__", retired_requests[type(request)])
-    except (KeyError, TypeError) as exc:
-        record.guard.reporter.internal_error("retiring a request", exc)
+        retired = retired_request_class(type(request))
+        _set_attribute(request, "__class__", retired)
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        record.app_state.reporter.internal_error("retiring a request", exc)
 
 
 def _check_contextvars(
@@ -356,33 +355,33 @@ def _check_contextvars(
     """
     if snapshot is None:
         return
-    guard = record.guard
+    state = record.app_state
     try:
         leaks = detect_leaks(
-            snapshot, record, lambda: _own_ids(request, guard), end
+            snapshot, record, lambda: _own_ids(request, state), end
         )
     except Exception as exc:  # noqa: BLE001 - never break the request
-        guard.reporter.internal_error("comparing ContextVars", exc)
+        state.reporter.internal_error("comparing ContextVars", exc)
         return
     if leaks:
-        guard.report_contextvar_leaks(record, leaks)
+        state.report_contextvar_leaks(record, leaks)
 
 
-def _own_ids(request: Any, guard: Any) -> set[int]:
+def _own_ids(request: Any, state: AppState) -> set[int]:
     """
     The ids of values the request could have set itself: its environ and
     URL values, and the constants of the code that runs for its endpoint.
     """
-    state = request.__dict__
-    values = list(state.get("environ", {}).values())
-    values.extend((state.get("view_args") or {}).values())
+    attributes = request.__dict__
+    values = list(attributes.get("environ", {}).values())
+    values.extend((attributes.get("view_args") or {}).values())
     ids = {id(value) for value in values}
-    rule = state.get("url_rule")
+    rule = attributes.get("url_rule")
     if rule is not None:
         ids.update((id(rule.endpoint), id(rule.rule)))
-    ids |= guard.code_constants(
+    ids |= state.code_constants(
         rule.endpoint if rule is not None else None,
-        state.get("blueprints") or _blueprints_of(request),
+        attributes.get("blueprints") or _blueprints_of(request),
     )
     return ids
 

@@ -41,11 +41,15 @@ class AppState:
         self.app_name = app.name
         self._app_ref = weakref.ref(app)
         self.reporter = Reporter(settings, app.name, app)
-        #: Whether requests are armed by our before_request function (else
-        #: by whoever installed us, such as the pytest plugin).
-        self.arms_on_before_request = True
-        #: Installed by the pytest plugin, not by the app.
+        #: Installed by the pytest plugin, not by the app: its requests
+        #: are armed when they start (request_started), not by the
+        #: ``before_request`` fallback.
         self.auto = False
+        #: The guarded g class installed on the app, and the guarded
+        #: session class its session interface makes (`None`: not
+        #: installed): arming tells them by identity.
+        self.g_class: type | None = None
+        self.session_class: type | None = None
         self.sites: dict[str | None, str | None] = {}
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]
@@ -135,7 +139,7 @@ class AppState:
                 continue
             try:
                 origin_tag, accessor_tag = origin.tag(), record.tag()
-                origin_guard = origin.guard
+                origin_state = origin.app_state
                 message = (
                     f"ContextVar {var.name!r} held, for the whole of"
                     f" {accessor_tag}, the value that {origin_tag.method}"
@@ -149,7 +153,7 @@ class AppState:
                     origin=origin_tag,
                     accessor=accessor_tag,
                     thread=accessor_tag.thread_name,
-                    origin_site=origin_guard.view_site(origin.endpoint),
+                    origin_site=origin_state.view_site(origin.endpoint),
                     access_site=self.view_site(record.endpoint),
                     value=value,
                     has_value=True,

@@ -189,7 +189,7 @@ class _Plugin:
 
     def _on_request_started(self, sender: Flask, **_: Any) -> None:
         state = self.ensure_guarded(sender)
-        if state is None or state.arms_on_before_request:
+        if state is None or not state.auto:
             return
         if state.settings.mode != "off":
             arm_request(state)
