@@ -1,17 +1,20 @@
 """
-The Flask glue: `CtxGuard`, ``init_app`` and the per-app state.
+The extension: `CtxGuard` and ``init_app``.
 
-This is the only module that touches the Flask app: it installs the
-guarded classes through ``app.request_class`` and
-``app.app_ctx_globals_class``, registers one ``before_request`` function,
-and keeps each app's state in ``app.extensions["ctxguard"]``.
+``init_app`` reads the configuration, keeps the app's `AppState` in
+``app.extensions["ctxguard"]``, and installs the guarded classes through
+Flask's own extension points: ``app.request_class``,
+``app.app_ctx_globals_class`` and a copy of ``app.session_interface``
+whose ``open_session`` arms each request (`_lifecycle`). Until a request
+shows that arming at work, a ``before_request`` function arms requests
+too (`_lifecycle.install_fallback`). The pytest plugin (`pytest_plugin`)
+and `testing` also install guards, through `CtxGuard._install`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import threading
-from typing import Any
 
 from flask import Flask
 
@@ -19,10 +22,9 @@ from . import _sites
 from ._access import note_endpoint
 from ._classes import SESSION, G, registry
 from ._config import Settings, defaults, read_settings
+from ._contexts import report_leaked_contexts
 from ._flaskcompat import (
     check_support,
-    is_request_context,
-    leaked_roots,
     pushed_contexts,
     request_ctx_var,
     request_of,
@@ -147,12 +149,7 @@ class CtxGuard:
         state.auto = auto
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
-            self._states = [
-                s
-                for s in self._states
-                if s.app is not None or s.reporter.violations
-            ]
-            self._states.append(state)
+            self._states = _prune([*self._states, state])
         if settings.mode == "off":
             return state
 
@@ -172,7 +169,9 @@ class CtxGuard:
         """
         The violations found so far, oldest first.
 
-        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app.
+        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app, and kept for at
+        most 256 apps that are gone (the pytest plugin's guard sees every
+        app of a suite).
         """
         states = self._alive()
         if len(states) == 1:
@@ -185,6 +184,8 @@ class CtxGuard:
         """Forget every violation found so far."""
         for state in self._alive():
             state.reporter.clear()
+        with self._lock:
+            self._states = _prune(self._states)
 
     def current(self) -> RequestTag | None:
         """
@@ -210,19 +211,13 @@ class CtxGuard:
             ContaminationError: in raise mode, once all are reported.
         """
         states = {
-            id(state.app): state
+            state.app: state
             for state in self._alive()
             if state.app is not None
         }
-        found: list[Violation] = []
-        for ctx in leaked_roots(pushed_contexts()):
-            state = states.get(id(ctx.app))
-            if state is None or state.settings.mode == "off":
-                continue
-            violation = context_leak(state, ctx, _sites.capture_site(1))
-            if violation is not None:
-                state.reporter.report(violation, raise_now=False)
-                found.append(violation)
+        found = report_leaked_contexts(
+            pushed_contexts(), states.get, _sites.capture_site(1)
+        )
         if found and self._raising():
             raise ContaminationError(found[0])
         return found
@@ -231,35 +226,24 @@ class CtxGuard:
         return any(state.reporter.raising for state in self._alive())
 
 
-def context_leak(
-    state: AppState, ctx: Any, site: str | None
-) -> Violation | None:
-    """A CG105 violation for the pushed context *ctx*, unless ignored."""
-    if is_request_context(ctx):
-        request = request_of(ctx)
-        subject = "request context"
-        what = f"the request context of {request.method} {request.path}"
-    else:
-        subject = "app context"
-        what = "an app context"
-    if state.reporter.is_ignored("CG105", subject):
-        return None
-    thread = threading.current_thread().name
-    message = (
-        f"{what} of the app {state.app_name!r} is still pushed in thread"
-        f" {thread!r}; everything that runs after it shares its"
-        f" {'request, session and ' if subject == 'request context' else ''}"
-        "'g'."
-    )
-    return state.reporter.build(
-        "CG105",
-        subject=subject,
-        message=message,
-        origin=None,
-        accessor=None,
-        thread=thread,
-        access_site=site,
-    )
+#: How many states of apps that are gone a guard keeps for their
+#: violations.
+MAX_GONE_APPS = 256
+
+
+def _prune(states: list[AppState]) -> list[AppState]:
+    """
+    *states* without those of apps that are gone and left no violation,
+    and with at most `MAX_GONE_APPS` of the others (the newest).
+    """
+    gone = [s for s in states if s.app is None and s.reporter.violations]
+    dropped = {id(s) for s in gone[: max(0, len(gone) - MAX_GONE_APPS)]}
+    return [
+        s
+        for s in states
+        if (s.app is not None or s.reporter.violations)
+        and id(s) not in dropped
+    ]
 
 
 def _install_classes(app: Flask, state: AppState) -> None:

@@ -148,9 +148,10 @@ def _watched_g_class(guarded: type) -> type:
 def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
     # A request's own g is checked on every read: g is where a request's
     # user and tenant live, and handing it to a thread is a real bug
-    # (CG104). A g shared by several requests is switched to its watched
-    # class (CG101), and a request's own g to its retired class when the
-    # request ends.
+    # (CG104). Its class does not change when the request ends: the
+    # record it shares with the request is marked retired, and every read
+    # outside the request's context is reported (CG102, CG103). A g shared
+    # by several requests is switched to its watched class (CG101).
     base_getattribute = method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+import threading
 from collections.abc import Callable
 from contextvars import copy_context
 from threading import get_ident
@@ -67,6 +68,7 @@ _set_attribute = object.__setattr__
 # references lowers it (then more requests are switched than need be,
 # never fewer).
 _refs_at_close = REFS_AT_CLOSE
+_refs_lock = threading.Lock()
 # The name of the before_request function install_fallback adds.
 _FALLBACK = "ctxguard_arm_request"
 
@@ -337,8 +339,13 @@ def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
     """
     global _refs_at_close
     if refs < _refs_at_close:
-        _refs_at_close = refs
-        return
+        with _refs_lock:
+            # Learnt under a lock: two requests lowering it at once must
+            # leave the lower of their counts, never the higher; one that
+            # now has more than the lowered count is switched below.
+            if refs <= _refs_at_close:
+                _refs_at_close = refs
+                return
     try:
         retired = retired_request_class(type(request))
         _set_attribute(request, "__class__", retired)

@@ -16,7 +16,7 @@ from ._config import Settings
 from ._contextvars import Leak
 from ._report import Reporter
 from ._tags import RequestRecord
-from ._violations import Violation
+from ._violations import Violation, contextvar_leak_message
 from .exceptions import ContaminationError
 
 if TYPE_CHECKING:
@@ -140,16 +140,12 @@ class AppState:
             try:
                 origin_tag, accessor_tag = origin.tag(), record.tag()
                 origin_state = origin.app_state
-                message = (
-                    f"ContextVar {var.name!r} held, for the whole of"
-                    f" {accessor_tag}, the value that {origin_tag.method}"
-                    f" {origin_tag.path} (request {origin_tag.token}) set"
-                    " and never reset."
-                )
                 violation = reporter.build(
                     "CG106",
                     subject=subject,
-                    message=message,
+                    message=contextvar_leak_message(
+                        var.name, origin_tag, accessor_tag
+                    ),
                     origin=origin_tag,
                     accessor=accessor_tag,
                     thread=accessor_tag.thread_name,

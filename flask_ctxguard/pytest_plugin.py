@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from flask import Flask, appcontext_pushed, request_started
 
-from ._extension import EXTENSION_KEY, CtxGuard, context_leak
+from ._contexts import context_leak
+from ._extension import EXTENSION_KEY, CtxGuard
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
