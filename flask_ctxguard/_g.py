@@ -85,11 +85,11 @@ _g_records: weakref.WeakKeyDictionary[Any, RequestRecord | SharedG] = (
 
 def g_record(g: Any) -> RequestRecord | SharedG | None:
     """*g*'s record: its request's, or its `SharedG`, or `None`."""
-    if registry.role(type(g)) in SLOTTED_G_ROLES:
-        try:
-            return object.__getattribute__(g, RECORD)  # type: ignore[no-any-return]
-        except AttributeError:
-            return None
+    try:
+        # In the slot of the g classes init_app installs (set or not).
+        return object.__getattribute__(g, RECORD)  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
     try:
         return _g_records.get(g)
     except TypeError:  # a g class without __weakref__
