@@ -44,7 +44,7 @@ from ._session import (
     guarded_session_class,
 )
 from ._state import EXTENSION_KEY, AppState
-from ._tags import ARMED, RETIRED, RequestRecord
+from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
 __all__ = [
     "REFS_AT_CLOSE",
@@ -119,6 +119,7 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
     record.phase = ARMED
     record.thread_id = get_ident()
     record.started = time()
+    record.number = next_number()  # issue 16: tokens in arrival order
     record.unlinked = 0
     request._ctxguard_record = record
     # A null session (no secret key) holds no data and refuses writes:

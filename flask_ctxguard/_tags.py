@@ -39,12 +39,20 @@ _prefix = _new_prefix()
 _counter = itertools.count(1)
 
 
+#: The next request number of this process: requests are numbered when
+#: they are armed, in arrival order (issue 16), so a log that says request
+#: '-2' held what '-3' set means '-2' started first.
+next_number = _counter.__next__
+
+
 def _reseed() -> None:
     # A forked worker (gunicorn, multiprocessing) inherits the parent's
-    # prefix and counter; give it its own so tokens stay unique.
-    global _prefix, _counter
+    # prefix; give it its own so tokens stay unique. The counter goes on
+    # from the parent's: a request armed before the fork and reported in
+    # the child gets the child's prefix with a number the child never hands
+    # out again. (A gunicorn master serves no requests: workers start at 1.)
+    global _prefix
     _prefix = _new_prefix()
-    _counter = itertools.count(1)
 
 
 os.register_at_fork(after_in_child=_reseed)
@@ -125,6 +133,7 @@ class RequestRecord:
         "ctx_id",
         "endpoint",
         "method",
+        "number",
         "path",
         "phase",
         "snapshot",
@@ -141,6 +150,8 @@ class RequestRecord:
     method: str
     path: str
     endpoint: str | None
+    # From `next_number` at arming; the token is built from it when needed.
+    number: int
     snapshot: contextvars.Context | None
     #: `ARMED` while the request is in flight, then `RETIRED`.
     phase: int
@@ -164,14 +175,15 @@ class RequestRecord:
             if tag.endpoint == self.endpoint:
                 return tag
         # Two threads reporting on one request at once must agree on its
-        # token: built under a lock (only reports get here).
+        # token: a record never armed is numbered under a lock (only
+        # reports get here).
         with _tag_lock:
             try:
-                token = self._tag.token
-            except AttributeError:
-                token = new_token()
+                number = self.number
+            except AttributeError:  # a record that was never armed
+                number = self.number = next_number()
             tag = self._tag = RequestTag(
-                token=token,
+                token=f"{_prefix}-{number:x}",
                 thread_id=self.thread_id,
                 thread_name=thread_name(self.thread_id),
                 method=self.method,
