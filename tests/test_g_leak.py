@@ -6,6 +6,7 @@ from flask import Flask, appcontext_pushed, g
 
 from flask_ctxguard import ContaminationError, CtxGuard
 from tests._compat import needs_shared_g
+from tests.helpers import kept_request_control
 
 
 @pytest.fixture(name="app")
@@ -23,6 +24,19 @@ def _app():
 
 def _read_route(app, reader):
     app.add_url_rule("/read", "read", lambda: repr(reader()))
+
+
+def _shared_g_control(app, guard):
+    """
+    The positive control of a silent test: the same app and guard report
+    '/read' of a 'g.user' that '/login' set in one shared app context.
+    """
+    before = len(guard.violations)
+    client = app.test_client()
+    with app.app_context():
+        client.get("/login/control")
+        client.get("/read")
+    return [v.code for v in list(guard.violations)[before:]]
 
 
 READ_PATHS = {
@@ -65,7 +79,8 @@ class TestEveryReadPath:
 
     @pytest.mark.parametrize("path", sorted(READ_PATHS))
     def test_same_answer_as_bare_flask(self, app, path):
-        """Log mode changes no response, whichever way g is read."""
+        """Log mode changes no response, whichever way g is read, while the
+        read is reported."""
         reader, _ = READ_PATHS[path]
         _read_route(app, reader)
 
@@ -76,9 +91,10 @@ class TestEveryReadPath:
                 return client.get("/read").data
 
         bare = run()
-        CtxGuard(app)
+        guard = CtxGuard(app)
 
         assert bare == run()
+        assert ["CG101"] == [v.code for v in guard.violations]
 
 
 class TestSilence:
@@ -93,6 +109,7 @@ class TestSilence:
 
         assert b"None" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     @needs_shared_g
     def test_value_injected_outside_requests(self, app):
@@ -108,6 +125,7 @@ class TestSilence:
 
         assert [b"'fake'"] * 2 == [first.data, second.data]
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_value_injected_through_appcontext_pushed(self, app):
         """Flask's documented appcontext_pushed fake is not flagged."""
@@ -122,6 +140,7 @@ class TestSilence:
 
         assert b"'fake'" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     @needs_shared_g
     def test_reinjected_after_a_request(self, app):
@@ -137,6 +156,7 @@ class TestSilence:
 
         assert b"'fake'" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_overwritten_before_read(self, app):
         """A request that sets the attribute itself reads its own value."""
@@ -155,6 +175,7 @@ class TestSilence:
 
         assert b"bob" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     @needs_shared_g
     def test_test_code_reads_after_the_request(self, app):
@@ -168,6 +189,7 @@ class TestSilence:
 
         assert "alice" == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     @needs_shared_g
     def test_deleted_attribute(self, app):
@@ -183,6 +205,7 @@ class TestSilence:
 
         assert b"None" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
 
 class TestSharedContexts:

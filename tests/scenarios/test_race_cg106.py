@@ -17,14 +17,13 @@ from flask import Flask, request
 
 from flask_ctxguard import ContaminationError
 from tests._compat import raises_at_teardown
-
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     guarded,
     http_get,
+    isolated,
     reply,
     run_bare_and_guarded,
-    run_isolated,
     serve_waitress,
 )
 
@@ -277,7 +276,7 @@ class TestRaceCG106RaiseMode:
                 client.get("/greet/bob")
             return first, caught
 
-        first, caught = run_isolated(drive)
+        first, caught = isolated(drive)
 
         error = caught[0]
         assert isinstance(error, ContaminationError)
