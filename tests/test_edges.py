@@ -230,6 +230,7 @@ class TestSharedG:
         assert b"light" == response.data
         assert ["g.theme"] == [v.subject for v in guard.violations]
 
+    @needs_shared_g
     def test_delete_in_a_request(self, app):
         """Deleting another request's attribute is not a read, and the
         attribute is owned by nobody afterwards; without the deletion, the
@@ -340,6 +341,7 @@ class TestPlainGClass:
         assert b"alice" == response.data
         assert ["g.user"] == [v.subject for v in guard.violations]
 
+    @needs_shared_g
     def test_plugin_keeps_outcomes(self, pytester):
         """Under the plugin in warn mode, such an app changes no outcome
         (Flask's own test_custom_app_ctx_globals_class), while a shared g

@@ -803,6 +803,7 @@ class TestApps:
         result.stdout.no_fnmatch_line("*AlreadyRegisteredError*")
         result.stdout.no_fnmatch_line("*AssertionError*")
 
+    @needs_shared_g
     def test_factory_that_pushes_a_context_before_init_app(self, ourtester):
         """
         An app factory may push an app context (to create tables, say)

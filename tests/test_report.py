@@ -301,6 +301,7 @@ class TestRateLimit:
         assert sorted(timestamps) == timestamps
         assert 3 == len(timestamps)
 
+    @needs_shared_g
     def test_clear(self):
         """guard.clear() forgets every violation and every repeat count."""
         app = _leaky_app(CTXGUARD_MODE="log")
@@ -390,6 +391,7 @@ class TestModes:
         assert [b"alice"] == [r.data for r in guarded]
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_off_installs_nothing(self):
         """Off mode leaves the app's classes and handlers untouched."""
         app = _leaky_app(CTXGUARD_MODE="off")
@@ -410,6 +412,7 @@ class TestModes:
 
         assert ["CG101"] == [v.code for v in control_guard.violations]
 
+    @needs_shared_g
     def test_ignore_by_code_and_subject(self):
         """CTXGUARD_IGNORE drops codes, subjects and subject patterns, and
         nothing else."""

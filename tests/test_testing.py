@@ -155,6 +155,7 @@ class TestCaptureViolations:
 
 
 class TestAssertNoContamination:
+    @needs_shared_g
     def test_clean_guard(self, app, guard, views):
         """A guard without violations passes; the same guard fails once it
         has one."""
@@ -201,6 +202,7 @@ class TestAssertNoContamination:
             == (str(info.value).split("\n\n", 1)[1])
         )
 
+    @needs_shared_g
     def test_empty_list(self, app, guard, views):
         """An empty list passes; a list of one violation does not."""
         assert_no_contamination([])
@@ -220,6 +222,7 @@ class TestAssertNoContamination:
             with assert_no_contamination():
                 share_g(app)
 
+    @needs_shared_g
     def test_context_manager_clean(self, app, guard, views):
         """A clean block passes and yields the (empty) violations; the same
         block with a leak added fails."""
@@ -236,6 +239,7 @@ class TestAssertNoContamination:
         with pytest.raises(AssertionError, match=r"\A1 "):
             leak_in_the_block()
 
+    @needs_shared_g
     def test_context_manager_error(self, app, guard, views):
         """An error inside the block propagates unchanged, rather than the
         contamination that happened before it."""
