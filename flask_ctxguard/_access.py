@@ -74,6 +74,18 @@ def note_endpoint(record: RequestRecord, request: Any) -> None:
 _note_endpoint = note_endpoint
 
 
+def _in_unsampled_request() -> bool:
+    """
+    Whether a request runs here that its app's guard left unsampled
+    (``CTXGUARD_SAMPLE_RATE`` below 1).
+    """
+    ctx = _request_get(None)
+    if ctx is None or getattr(request_of(ctx), RECORD, None) is not None:
+        return False
+    state = ctx.app.extensions.get("ctxguard")
+    return bool(getattr(state, "sampling", False))
+
+
 def report_access(
     record: RequestRecord, subject: str, attribute: str, depth: int
 ) -> None:
@@ -94,7 +106,8 @@ def report_access(
         accessor = current_record()
         if accessor is record:
             return
-        if accessor is not None:
+        unsampled = accessor is None and _in_unsampled_request()
+        if accessor is not None or unsampled:
             code = "CG103"
         elif record.phase != ARMED:
             code = "CG102"
@@ -106,8 +119,7 @@ def report_access(
         thread = threading.current_thread().name
         accessor_tag: RequestTag | None = None
         if code == "CG103":
-            assert accessor is not None
-            accessor_tag = accessor.tag()
+            accessor_tag = None if accessor is None else accessor.tag()
             message = cross_request_message(
                 subject,
                 attribute,

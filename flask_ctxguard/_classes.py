@@ -68,6 +68,8 @@ LATE_REQUEST = "late request"  #: an existing request is switched to it
 RETIRED_REQUEST = "retired request"  #: made from a guarded request class
 SESSION = "session"  #: a guarded session class
 SESSION_INTERFACE = "session interface"  #: arms requests in open_session
+#: arms a random sample of requests in open_session (CTXGUARD_SAMPLE_RATE)
+SAMPLING_SESSION_INTERFACE = "sampling session interface"
 G = "g"  #: installed as app.app_ctx_globals_class, record in a slot
 LATE_G = "late g"  #: an existing g is switched to it, record aside
 WATCHED_G = "watched g"  #: a shared g (CG101), made from G

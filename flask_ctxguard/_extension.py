@@ -13,8 +13,11 @@ and `testing` also install guards, through `CtxGuard._install`.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 
@@ -30,7 +33,11 @@ from ._flaskcompat import (
     request_of,
 )
 from ._g import guarded_g_class
-from ._lifecycle import guarded_session_interface, install_fallback
+from ._lifecycle import (
+    guarded_session_interface,
+    install_fallback,
+    prepare_sampling,
+)
 from ._logging import get_logger
 from ._request import guarded_request_class
 from ._state import EXTENSION_KEY, AppState
@@ -81,7 +88,8 @@ class CtxGuard:
 
         Reads, once, the configuration keys ``CTXGUARD_MODE``,
         ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``,
-        ``CTXGUARD_MAX_VIOLATIONS`` and ``CTXGUARD_OTEL`` (see
+        ``CTXGUARD_MAX_VIOLATIONS``, ``CTXGUARD_SAMPLE_RATE`` and
+        ``CTXGUARD_OTEL`` (see
         ``docs/configuration.md``).
         With ``CTXGUARD_MODE = "off"`` nothing is installed.
 
@@ -154,6 +162,8 @@ class CtxGuard:
         if settings.mode == "off":
             return state
 
+        if settings.sample_rate < 1:
+            prepare_sampling(app, state)
         _install_classes(app, state)
         if not auto:
             install_fallback(app, state)
@@ -191,7 +201,8 @@ class CtxGuard:
     def current(self) -> RequestTag | None:
         """
         The `RequestTag` of the request being handled, or `None` outside a
-        request (or in a request of an app this guard does not guard).
+        request (or in a request of an app this guard does not guard, or
+        one that ``CTXGUARD_SAMPLE_RATE`` left unsampled).
         """
         ctx = request_ctx_var.get(None)
         request = request_of(ctx) if ctx is not None else None
@@ -232,6 +243,30 @@ class CtxGuard:
 MAX_GONE_APPS = 256
 
 
+def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
+    """
+    The app attributes the guard replaces, and how, under *settings*.
+    """
+    if settings.sample_rate < 1:
+        # Sampling: requests, sessions and g stay Flask's own, unchecked;
+        # the session interface picks the requests to guard and switches
+        # their classes (issue 15).
+        return [
+            (
+                "session_interface",
+                functools.partial(
+                    guarded_session_interface,
+                    sample_rate=settings.sample_rate,
+                ),
+            )
+        ]
+    return [
+        ("request_class", guarded_request_class),
+        ("app_ctx_globals_class", guarded_g_class),
+        ("session_interface", guarded_session_interface),
+    ]
+
+
 def _prune(states: list[AppState]) -> list[AppState]:
     """
     *states* without those of apps that are gone and left no violation,
@@ -252,11 +287,7 @@ def _install_classes(app: Flask, state: AppState) -> None:
     Install the guarded request, ``g`` and session classes on *app*; one
     the guard cannot subclass is declined, by name, and left as it is.
     """
-    for attribute, make in (
-        ("request_class", guarded_request_class),
-        ("app_ctx_globals_class", guarded_g_class),
-        ("session_interface", guarded_session_interface),
-    ):
+    for attribute, make in _installs(state.settings):
         base = getattr(app, attribute)
         try:
             setattr(app, attribute, make(base))

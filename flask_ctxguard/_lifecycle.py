@@ -20,13 +20,24 @@ import sys
 import threading
 from collections.abc import Callable
 from contextvars import copy_context
+from random import random
 from threading import get_ident
 from time import time
 from typing import Any
 
 from ._access import NO_CONTEXT
-from ._classes import RECORD, SESSION_INTERFACE, method, registry
-from ._contextvars import LEFT_BEHIND, detect_leaks
+from ._classes import (
+    RECORD,
+    SAMPLING_SESSION_INTERFACE,
+    SESSION_INTERFACE,
+    method,
+    registry,
+)
+from ._contextvars import (
+    LEFT_BEHIND,
+    detect_leaks,
+    detect_unsampled_leaks,
+)
 from ._flaskcompat import (
     POP_UNLINKS_REQUEST,
     REFS_AT_CLOSE,
@@ -36,7 +47,7 @@ from ._flaskcompat import (
     request_of,
     session_of,
 )
-from ._g import own_g, watch_shared_g
+from ._g import late_g_class, own_g, watch_shared_g
 from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
@@ -52,6 +63,8 @@ __all__ = [
     "arm_request",
     "guarded_session_interface",
     "install_fallback",
+    "is_guarded_session_interface",
+    "prepare_sampling",
     "retiring_close",
 ]
 
@@ -69,6 +82,8 @@ _set_attribute = object.__setattr__
 # never fewer).
 _refs_at_close = REFS_AT_CLOSE
 _refs_lock = threading.Lock()
+# The sample rate of a sampling interface copy, in its __dict__.
+_RATE = "_ctxguard_sample_rate"
 # The name of the before_request function install_fallback adds.
 _FALLBACK = "ctxguard_arm_request"
 
@@ -86,6 +101,9 @@ def arm_request(state: AppState) -> None:
     request = request_of(ctx) if ctx is not None else None
     if request is None:
         return
+    rate = state.settings.sample_rate
+    if rate < 1 and random() >= rate:
+        return  # not sampled
     try:
         arm(state, ctx, request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
@@ -147,7 +165,17 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
             own_g(g, record)
 
 
-def guarded_session_interface(interface: Any) -> Any:
+def is_guarded_session_interface(interface: Any) -> bool:
+    """Whether *interface* is one `guarded_session_interface` made."""
+    return registry.role(type(interface)) in (
+        SESSION_INTERFACE,
+        SAMPLING_SESSION_INTERFACE,
+    )
+
+
+def guarded_session_interface(
+    interface: Any, *, sample_rate: float = 1.0
+) -> Any:
     """
     A copy of the app's session *interface* whose ``open_session`` arms
     the request.
@@ -157,15 +185,30 @@ def guarded_session_interface(interface: Any) -> Any:
     guarding (a ``before_request`` function goes through Flask's
     ``ensure_sync`` on every request). The copy is of a subclass of the
     interface's own class, so it behaves exactly like it.
+
+    With a *sample_rate* below 1, it guards that share of requests, picked
+    at random, and leaves the others to Flask alone: an unsampled request
+    costs the interface one call and one random number.
     """
     base = type(interface)
-    if registry.role(base) == SESSION_INTERFACE:
+    if is_guarded_session_interface(interface):
         return interface
+    sampling = sample_rate < 1
     cls = registry.get_or_make(
-        base, SESSION_INTERFACE, _make_guarded_session_interface
+        base,
+        SAMPLING_SESSION_INTERFACE if sampling else SESSION_INTERFACE,
+        lambda base: _make_guarded_session_interface(base, sampling=sampling),
     )
     guarded = copy.copy(interface)
     object.__setattr__(guarded, "__class__", cls)
+    if sampling:
+        # The sessions stay Flask's: a sampled one is switched when its
+        # request is armed.
+        object.__setattr__(guarded, _RATE, sample_rate)
+        session_class = getattr(interface, "session_class", None)
+        if isinstance(session_class, type):
+            guarded_session_class(session_class)  # made now, not then
+        return guarded
     # Sessions born guarded: an interface that builds its sessions from
     # `session_class` (Flask's own does) then needs no class switch per
     # request.
@@ -178,7 +221,19 @@ def guarded_session_interface(interface: Any) -> Any:
     return guarded
 
 
-def _make_guarded_session_interface(base: type) -> type:
+def prepare_sampling(app: Any, state: AppState) -> None:
+    """
+    Make the classes a sampled request of *app* and its ``g`` are switched
+    to now, rather than during the first sampled request. Never raises.
+    """
+    try:
+        late_request_class(app.request_class)
+        late_g_class(app.app_ctx_globals_class)
+    except Exception as exc:  # noqa: BLE001 - they are made when needed
+        state.reporter.internal_error("preparing to sample", exc)
+
+
+def _make_guarded_session_interface(base: type, *, sampling: bool) -> type:
     base_open = method(base, "open_session")
 
     def open_session(self: Any, app: Any, request: Any) -> Any:
@@ -197,9 +252,16 @@ def _make_guarded_session_interface(base: type) -> type:
                     )
         return session
 
-    open_session.__doc__ = base_open.__doc__
+    def open_sampled_session(self: Any, app: Any, request: Any) -> Any:
+        # The decision is all an unsampled request pays for.
+        if random() >= self.__dict__[_RATE]:
+            return base_open(self, app, request)
+        return open_session(self, app, request)
+
+    chosen = open_sampled_session if sampling else open_session
+    chosen.__doc__ = base_open.__doc__
     # No __slots__: session interfaces are plain classes whose instances
-    # carry a __dict__ (copied by guarded_session_interface).
+    # carry a __dict__ (copied).
     return type(
         base.__name__,
         (base,),
@@ -207,7 +269,7 @@ def _make_guarded_session_interface(base: type) -> type:
             "__module__": base.__module__,
             "__qualname__": base.__qualname__,
             "__doc__": base.__doc__,
-            "open_session": open_session,
+            "open_session": chosen,
         },
     )
 
@@ -228,8 +290,12 @@ def install_fallback(app: Any, state: AppState) -> None:
     def ctxguard_arm_request() -> None:
         ctx = _request_get(None)
         request = request_of(ctx) if ctx is not None else None
-        if getattr(request, RECORD, None) is not None:
-            # Armed when its session opened: not needed. Rebind the
+        if getattr(request, RECORD, None) is not None or (
+            registry.role(type(app.session_interface))
+            == SAMPLING_SESSION_INTERFACE
+        ):
+            # Armed when its session opened (or left unsampled by the
+            # sampling interface, which decides): not needed. Rebind the
             # list rather than mutate it: Flask is iterating over it.
             # An empty list left behind would still cost every request.
             funcs = app.before_request_funcs.get(None, [])
@@ -325,7 +391,10 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     end = copy_context()
                     # The common case, compared in C: no ContextVar
                     # changed, and none is left over from before.
-                    if not (snapshot == end and _left_behind(None) is None):
+                    if (
+                        not (snapshot == end and _left_behind(None) is None)
+                        or record.app_state.sampling
+                    ):
                         _check_contextvars(self, record, snapshot, end)
 
     close.__doc__ = base_close.__doc__
@@ -364,10 +433,19 @@ def _check_contextvars(
     if snapshot is None:
         return
     state = record.app_state
+    found: list[set[int]] = []
+
+    def own() -> set[int]:
+        # Worked out once, and only if a comparison needs it.
+        if not found:
+            found.append(_own_ids(request, state))
+        return found[0]
+
     try:
-        leaks = detect_leaks(
-            snapshot, record, lambda: _own_ids(request, state), end
-        )
+        leaks = detect_leaks(snapshot, record, own, end)
+        if state.sampling:
+            known = {leak[0] for leak in leaks}
+            leaks += detect_unsampled_leaks(snapshot, end, own, known)
     except Exception as exc:  # noqa: BLE001 - never break the request
         state.reporter.internal_error("comparing ContextVars", exc)
         return

@@ -50,6 +50,8 @@ class AppState:
         #: installed): arming tells them by identity.
         self.g_class: type | None = None
         self.session_class: type | None = None
+        #: Whether only a sample of requests is guarded.
+        self.sampling = settings.sample_rate < 1
         self.sites: dict[str | None, str | None] = {}
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]
@@ -138,23 +140,7 @@ class AppState:
             if reporter.is_ignored("CG106", subject):
                 continue
             try:
-                origin_tag, accessor_tag = origin.tag(), record.tag()
-                origin_state = origin.app_state
-                violation = reporter.build(
-                    "CG106",
-                    subject=subject,
-                    message=contextvar_leak_message(
-                        var.name, origin_tag, accessor_tag
-                    ),
-                    origin=origin_tag,
-                    accessor=accessor_tag,
-                    thread=accessor_tag.thread_name,
-                    origin_site=origin_state.view_site(origin.endpoint),
-                    access_site=self.view_site(record.endpoint),
-                    value=value,
-                    has_value=True,
-                    value_name=var.name,
-                )
+                violation = self._contextvar_leak(record, var, value, origin)
             except Exception as exc:  # noqa: BLE001 - never break a request
                 reporter.internal_error("reporting a ContextVar leak", exc)
                 continue
@@ -162,6 +148,42 @@ class AppState:
             first = first or violation
         if first is not None and reporter.raising:
             raise ContaminationError(first)
+
+    def _contextvar_leak(
+        self,
+        record: RequestRecord,
+        var: Any,
+        value: object,
+        origin: RequestRecord | None,
+    ) -> Violation:
+        """
+        The CG106 violation of *var* holding *value*, left by *origin*
+        (`None`: a request that was not sampled) for *record*'s request.
+        """
+        accessor_tag = record.tag()
+        origin_tag = origin_site = None
+        if origin is not None:
+            origin_tag = origin.tag()
+            origin_site = origin.app_state.view_site(origin.endpoint)
+        message = contextvar_leak_message(
+            var.name,
+            origin_tag,
+            accessor_tag,
+            sample_rate=self.settings.sample_rate,
+        )
+        return self.reporter.build(
+            "CG106",
+            subject=f"ContextVar {var.name}",
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=accessor_tag.thread_name,
+            origin_site=origin_site,
+            access_site=self.view_site(record.endpoint),
+            value=value,
+            has_value=True,
+            value_name=var.name,
+        )
 
 
 def _constants_of(functions: list[Any]) -> list[object]:

@@ -303,18 +303,26 @@ def cross_request_message(
     subject: str,
     attribute: str,
     origin: RequestTag,
-    accessor: RequestTag,
+    accessor: RequestTag | None,
     *,
     ended: bool,
 ) -> str:
-    """CG103: *subject* of *origin* used during *accessor*."""
+    """
+    CG103: *subject* of *origin* used during *accessor* (`None`: a request
+    that was not sampled).
+    """
     when = (
         "after that request ended"
         if ended
         else "while that request was still in flight"
     )
     what = _of(subject, attribute, origin)
-    return f"{what} was used during {accessor}, {when}."
+    during = (
+        "another request (one that was not sampled, so it is not named)"
+        if accessor is None
+        else str(accessor)
+    )
+    return f"{what} was used during {during}, {when}."
 
 
 def cross_thread_message(
@@ -348,9 +356,23 @@ def context_leak_message(
 
 
 def contextvar_leak_message(
-    var_name: str, origin: RequestTag, accessor: RequestTag
+    var_name: str,
+    origin: RequestTag | None,
+    accessor: RequestTag,
+    *,
+    sample_rate: float = 1.0,
 ) -> str:
-    """CG106: *var_name* held *origin*'s value for the whole of *accessor*."""
+    """
+    CG106: *var_name* held *origin*'s value for the whole of *accessor*
+    (*origin* `None`: a request that was not sampled).
+    """
+    if origin is None:
+        return (
+            f"ContextVar {var_name!r} held, for the whole of {accessor}, a"
+            " value that an earlier request set and never reset; which"
+            " request is unknown, as only a sample of requests is guarded"
+            f" (CTXGUARD_SAMPLE_RATE = {sample_rate:g})."
+        )
     return (
         f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
         f" value that {origin.method} {origin.path} (request"
