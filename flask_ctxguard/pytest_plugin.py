@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from flask import Flask, appcontext_pushed, request_started
 
-from ._extension import EXTENSION_KEY, CtxGuard, context_leak
+from ._contexts import context_leak
+from ._extension import EXTENSION_KEY, CtxGuard
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -189,7 +190,7 @@ class _Plugin:
 
     def _on_request_started(self, sender: Flask, **_: Any) -> None:
         state = self.ensure_guarded(sender)
-        if state is None or state.arms_on_before_request:
+        if state is None or not state.auto:
             return
         if state.settings.mode != "off":
             arm_request(state)

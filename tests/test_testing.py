@@ -17,6 +17,7 @@ from flask_ctxguard.testing import (
     assert_no_contamination,
     capture_violations,
 )
+from tests._compat import needs_shared_g
 
 #: Bound of every wait on a thread or an event.
 TIMEOUT = 5.0
@@ -88,6 +89,7 @@ def _views(app):
 
 
 class TestCaptureViolations:
+    @needs_shared_g
     def test_several_apps(self):
         """Violations of every guarded app are collected, oldest first."""
         first, second = Flask("first"), Flask("second")
@@ -121,6 +123,7 @@ class TestCaptureViolations:
             (v.code, v.thread) for v in found
         ]
 
+    @needs_shared_g
     def test_only_inside_the_block(self, app, guard, views):
         """Violations after the block are not collected."""
         with capture_violations() as found:
@@ -150,6 +153,7 @@ class TestCaptureViolations:
 
 
 class TestAssertNoContamination:
+    @needs_shared_g
     def test_clean_guard(self, app, guard, views):
         """A guard without violations passes; the same guard fails once it
         has one."""
@@ -165,6 +169,7 @@ class TestAssertNoContamination:
         ):
             assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_guard(self, app, guard, views):
         """A guard with a violation fails with its full report."""
         share_g(app)
@@ -176,6 +181,7 @@ class TestAssertNoContamination:
         ):
             assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_list(self, app, guard, views):
         """Lists of violations are checked together; repeats of one
         violation are shown once, with their count."""
@@ -194,6 +200,7 @@ class TestAssertNoContamination:
             == (str(info.value).split("\n\n", 1)[1])
         )
 
+    @needs_shared_g
     def test_empty_list(self, app, guard, views):
         """An empty list passes; a list of one violation does not."""
         assert_no_contamination([])
@@ -203,6 +210,7 @@ class TestAssertNoContamination:
         with pytest.raises(AssertionError, match=r"\A1 "):
             assert_no_contamination(list(guard.violations))
 
+    @needs_shared_g
     def test_context_manager(self, app, guard, views):
         """As a context manager, it fails for a violation inside the block."""
         with pytest.raises(
@@ -212,6 +220,7 @@ class TestAssertNoContamination:
             with assert_no_contamination():
                 share_g(app)
 
+    @needs_shared_g
     def test_context_manager_clean(self, app, guard, views):
         """A clean block passes and yields the (empty) violations; the same
         block with a leak added fails."""
@@ -228,6 +237,7 @@ class TestAssertNoContamination:
         with pytest.raises(AssertionError, match=r"\A1 "):
             leak_in_the_block()
 
+    @needs_shared_g
     def test_context_manager_error(self, app, guard, views):
         """An error inside the block propagates unchanged, rather than the
         contamination that happened before it."""
