@@ -15,8 +15,13 @@ from typing import Any
 
 from . import _sites
 from ._classes import RECORD
-from ._flaskcompat import request_ctx_var
+from ._flaskcompat import request_ctx_var, request_of
 from ._tags import ARMED, RequestRecord, RequestTag
+from ._violations import (
+    cross_request_message,
+    cross_thread_message,
+    stale_access_message,
+)
 from .exceptions import ContaminationError
 
 __all__ = [
@@ -36,7 +41,7 @@ class _NoContext:
     """
 
     __slots__ = ()
-    request = g = session = _session = None
+    request = _request = g = session = _session = None
 
 
 NO_CONTEXT: Any = _NoContext()
@@ -47,9 +52,9 @@ def current_record() -> RequestRecord | None:
     ctx = _request_get(None)
     if ctx is None:
         return None
-    request = ctx.request
+    request = request_of(ctx)
     record = getattr(request, RECORD, None)
-    if record is None or record.state != ARMED:
+    if record is None or record.phase != ARMED:
         return None
     _note_endpoint(record, request)
     return record  # type: ignore[no-any-return]
@@ -69,6 +74,18 @@ def note_endpoint(record: RequestRecord, request: Any) -> None:
 _note_endpoint = note_endpoint
 
 
+def _in_unsampled_request() -> bool:
+    """
+    Whether a request runs here that its app's guard left unsampled
+    (``CTXGUARD_SAMPLE_RATE`` below 1).
+    """
+    ctx = _request_get(None)
+    if ctx is None or getattr(request_of(ctx), RECORD, None) is not None:
+        return False
+    state = ctx.app.extensions.get("ctxguard")
+    return bool(getattr(state, "sampling", False))
+
+
 def report_access(
     record: RequestRecord, subject: str, attribute: str, depth: int
 ) -> None:
@@ -79,20 +96,21 @@ def report_access(
     the access.
     """
     __tracebackhide__ = True  # pytest shows the user's frames only
-    guard = record.guard
-    if record.state != ARMED and _sites.is_internal_caller(depth + 1):
+    state = record.app_state
+    if record.phase != ARMED and _sites.is_internal_caller(depth + 1):
         # Flask and Werkzeug reading a request while tearing it down. While
         # a request is in flight they only touch it in its own context, so
         # any other access counts, also through a Werkzeug property.
         return
     try:
-        reporter = guard.reporter
+        reporter = state.reporter
         accessor = current_record()
         if accessor is record:
             return
-        if accessor is not None:
+        unsampled = accessor is None and _in_unsampled_request()
+        if accessor is not None or unsampled:
             code = "CG103"
-        elif record.state != ARMED:
+        elif record.phase != ARMED:
             code = "CG102"
         else:
             code = "CG104"
@@ -100,28 +118,23 @@ def report_access(
             return
         origin_tag = record.tag()
         thread = threading.current_thread().name
-        what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
-        of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
-        of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
         accessor_tag: RequestTag | None = None
         if code == "CG103":
-            assert accessor is not None
-            accessor_tag = accessor.tag()
-            when = (
-                "after that request ended"
-                if record.state != ARMED
-                else "while that request was still in flight"
+            accessor_tag = None if accessor is None else accessor.tag()
+            message = cross_request_message(
+                subject,
+                attribute,
+                origin_tag,
+                accessor_tag,
+                ended=record.phase != ARMED,
             )
-            message = f"{of} was used during {accessor_tag}, {when}."
         elif code == "CG102":
-            message = (
-                f"{of} was used after that request ended, outside any"
-                f" request, in thread {thread!r}."
+            message = stale_access_message(
+                subject, attribute, origin_tag, thread
             )
         else:
-            message = (
-                f"{of} was used from thread {thread!r}, which has no context"
-                " of that request, while it was in flight."
+            message = cross_thread_message(
+                subject, attribute, origin_tag, thread
             )
         violation = reporter.build(
             code,
@@ -130,7 +143,7 @@ def report_access(
             origin=origin_tag,
             accessor=accessor_tag,
             thread=thread,
-            origin_site=guard.view_site(record.endpoint),
+            origin_site=state.view_site(record.endpoint),
             access_site=_sites.capture_site(depth + 1),
             access_stack=(
                 _sites.capture_stack(depth + 1)
@@ -142,4 +155,4 @@ def report_access(
     except ContaminationError:
         raise
     except Exception as exc:  # noqa: BLE001 - never break a request
-        guard.reporter.internal_error("checking an access", exc)
+        state.reporter.internal_error("checking an access", exc)

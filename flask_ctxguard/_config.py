@@ -76,6 +76,11 @@ KEYS: dict[str, Key] = {
         Key("CTXGUARD_LOG_VALUES", False, "show a short repr of values"),
         Key("CTXGUARD_IGNORE", (), "codes and subjects to ignore"),
         Key("CTXGUARD_MAX_VIOLATIONS", 1000, "bound of guard.violations"),
+        Key(
+            "CTXGUARD_SAMPLE_RATE",
+            1.0,
+            "share of requests guarded, in (0, 1]",
+        ),
         Key("CTXGUARD_OTEL", False, "also send violations to OpenTelemetry"),
     )
 }
@@ -116,6 +121,8 @@ class Settings:
     log_values: bool
     ignore: frozenset[str]
     max_violations: int
+    #: The share of requests guarded, in (0, 1] (``CTXGUARD_SAMPLE_RATE``).
+    sample_rate: float = 1.0
     # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
     otel: bool = False
     #: The keys the app set itself (not defaults).
@@ -160,6 +167,10 @@ class Settings:
     def turned_off(self) -> Settings:
         """These settings in ``"off"`` mode, fixed."""
         return dataclasses.replace(self, initial_mode="off", config=None)
+
+    def collecting(self) -> Settings:
+        """These settings in ``"log"`` mode, fixed (hammer's run)."""
+        return dataclasses.replace(self, initial_mode="log", config=None)
 
     def is_ignored(self, code: str, subject: str) -> bool:
         """
@@ -298,10 +309,29 @@ def read_settings(
         log_values=log_values,
         ignore=ignore,
         max_violations=max_violations,
+        sample_rate=_read_sample_rate(values),
         explicit=explicit,
         config=config if live else None,
         otel=otel,
     )
+
+
+def _read_sample_rate(config: Mapping[str, Any]) -> float:
+    # .get: a config built before the key existed (the pytest plugin's
+    # own defaults) guards every request.
+    rate = config.get("CTXGUARD_SAMPLE_RATE", 1.0)
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not 0 < rate <= 1
+    ):
+        msg = (
+            "CTXGUARD_SAMPLE_RATE must be a number greater than 0 and at"
+            " most 1, the share of requests to guard (such as 0.01 for one"
+            f" in a hundred); got {rate!r}."
+        )
+        raise ConfigurationError(msg)
+    return float(rate)
 
 
 def _require_otel() -> None:

@@ -1,15 +1,20 @@
 """
-The Flask glue: `CtxGuard`, ``init_app`` and the per-app state.
+The extension: `CtxGuard` and ``init_app``.
 
-This is the only module that touches the Flask app: it installs the
-guarded classes through ``app.request_class`` and
-``app.app_ctx_globals_class``, registers one ``before_request`` function,
-and keeps each app's state in ``app.extensions["ctxguard"]``.
+``init_app`` reads the configuration, keeps the app's `AppState` in
+``app.extensions["ctxguard"]``, and installs the guarded classes through
+Flask's own extension points: ``app.request_class``,
+``app.app_ctx_globals_class`` and a copy of ``app.session_interface``
+whose ``open_session`` arms each request (`_lifecycle`). Until a request
+shows that arming at work, a ``before_request`` function arms requests
+too (`_lifecycle.install_fallback`). The pytest plugin (`pytest_plugin`)
+and `testing` also install guards, through `CtxGuard._install`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import threading
 from collections.abc import Callable
@@ -19,6 +24,7 @@ from flask import Flask
 
 from . import _sites
 from ._access import note_endpoint
+from ._classes import SESSION, G, registry
 from ._config import (
     KEYS,
     Settings,
@@ -26,18 +32,22 @@ from ._config import (
     fixed_defaults,
     read_settings,
 )
+from ._contexts import report_leaked_contexts
 from ._flaskcompat import (
     check_support,
-    is_request_context,
-    leaked_roots,
     pushed_contexts,
     request_ctx_var,
+    request_of,
 )
 from ._g import guarded_g_class
-from ._lifecycle import arm_request, guarded_session_interface
+from ._lifecycle import (
+    guarded_session_interface,
+    install_fallback,
+    prepare_sampling,
+)
 from ._logging import get_logger
 from ._request import guarded_request_class
-from ._state import AppState
+from ._state import EXTENSION_KEY, AppState
 from ._tags import RequestTag
 from ._violations import Violation
 from .exceptions import (
@@ -46,9 +56,7 @@ from .exceptions import (
     ContaminationError,
 )
 
-__all__ = ["CtxGuard"]
-
-EXTENSION_KEY = "ctxguard"
+__all__ = ["EXTENSION_KEY", "CtxGuard"]
 
 
 class CtxGuard:
@@ -87,7 +95,8 @@ class CtxGuard:
 
         Reads, once, the configuration keys ``CTXGUARD_MODE``,
         ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``,
-        ``CTXGUARD_MAX_VIOLATIONS`` and ``CTXGUARD_OTEL`` (see
+        ``CTXGUARD_MAX_VIOLATIONS``, ``CTXGUARD_SAMPLE_RATE`` and
+        ``CTXGUARD_OTEL`` (see
         ``docs/configuration.md``).
         With ``CTXGUARD_MODE = "off"`` nothing is installed.
 
@@ -98,11 +107,13 @@ class CtxGuard:
         self._install(app, auto=False)
 
     def _install(self, app: Flask, *, auto: bool) -> AppState:
-        # auto: installed by the pytest plugin on an app it discovered. Such
-        # a guard arms requests from the request_started signal (so that
-        # tests inspecting before_request_funcs see nothing extra), defaults
-        # to log mode, writes nothing into app.config, and gives way to the
-        # app's own CtxGuard if the app installs one later.
+        # auto: installed by the pytest plugin on an app it discovered. Its
+        # requests are armed by the session interface like any other's; a
+        # request that started before it was installed is armed by the
+        # plugin's request_started receiver, not by a before_request
+        # fallback (tests inspecting before_request_funcs see nothing
+        # extra). It defaults to log mode, writes nothing into app.config,
+        # and gives way to the app's own CtxGuard if the app installs one.
         existing: AppState | None = app.extensions.get(EXTENSION_KEY)
         if existing is not None and not (existing.auto and not auto):
             if existing.auto and auto:
@@ -126,7 +137,7 @@ class CtxGuard:
         if problem is not None and settings.mode != "off":
             msg = (
                 f"flask_ctxguard cannot guard this Flask: {problem}."
-                " Supported are Flask 2.3, 3.0 and 3.1."
+                " Supported are Flask 2.3, 3.0, 3.1 and 3.2."
             )
             if settings.mode == "raise":
                 raise ConfigurationError(msg)
@@ -140,37 +151,17 @@ class CtxGuard:
 
         state = AppState(self, app, settings)
         state.auto = auto
-        state.arms_on_before_request = not auto
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
-            self._states = [
-                s
-                for s in self._states
-                if s.app is not None or s.reporter.violations
-            ]
-            self._states.append(state)
+            self._states = _prune([*self._states, state])
         if settings.mode == "off":
             return state
 
-        for attribute, make in (
-            ("request_class", guarded_request_class),
-            ("app_ctx_globals_class", guarded_g_class),
-            ("session_interface", guarded_session_interface),
-        ):
-            base = getattr(app, attribute)
-            try:
-                setattr(app, attribute, make(base))
-            except Exception as exc:  # noqa: BLE001 - decline, don't break
-                kind = base if isinstance(base, type) else type(base)
-                state.reporter.declined(
-                    f"{attribute} {kind.__module__}.{kind.__qualname__}",
-                    f"the guard cannot subclass it ({exc!r}); objects of this"
-                    " class are not checked.",
-                )
-        if state.arms_on_before_request:
-            app.before_request_funcs.setdefault(None, []).insert(
-                0, _make_fallback(app, state)
-            )
+        if settings.sample_rate < 1:
+            prepare_sampling(app, state)
+        _install_classes(app, state)
+        if not auto:
+            install_fallback(app, state)
         return state
 
     # -- public helpers -----------------------------------------------------
@@ -184,7 +175,9 @@ class CtxGuard:
         """
         The violations found so far, oldest first.
 
-        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app.
+        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app, and kept for at
+        most 256 apps that are gone (the pytest plugin's guard sees every
+        app of a suite).
         """
         states = self._alive()
         if len(states) == 1:
@@ -197,19 +190,21 @@ class CtxGuard:
         """Forget every violation found so far."""
         for state in self._alive():
             state.reporter.clear()
+        with self._lock:
+            self._states = _prune(self._states)
 
     def current(self) -> RequestTag | None:
         """
         The `RequestTag` of the request being handled, or `None` outside a
-        request (or in a request of an app this guard does not guard).
+        request (or in a request of an app this guard does not guard, or
+        one that ``CTXGUARD_SAMPLE_RATE`` left unsampled).
         """
         ctx = request_ctx_var.get(None)
-        if ctx is None:
+        request = request_of(ctx) if ctx is not None else None
+        record = getattr(request, "_ctxguard_record", None)
+        if record is None or record.app_state.guard is not self:
             return None
-        record = getattr(ctx.request, "_ctxguard_record", None)
-        if record is None or record.guard.guard is not self:
-            return None
-        note_endpoint(record, ctx.request)
+        note_endpoint(record, request)
         return record.tag()  # type: ignore[no-any-return]
 
     def check_contexts(self) -> list[Violation]:
@@ -223,19 +218,13 @@ class CtxGuard:
             ContaminationError: in raise mode, once all are reported.
         """
         states = {
-            id(state.app): state
+            state.app: state
             for state in self._alive()
             if state.app is not None
         }
-        found: list[Violation] = []
-        for ctx in leaked_roots(pushed_contexts()):
-            state = states.get(id(ctx.app))
-            if state is None or state.settings.mode == "off":
-                continue
-            violation = context_leak(state, ctx, _sites.capture_site(1))
-            if violation is not None:
-                state.reporter.report(violation, raise_now=False)
-                found.append(violation)
+        found = report_leaked_contexts(
+            pushed_contexts(), states.get, _sites.capture_site(1)
+        )
         if found and self._raising():
             raise ContaminationError(found[0])
         return found
@@ -265,62 +254,74 @@ def _read_app_settings(app: Flask, *, auto: bool) -> Settings:
     return read_settings(app.config, live=True)
 
 
-def context_leak(
-    state: AppState, ctx: Any, site: str | None
-) -> Violation | None:
-    """A CG105 violation for the pushed context *ctx*, unless ignored."""
-    if is_request_context(ctx):
-        request = ctx.request
-        subject = "request context"
-        what = f"the request context of {request.method} {request.path}"
-    else:
-        subject = "app context"
-        what = "an app context"
-    if state.reporter.is_ignored("CG105", subject):
-        return None
-    thread = threading.current_thread().name
-    message = (
-        f"{what} of the app {state.app_name!r} is still pushed in thread"
-        f" {thread!r}; everything that runs after it shares its"
-        f" {'request, session and ' if subject == 'request context' else ''}"
-        "'g'."
-    )
-    return state.reporter.build(
-        "CG105",
-        subject=subject,
-        message=message,
-        origin=None,
-        accessor=None,
-        thread=thread,
-        access_site=site,
-    )
+#: How many states of apps that are gone a guard keeps for their
+#: violations.
+MAX_GONE_APPS = 256
 
 
-def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
+def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
     """
-    A before_request function for requests the session interface did not
-    arm: an app whose session_interface or request_class was replaced after
-    init_app. Once a request shows arming at work, it removes itself, and
-    later requests pay nothing for it.
+    The app attributes the guard replaces, and how, under *settings*.
     """
+    if settings.sample_rate < 1:
+        # Sampling: requests, sessions and g stay Flask's own, unchecked;
+        # the session interface picks the requests to guard and switches
+        # their classes (issue 15).
+        return [
+            (
+                "session_interface",
+                functools.partial(
+                    guarded_session_interface,
+                    sample_rate=settings.sample_rate,
+                ),
+            )
+        ]
+    return [
+        ("request_class", guarded_request_class),
+        ("app_ctx_globals_class", guarded_g_class),
+        ("session_interface", guarded_session_interface),
+    ]
 
-    def ctxguard_arm_request() -> None:
-        ctx = request_ctx_var.get(None)
-        armed = getattr(ctx.request, "_ctxguard_record", None) if ctx else None
-        if armed is not None:
-            # Armed when its session opened: not needed. Rebind the
-            # list rather than mutate it: Flask is iterating over it.
-            # An empty list left behind would still cost every request.
-            funcs = app.before_request_funcs.get(None, [])
-            kept = [f for f in funcs if f is not ctxguard_arm_request]
-            if kept:
-                app.before_request_funcs[None] = kept
-            else:
-                app.before_request_funcs.pop(None, None)
-            return
-        arm_request(state)
 
-    return ctxguard_arm_request
+def _prune(states: list[AppState]) -> list[AppState]:
+    """
+    *states* without those of apps that are gone and left no violation,
+    and with at most `MAX_GONE_APPS` of the others (the newest).
+    """
+    gone = [s for s in states if s.app is None and s.reporter.violations]
+    dropped = {id(s) for s in gone[: max(0, len(gone) - MAX_GONE_APPS)]}
+    return [
+        s
+        for s in states
+        if (s.app is not None or s.reporter.violations)
+        and id(s) not in dropped
+    ]
+
+
+def _install_classes(app: Flask, state: AppState) -> None:
+    """
+    Install the guarded request, ``g`` and session classes on *app*; one
+    the guard cannot subclass is declined, by name, and left as it is.
+    """
+    for attribute, make in _installs(state.settings):
+        base = getattr(app, attribute)
+        try:
+            setattr(app, attribute, make(base))
+        except Exception as exc:  # noqa: BLE001 - decline, don't break
+            kind = base if isinstance(base, type) else type(base)
+            state.reporter.declined(
+                f"{attribute} {kind.__module__}.{kind.__qualname__}",
+                f"the guard cannot subclass it ({exc!r}); objects of this"
+                " class are not checked.",
+            )
+    # The classes arming tells by an identity check.
+    if registry.role(app.app_ctx_globals_class) == G:
+        state.g_class = app.app_ctx_globals_class
+    session_class = getattr(app.session_interface, "session_class", None)
+    if isinstance(session_class, type) and (
+        registry.role(session_class) == SESSION
+    ):
+        state.session_class = session_class
 
 
 def _flask_version() -> str | None:

@@ -29,8 +29,9 @@ from flask import Flask, appcontext_pushed, request_started
 
 from . import _config, _sites
 from ._config import RunOverride
+from ._contexts import context_leak
 from ._contextvars import LEFT_BEHIND, LeftBehind
-from ._extension import EXTENSION_KEY, CtxGuard, context_leak
+from ._extension import EXTENSION_KEY, CtxGuard
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -149,7 +150,7 @@ class AutoGuard:
 
     def _on_request_started(self, sender: Flask, **_: Any) -> None:
         state = self.ensure_guarded(sender)
-        if state is None or state.arms_on_before_request:
+        if state is None or not state.auto:
             return
         if state.settings.mode != "off":
             arm_request(state)
@@ -264,7 +265,7 @@ def report_contextvars_left(
             continue  # cleared or overwritten since
         leaked.append(var)
         subject = f"ContextVar {var.name}"
-        state: AppState = origin.guard
+        state: AppState = origin.app_state
         if state.settings.mode == "off" or state.reporter.is_ignored(
             "CG106", subject
         ):

@@ -17,13 +17,20 @@ from ._config import Settings
 from ._contextvars import Leak
 from ._report import Reporter
 from ._tags import RequestRecord
-from ._violations import Violation, contextvar_hint
+from ._violations import (
+    Violation,
+    contextvar_hint,
+    contextvar_leak_message,
+)
 from .exceptions import ContaminationError
 
 if TYPE_CHECKING:
     from ._extension import CtxGuard
 
-__all__ = ["AppState"]
+__all__ = ["EXTENSION_KEY", "AppState"]
+
+#: Where an app keeps its state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "ctxguard"
 
 
 class AppState:
@@ -39,11 +46,17 @@ class AppState:
         self.app_name = app.name
         self._app_ref = weakref.ref(app)
         self.reporter = Reporter(settings, app.name, app)
-        #: Whether requests are armed by our before_request function (else
-        #: by whoever installed us, such as the pytest plugin).
-        self.arms_on_before_request = True
-        #: Installed by the pytest plugin, not by the app.
+        #: Installed by the pytest plugin, not by the app: its requests
+        #: are armed when they start (request_started), not by the
+        #: ``before_request`` fallback.
         self.auto = False
+        #: The guarded g class installed on the app, and the guarded
+        #: session class its session interface makes (`None`: not
+        #: installed): arming tells them by identity.
+        self.g_class: type | None = None
+        self.session_class: type | None = None
+        #: Whether only a sample of requests is guarded.
+        self.sampling = settings.sample_rate < 1
         self.sites: dict[str | None, str | None] = {}
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]
@@ -132,31 +145,7 @@ class AppState:
             if reporter.is_ignored("CG106", subject):
                 continue
             try:
-                origin_tag, accessor_tag = origin.tag(), record.tag()
-                message = (
-                    f"ContextVar {var.name!r} held, for the whole of"
-                    f" {accessor_tag}, the value that {origin_tag.method}"
-                    f" {origin_tag.path} (request {origin_tag.token}) set"
-                    " and never reset."
-                )
-                violation = reporter.build(
-                    "CG106",
-                    subject=subject,
-                    message=message,
-                    origin=origin_tag,
-                    accessor=accessor_tag,
-                    thread=accessor_tag.thread_name,
-                    # Where a ContextVar was set cannot be known: the
-                    # requests are the places, not a line (issue 14).
-                    origin_site=_sites.during(origin_tag),
-                    access_site=_sites.during(accessor_tag),
-                    value=value,
-                    has_value=True,
-                    value_name=var.name,
-                )
-                violation = dataclasses.replace(
-                    violation, hint=contextvar_hint(var.name)
-                )
+                violation = self._contextvar_leak(record, var, value, origin)
             except Exception as exc:  # noqa: BLE001 - never break a request
                 reporter.internal_error("reporting a ContextVar leak", exc)
                 continue
@@ -164,6 +153,45 @@ class AppState:
             first = first or violation
         if first is not None and reporter.raising:
             raise ContaminationError(first)
+
+    def _contextvar_leak(
+        self,
+        record: RequestRecord,
+        var: Any,
+        value: object,
+        origin: RequestRecord | None,
+    ) -> Violation:
+        """
+        The CG106 violation of *var* holding *value*, left by *origin*
+        (`None`: a request that was not sampled) for *record*'s request.
+        """
+        accessor_tag = record.tag()
+        origin_tag = origin_site = None
+        if origin is not None:
+            origin_tag = origin.tag()
+            # Where a ContextVar was set cannot be known: the requests
+            # are the places, not a line (issue 14).
+            origin_site = _sites.during(origin_tag)
+        message = contextvar_leak_message(
+            var.name,
+            origin_tag,
+            accessor_tag,
+            sample_rate=self.settings.sample_rate,
+        )
+        violation = self.reporter.build(
+            "CG106",
+            subject=f"ContextVar {var.name}",
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=accessor_tag.thread_name,
+            origin_site=origin_site,
+            access_site=_sites.during(accessor_tag),
+            value=value,
+            has_value=True,
+            value_name=var.name,
+        )
+        return dataclasses.replace(violation, hint=contextvar_hint(var.name))
 
 
 def _constants_of(functions: list[Any]) -> list[object]:

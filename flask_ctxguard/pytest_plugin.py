@@ -375,6 +375,11 @@ def pytest_terminal_summary(
         f" {tests} test{'' if tests == 1 else 's'}"
     )
 
+    # hammer's crossovers, in their own section (issue 13).
+    from ._hammer import write_crossover_summary
+
+    write_crossover_summary(terminalreporter)
+
 
 @pytest.fixture
 def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._compat import needs_shared_g
 from tests.pytester_helpers import (
     HEADER,
     LEAKY,
@@ -187,6 +188,7 @@ class TestContextLeaks:
 
 
 class TestApps:
+    @needs_shared_g
     def test_every_kind_of_app_is_guarded(self, ourtester):
         """
         Apps from fixtures, factories, with their own guard (reused), and
@@ -257,6 +259,7 @@ class TestApps:
         result.stdout.no_fnmatch_line("*AlreadyRegisteredError*")
         result.stdout.no_fnmatch_line("*AssertionError*")
 
+    @needs_shared_g
     def test_factory_that_pushes_a_context_before_init_app(self, ourtester):
         """
         An app factory may push an app context (to create tables, say)
@@ -327,6 +330,7 @@ class TestApps:
 
 
 class TestFixture:
+    @needs_shared_g
     def test_fixture_without_option(self, ourtester):
         """
         The ctxguard fixture guards its test without the option: its
@@ -427,6 +431,7 @@ class TestFixture:
 
 
 class TestMarker:
+    @needs_shared_g
     def test_allow(self, ourtester):
         """
         Allowed codes do not fail a test, others still do, and an unknown
@@ -488,6 +493,7 @@ class TestWarnings:
         ("mode", "outcomes"),
         [("warn", {"passed": 2}), ("strict", {"passed": 1, "failed": 1})],
     )
+    @needs_shared_g
     def test_no_warnings(self, ourtester, mode, outcomes):
         """Under filterwarnings = error the plugin reports as usual."""
         write_ini(ourtester, "filterwarnings = error")

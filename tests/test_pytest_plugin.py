@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._compat import needs_shared_g
 from tests.pytester_helpers import (
     CODES,
     HEADER,
@@ -25,6 +26,7 @@ from tests.pytester_helpers import (
 
 
 class TestOptions:
+    @needs_shared_g
     def test_no_option_is_inert(self, ourtester):
         """Without option or ini key, a leaking test passes, silently."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -35,6 +37,7 @@ class TestOptions:
         assert_inert(result)
         assert_leak_caught(ourtester)
 
+    @needs_shared_g
     @pytest.mark.parametrize("args", [["--ctxguard"], ["--ctxguard=strict"]])
     def test_strict(self, ourtester, args):
         """--ctxguard and --ctxguard=strict fail the leaking test."""
@@ -64,6 +67,7 @@ class TestOptions:
         result.assert_outcomes(failed=1, passed=1)
         result.stdout.fnmatch_lines([HEADER["strict"]])
 
+    @needs_shared_g
     def test_warn(self, ourtester):
         """--ctxguard=warn: tests pass and the violation is summarized."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -81,6 +85,7 @@ class TestOptions:
             ]
         )
 
+    @needs_shared_g
     def test_off(self, ourtester):
         """--ctxguard=off is the same as no option at all."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -103,6 +108,7 @@ class TestOptions:
             ("off", ["--ctxguard=strict"], "strict"),
         ],
     )
+    @needs_shared_g
     def test_ini_and_command_line(self, ourtester, ini, args, mode):
         """The ini key sets the mode; the command line overrides it."""
         write_ini(ourtester, f"ctxguard = {ini}")
@@ -159,6 +165,7 @@ class TestEveryCode:
     ContextVar of CG106 and the context of CG105 must not reach this run.
     """
 
+    @needs_shared_g
     def test_strict(self, ourtester):
         """Strict mode fails the test of every code, and only those; a
         context left pushed is found after the test's teardown, so it is an
@@ -193,6 +200,7 @@ class TestEveryCode:
         )
         result.stdout.fnmatch_lines(["ctxguard: 6 findings in 6 tests"])
 
+    @needs_shared_g
     def test_warn(self, ourtester):
         """Warn mode passes every test and lists each violation by test."""
         ourtester.makepyfile(test_codes=CODES)
@@ -221,6 +229,7 @@ class TestEveryCode:
         )
         result.stdout.no_fnmatch_line("test_codes.py::test_clean")
 
+    @needs_shared_g
     def test_off(self, ourtester):
         """With the plugin off, every test passes and nothing is said."""
         ourtester.makepyfile(test_codes=CODES)
@@ -234,6 +243,7 @@ class TestEveryCode:
 
 
 class TestStrictMode:
+    @needs_shared_g
     def test_failure_text(self, ourtester):
         """The failure is the violation's full report at the user's lines."""
         ourtester.makepyfile(
@@ -283,6 +293,7 @@ class TestStrictMode:
             consecutive=True,
         )
 
+    @needs_shared_g
     def test_failing_test_keeps_its_own_error(self, ourtester):
         """A test that fails anyway shows its error and a ctxguard section."""
         ourtester.makepyfile(
