@@ -248,8 +248,15 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     record.snapshot = None
                     end = copy_context()
                     # The common case, compared in C: no ContextVar
-                    # changed, and none is left over from before.
-                    if not (snapshot == end and _left_behind(None) is None):
+                    # changed, and none is left over from before. The
+                    # comparison calls the __eq__ of values that changed,
+                    # which may raise (NumPy arrays, SQLAlchemy clauses):
+                    # then they are diffed by identity.
+                    try:
+                        same = snapshot == end
+                    except Exception:  # noqa: BLE001 - an app's __eq__
+                        same = False
+                    if not (same and _left_behind(None) is None):
                         _check_contextvars(self, record, snapshot, end)
 
     close.__doc__ = base_close.__doc__
@@ -283,7 +290,10 @@ def _check_contextvars(
     guard = record.guard
     try:
         leaks = detect_leaks(
-            snapshot, record, lambda: _own_ids(request, guard), end
+            snapshot,
+            record,
+            lambda fresh: _own_ids(request, guard, fresh),
+            end,
         )
     except Exception as exc:  # noqa: BLE001 - never break the request
         guard.reporter.internal_error("comparing ContextVars", exc)
@@ -292,10 +302,11 @@ def _check_contextvars(
         guard.report_contextvar_leaks(record, leaks)
 
 
-def _own_ids(request: Any, guard: Any) -> set[int]:
+def _own_ids(request: Any, guard: Any, fresh: bool) -> set[int]:
     """
     The ids of values the request could have set itself: its environ and
-    URL values, and the constants of the code that runs for its endpoint.
+    URL values, and the objects the code that runs for its endpoint can
+    name (*fresh*: walked again, not cached).
     """
     state = request.__dict__
     values = list(state.get("environ", {}).values())
@@ -304,9 +315,10 @@ def _own_ids(request: Any, guard: Any) -> set[int]:
     rule = state.get("url_rule")
     if rule is not None:
         ids.update((id(rule.endpoint), id(rule.rule)))
-    ids |= guard.code_constants(
+    ids |= guard.request_code_ids(
         rule.endpoint if rule is not None else None,
         state.get("blueprints") or _blueprints_of(request),
+        fresh=fresh,
     )
     return ids
 
