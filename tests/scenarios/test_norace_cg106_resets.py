@@ -398,7 +398,7 @@ class TestNoRaceCG106Resets:
         control is."""
         run = run_bare_and_guarded(RegistryObjectAndSettings)
 
-        assert [(200, "acme English".encode())] * 2 + [
+        assert [(200, b"acme English")] * 2 + [
             (200, b"initech English")
         ] * 2 == run.bare
         _assert_only_the_control(run)
