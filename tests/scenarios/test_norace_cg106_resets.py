@@ -69,14 +69,18 @@ def _trace_first_request() -> None:
         trace.set(f"trace {marker} {request.path}")
 
 
-def _pooled(app: Flask, requests: list[tuple[str, dict[str, str]]]) -> list:
+def _pooled(
+    app: Flask, requests: list[tuple[str, dict[str, str]]]
+) -> list[Any]:
     """Every request from one pooled thread, as a gthread worker runs."""
     client = app.test_client()
+
+    def get(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        return reply(client.get(path, headers=headers))
+
     with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
         return [
-            pool.submit(
-                lambda p=path, h=headers: reply(client.get(p, headers=h))
-            ).result(TIMEOUT)
+            pool.submit(get, path, headers).result(TIMEOUT)
             for path, headers in requests
         ]
 
