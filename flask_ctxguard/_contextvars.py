@@ -165,7 +165,7 @@ def detect_leaks(
             if now is not value:
                 continue  # cleared or overwritten since
             if origin is not record and start.get(var, missing) is value:
-                if is_ambient(value):
+                if _ambient(value):
                     kept[var] = (value, record)
                     continue
                 if own is None:
@@ -256,8 +256,9 @@ def is_ambient(value: object) -> bool:
         return len(value) <= 1  # type: ignore[arg-type]
     return (
         any(value is singleton for singleton in _SINGLETONS)
-        or isinstance(
-            value,
+        # By the real type: a __class__ property may lie, or raise.
+        or issubclass(
+            kind,
             type
             | types.FunctionType
             | types.BuiltinFunctionType
@@ -266,6 +267,15 @@ def is_ambient(value: object) -> bool:
         or sys.getrefcount(value) > _IMMORTAL_REFS
         or weakref.getweakrefcount(value) > 0
     )
+
+
+def _ambient(value: object) -> bool:
+    # An object whose __class__ property raises fails isinstance(): what
+    # the guard cannot examine, it does not report.
+    try:
+        return is_ambient(value)
+    except Exception:  # noqa: BLE001 - an app's object
+        return True
 
 
 def is_interned(value: object) -> bool:
@@ -556,14 +566,26 @@ def reachable_ids(
     (the app, through ``current_app``). Bounded and static.
     """
     walk = _Walk()
-    for root in roots:
-        walk.value(root, 0, named=False)
-    for func in functions:
-        try:
+    try:
+        for root in roots:
+            walk.value(root, 0, named=False)
+        for func in functions:
             walk.function(func, 0)
-        except Exception:  # noqa: BLE001 - a hostile callable: skip it
-            continue
-    walk.settle()
+        walk.settle()
+    except Exception:  # noqa: BLE001 - an app's object the walk cannot read
+        # Then anything may be within the request's reach: say so, and
+        # CG106 stays silent for this endpoint.
+        return EVERYTHING
     if "intern" in walk.names:
         walk.ids.add(id(INTERNS))
     return frozenset(walk.ids)
+
+
+class _Everything(frozenset[int]):
+    """The ids of every object: what `reachable_ids` gives when it fails."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+EVERYTHING: frozenset[int] = _Everything()
