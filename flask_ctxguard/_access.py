@@ -37,6 +37,7 @@ class _NoContext:
 
     __slots__ = ()
     request = g = session = _session = None
+    _cv_tokens = ()
 
 
 NO_CONTEXT: Any = _NoContext()

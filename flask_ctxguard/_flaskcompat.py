@@ -7,7 +7,10 @@ miss. The guard asks "which context is current?" on each checked access, so
 it reads the ContextVars behind those proxies directly. It also needs to
 know whether a request pushed its own app context or reused one that was
 already pushed (the case in which ``g`` is shared between requests); Flask
-records that only in ``RequestContext._cv_tokens``. And the guarded ``g``
+records that only in ``RequestContext._cv_tokens``, which Flask also
+empties when it pops the context: a copy of the context made with
+``contextvars.copy_context()`` still holds the popped context, and the
+request's checks tell it by its empty ``_cv_tokens``. And the guarded ``g``
 class replaces ``_AppCtxGlobals.__setattr__`` (a Python spelling of
 ``object.__setattr__``) with ``object.__setattr__`` itself.
 
