@@ -25,6 +25,7 @@ own data, and not reachable from the names the request's own code uses
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import gc
@@ -33,10 +34,12 @@ import types
 import weakref
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextvars import Context, ContextVar
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from ._flaskcompat import FLASK_CONTEXT_VARS
 from ._tags import RequestRecord
+
+_T = TypeVar("_T")
 
 __all__ = [
     "LEFT_BEHIND",
@@ -319,13 +322,40 @@ _FOREIGN = frozenset(
 _MAX_HOPS = 2
 
 
+def _is(obj: object, kind: type[_T]) -> TypeGuard[_T]:
+    """
+    ``isinstance`` by the object's real type. ``isinstance`` falls back
+    on ``obj.__class__``, which a proxy resolves (Werkzeug's LocalProxy:
+    ``current_user`` would load the user): the walk must run no app code.
+    """
+    return issubclass(type(obj), kind)
+
+
 def _dict_of(obj: object) -> dict[str, Any] | None:
-    """*obj*'s instance dict, read without running any of its code."""
-    try:
-        found = object.__getattribute__(obj, "__dict__")
-    except Exception:  # noqa: BLE001 - no __dict__, or a hostile class
-        return None
-    return found if isinstance(found, dict) else None
+    """
+    *obj*'s instance dict, read without running any of its code: only
+    through the ``__dict__`` slot Python itself gives a class (a proxy's
+    class defines its own ``__dict__``, which would resolve the proxy).
+    """
+    for klass in _mro(type(obj)):
+        try:
+            own = type.__dict__["__dict__"].__get__(klass)
+        except Exception:  # noqa: BLE001 - a hostile metaclass
+            return None
+        if "__dict__" not in own:
+            continue
+        slot = own["__dict__"]
+        if type(slot) not in _DICT_SLOTS:
+            return None
+        try:
+            found = slot.__get__(obj, type(obj))
+        except Exception:  # noqa: BLE001 - no __dict__ after all
+            return None
+        return found if type(found) is dict else None
+    return None
+
+
+_DICT_SLOTS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
 def _mro(cls: type) -> tuple[type, ...]:
@@ -333,11 +363,28 @@ def _mro(cls: type) -> tuple[type, ...]:
         mro = type.__dict__["__mro__"].__get__(cls)
     except Exception:  # noqa: BLE001 - a hostile metaclass
         return (cls,)
-    return mro if isinstance(mro, tuple) else (cls,)
+    return mro if _is(mro, tuple) else (cls,)
+
+
+_class_states: weakref.WeakKeyDictionary[type, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _class_state(cls: type) -> dict[str, Any]:
     """The attributes *cls* and its bases define, the nearest first."""
+    try:
+        return _class_states[cls]
+    except (KeyError, TypeError):
+        pass
+    state = _merged_class_state(cls)
+    if len(_class_states) < 4096:
+        with contextlib.suppress(TypeError):
+            _class_states[cls] = state
+    return state
+
+
+def _merged_class_state(cls: type) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for klass in reversed(_mro(cls)):
         try:
@@ -349,9 +396,9 @@ def _class_state(cls: type) -> dict[str, Any]:
 
 def _code_of(member: object) -> object:
     """A class attribute as the function it stands for, if it is one."""
-    if isinstance(member, staticmethod | classmethod):
+    if _is(member, staticmethod) or _is(member, classmethod):
         return member.__func__
-    if isinstance(member, property):
+    if _is(member, property):
         return member.fget
     return member
 
@@ -386,26 +433,26 @@ class _Walk:
             return
         self._functions.add(id(func))
         self.ids.add(id(func))
-        if isinstance(func, types.MethodType):
+        if _is(func, types.MethodType):
             self.function(func.__func__, depth)
             self.value(func.__self__, depth, named=False)
-        elif isinstance(func, functools.partial):
+        elif _is(func, functools.partial):
             self.function(func.func, depth)
             for arg in (*func.args, *func.keywords.values()):
                 self.value(arg, depth, named=False)
-        elif isinstance(func, type):
+        elif _is(func, type):
             # A class-based view, or a class the code calls: its methods.
             for member in _class_state(func).values():
                 member = _code_of(member)  # noqa: PLW2901
-                if isinstance(member, types.FunctionType):
+                if _is(member, types.FunctionType):
                     self.function(member, depth)
-        elif isinstance(func, types.FunctionType):
+        elif _is(func, types.FunctionType):
             self._code(func, depth)
         else:
             # A callable instance: its class's __call__, and its state
             # (an lru_cache's entries are only seen by the collector).
             call = _code_of(_class_state(type(func)).get("__call__"))
-            if isinstance(call, types.FunctionType):
+            if _is(call, types.FunctionType):
                 self.function(call, depth)
             self.value(func, depth, named=False)
             self._referents(func, depth)
@@ -415,14 +462,14 @@ class _Walk:
         # whose entries hold the results), two levels deep.
         for referent in gc.get_referents(func):
             self.value(referent, depth, named=False)
-            if isinstance(referent, dict):
+            if _is(referent, dict):
                 for entry in list(dict.values(referent)):
                     for held in gc.get_referents(entry):
                         self.value(held, depth, named=False)
 
     def _code(self, func: types.FunctionType, depth: int) -> None:
         module: object = func.__module__  # anything a user assigned
-        if isinstance(module, str) and module.partition(".")[0] in _FOREIGN:
+        if _is(module, str) and module.partition(".")[0] in _FOREIGN:
             return
         state = _dict_of(func) or {}
         for layer in (state.get("__wrapped__"), state.get("view_class")):
@@ -433,7 +480,7 @@ class _Walk:
             code = codes.pop()
             self.names.update(code.co_names)
             for constant in code.co_consts:
-                if isinstance(constant, types.CodeType):
+                if _is(constant, types.CodeType):
                     codes.append(constant)
                 else:
                     self.value(constant, depth, named=False)
@@ -480,7 +527,7 @@ class _Walk:
         self._pending.append((obj, depth, named, hops))
         if level >= _MAX_CONTAINER_DEPTH:
             return
-        if isinstance(obj, dict):
+        if _is(obj, dict):
             items: list[Any] = []
             for key, item in list(dict.items(obj)):
                 self.ids.add(id(key))
@@ -521,30 +568,33 @@ class _Walk:
         hops: int,
         names: set[str],
     ) -> None:
-        if named and callable(obj) and not isinstance(obj, type):
+        if named and callable(obj) and not _is(obj, type):
             self.function(obj, depth + 1)
             return
-        if (
-            hops >= _MAX_HOPS
-            or isinstance(obj, dict)
-            or type(obj) in _CONTAINERS
-        ):
+        if hops >= _MAX_HOPS or _is(obj, dict) or type(obj) in _CONTAINERS:
             return
-        if isinstance(obj, type):
+        if _is(obj, type):
             state = _class_state(obj)
             members = state.get("_member_map_")
-            if isinstance(members, dict):  # an Enum: all its members
+            if _is(members, dict):  # an Enum: all its members
                 for member in list(dict.values(members)):
                     self.value(member, depth, named=False, hops=hops + 1)
-        elif isinstance(obj, types.ModuleType):
+        elif _is(obj, types.ModuleType):
             state = _dict_of(obj) or {}
+        elif type(obj).__module__.startswith(__package__ or "flask_ctxguard"):
+            return  # the guard's own state (this walk's earlier results)
         else:
             # An object: its whole state (a registry object, a cache, the
             # app and its config), and its class's methods the code names.
             for member in list((_dict_of(obj) or {}).values()):
                 self.value(member, depth, named=False, hops=hops + 1)
             state = _class_state(type(obj))
-        for name in names & state.keys():
+        shared = (
+            [name for name in names if name in state]
+            if len(names) < len(state)
+            else [name for name in state if name in names]
+        )
+        for name in shared:
             self.value(_code_of(state[name]), depth, named=True, hops=hops + 1)
 
 
@@ -565,6 +615,9 @@ def reachable_ids(
     it. *roots* are objects whose state the code reaches by other means
     (the app, through ``current_app``). Bounded and static.
     """
+    # Classes may change between walks: their merged state is only kept
+    # for one.
+    _class_states.clear()
     walk = _Walk()
     try:
         for root in roots:
