@@ -28,7 +28,7 @@ from ._classes import RECORD, lock, method
 from ._contextvars import LEFT_BEHIND, detect_leaks
 from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
 from ._g import own_g, slotted_guarded_gs, watch_shared_g
-from ._request import late_request_class, retired_requests
+from ._request import late_request_class, retired_class, retired_requests
 from ._session import (
     NULL_SESSIONS,
     born_guarded_sessions,
@@ -273,8 +273,12 @@ def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
         _refs_at_close = refs
         return
     try:
-        _set_attribute(request, "__class__", retired_requests[type(request)])
-    except (KeyError, TypeError) as exc:
+        retired = retired_requests.get(type(request))
+        if retired is None:
+            # A subclass of the guarded class the app made after init_app.
+            retired = retired_class(type(request))
+        _set_attribute(request, "__class__", retired)
+    except Exception as exc:  # noqa: BLE001 - never break the request
         record.guard.reporter.internal_error("retiring a request", exc)
 
 

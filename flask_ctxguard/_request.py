@@ -25,6 +25,7 @@ __all__ = [
     "guarded_request_class",
     "is_guarded_request_class",
     "late_request_class",
+    "retired_class",
     "retired_requests",
 ]
 
@@ -239,6 +240,25 @@ def late_request_class(base: type) -> type:
     *base* can be switched to: it adds no slots.
     """
     return _request_class(base, _late_requests, slotted=False)
+
+
+def retired_class(cls: type) -> type:
+    """
+    The retired class for a request of class *cls*: cached for the
+    guarded classes, made on first use for a subclass of one that the app
+    defined after ``init_app`` (``class MyRequest(app.request_class)``).
+    """
+    try:
+        return retired_requests[cls]
+    except KeyError:
+        pass
+    with lock:
+        retired = retired_requests.get(cls)
+        if retired is None:
+            retired = _make_retired_request_class(cls)
+            _our_request_classes.add(retired)
+            retired_requests[cls] = retired
+        return retired
 
 
 def _request_class(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import structlog.testing
-from flask import Flask, g
+from flask import Flask, g, request
 from flask.ctx import _AppCtxGlobals
 from flask.views import MethodView
 
@@ -511,3 +511,62 @@ class TestOddG:
         _assert_raise_mode(make, _drive_shared_g)
 
         assert "CG101" in {v.code for v in guard.violations}
+
+
+# -- request-derived text ------------------------------------------------------
+
+FORGED = "/x%0Aforged%20line%1B[31m%E2%80%A8%C2%85"
+
+
+class TestControlCharacters:
+    def _leak(self) -> tuple[CtxGuard, Flask]:
+        app = Flask("paths")
+        app.config["CTXGUARD_MODE"] = "log"
+        tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+
+        @app.before_request
+        def select_tenant() -> None:
+            if request.path.endswith("set"):
+                tenant.set(f"tenant of {request.path}")
+
+        @app.errorhandler(404)
+        def anything(error: Exception) -> str:
+            return "ok"
+
+        return CtxGuard(app), app
+
+    def test_control_characters_are_escaped_in_reports(self):
+        """A percent-decoded newline, ESC, C1 control and line separator in
+        the request path reach str(violation) and message escaped."""
+        guard, app = self._leak()
+        client = app.test_client()
+
+        def run() -> None:
+            client.get(FORGED + "set")
+            client.get(FORGED)
+
+        contextvars.Context().run(run)
+
+        violation = guard.violations[0]
+        text = str(violation)
+        assert "CG106" == violation.code
+        assert "/x\\x0aforged line\\x1b[31m\\u2028\\x85set" in text
+        assert "/x\\x0aforged line\\x1b[31m\\u2028\\x85 " in violation.message
+        for raw in ("\n", "\x1b", "\u2028", "\x85"):
+            assert raw not in violation.message
+        assert len(text.splitlines()) == text.count("\n") + 1
+        assert 4 == len(text.splitlines())  # what, value, fix, docs
+
+    def test_plain_text_is_unchanged(self):
+        """Text without control characters is kept as it is (the
+        positive control: the same leak on a plain path)."""
+        guard, app = self._leak()
+        client = app.test_client()
+
+        def run() -> None:
+            client.get("/plain/set")
+            client.get("/plain")
+
+        contextvars.Context().run(run)
+
+        assert "GET /plain (request" in guard.violations[0].message
