@@ -513,7 +513,7 @@ class TestOddG:
         assert "CG101" in {v.code for v in guard.violations}
 
 
-# -- request-derived text ------------------------------------------------------
+# -- request-derived text ---------------------------------------------------
 
 FORGED = "/x%0Aforged%20line%1B[31m%E2%80%A8%C2%85"
 
