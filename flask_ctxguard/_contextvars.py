@@ -229,7 +229,8 @@ def _interned(text: str) -> bool:
     if _is_interned is not None:  # Python 3.13+
         return _is_interned(text)
     if sys.version_info >= (3, 12):
-        return False  # interned strings are immortal: counted above
+        # Python 3.12 makes every interned string immortal.
+        return sys.getrefcount(text) > _IMMORTAL_REFS
     # Python 3.10 and 3.11 intern mortal strings: intern an equal copy
     # (freed with its last reference) and see whether *text* comes back.
     copy = text.encode("utf-8", "surrogatepass").decode(
