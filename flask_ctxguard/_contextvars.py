@@ -36,7 +36,10 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from contextvars import Context, ContextVar
 from typing import Any, TypeGuard, TypeVar
 
-from ._flaskcompat import FLASK_CONTEXT_VARS
+from flask.sessions import SessionMixin
+from werkzeug.sansio.request import Request as SansIORequest
+
+from ._flaskcompat import FLASK_CONTEXT_VARS, FLASK_G_CLASS
 from ._tags import RequestRecord
 
 _T = TypeVar("_T")
@@ -357,6 +360,7 @@ def _dict_of(obj: object) -> dict[str, Any] | None:
 
 
 _DICT_SLOTS = (types.GetSetDescriptorType, types.MemberDescriptorType)
+_REQUEST_OBJECTS = (SansIORequest, SessionMixin, FLASK_G_CLASS)
 
 
 def _mro(cls: type) -> tuple[type, ...]:
@@ -523,6 +527,11 @@ class _Walk:
                 self._pending.append((obj, depth, named, hops))
             return
         self.ids.add(id(obj))
+        if issubclass(type(obj), _REQUEST_OBJECTS):
+            # Another request's request, session or g, kept somewhere: what
+            # B reads through it is that request's data (CG102/CG103 say
+            # so), not something B's own code can name.
+            return
         if named:
             self._named.add(id(obj))
         self._pending.append((obj, depth, named, hops))
