@@ -10,6 +10,7 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import flask.signals
 from flask import Flask
 
 from . import _sites
@@ -139,6 +140,10 @@ class AppState:
                     app.teardown_request_funcs,
                 ):
                     functions.extend(hooks.get(name, ()))
+            # Code that also runs for every request: a WSGI middleware
+            # installed as app.wsgi_app, and receivers of Flask's signals.
+            functions.append(app.wsgi_app)
+            functions.extend(_signal_receivers(app))
         found = reachable_ids(functions, () if app is None else (app,))
         if len(self._constants) < 1024 or key in self._constants:
             self._constants[key] = found
@@ -186,3 +191,23 @@ class AppState:
             first = first or violation
         if first is not None and reporter.raising:
             raise ContaminationError(first)
+
+
+_REQUEST_SIGNALS = (
+    flask.signals.appcontext_pushed,
+    flask.signals.request_started,
+    flask.signals.request_finished,
+    flask.signals.request_tearing_down,
+    flask.signals.appcontext_tearing_down,
+)
+
+
+def _signal_receivers(app: Flask) -> list[Any]:
+    """The receivers of Flask's per-request signals for *app*."""
+    found: list[Any] = []
+    for signal in _REQUEST_SIGNALS:
+        try:
+            found.extend(signal.receivers_for(app))
+        except Exception:  # noqa: BLE001 - a receiver gone meanwhile
+            continue
+    return found

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, current_app, g, request, request_started
 
 from .conftest import (
     TIMEOUT,
@@ -354,6 +354,30 @@ class ObjectsOnG:
         return _pooled(self.app, _orgs("acme", "acme", "acme"))
 
 
+class SetBySignalReceiver:
+    """A request_started receiver binds a registry's plan on every
+    request, as extensions that listen to Flask's signals do."""
+
+    def __init__(self) -> None:
+        self.app = app = Flask(__name__)
+        plan: contextvars.ContextVar[Plan] = contextvars.ContextVar("plan")
+
+        def bind_plan(sender: Flask, **extra: Any) -> None:
+            _trace_first_request()
+            plan.set(PLANS[request.headers["X-Org"]])
+
+        request_started.connect(bind_plan, app)
+        # The receiver is held weakly by the signal: keep it.
+        self.receiver = bind_plan
+
+        @app.get("/whoami")
+        def whoami() -> str:
+            return plan.get().name
+
+    def drive(self) -> list[Any]:
+        return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
+
+
 def _assert_only_the_control(run: Any) -> None:
     # The control is held by every request after the first.
     later = len(run.bare) - 1
@@ -444,4 +468,14 @@ class TestNoRaceCG106Resets:
         run = run_bare_and_guarded(ObjectsOnG)
 
         assert [(200, b"gold")] * 3 == run.bare
+        _assert_only_the_control(run)
+
+    def test_norace_set_by_a_request_started_receiver(self):
+        """A registry entry a request_started receiver binds on every
+        request is not CG106; only the control is."""
+        run = run_bare_and_guarded(SetBySignalReceiver)
+
+        assert [(200, b"gold")] * 2 + [(200, b"free"), (200, b"gold")] == (
+            run.bare
+        )
         _assert_only_the_control(run)
