@@ -10,9 +10,10 @@ Run it with ``python -m example_app.demo`` (or ``make demo``). It
 2. has alice, bob (tenant acme), carol and dave (tenant globex) log in and
    use the API concurrently, buggy routes included, then runs the digest
    job as alice;
-3. reads the server's JSON log lines and shows every ``contamination``
-   event, a summary table, one raw log line and the full report of each
-   code, rebuilt as `flask_ctxguard.Violation` from the logged fields.
+3. shows what the users saw that was not theirs and one raw
+   ``contamination`` log line, then runs ``python -m flask_ctxguard report``
+   over the server's ``contamination`` log lines: a table of findings,
+   worst first, and the full report of each.
 
 It talks to loopback only, bounds every loop and wait, and stops the
 server in any case. It exits 0 when all of CG101, CG102, CG103, CG104 and
@@ -22,10 +23,8 @@ CG106 were reported.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import dataclasses
-import datetime
 import http.client
 import http.cookiejar
 import importlib.util
@@ -45,8 +44,6 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from flask_ctxguard import RequestTag, Violation
-
 from .db import DEMO_USERS, DemoUser
 
 __all__ = ["main"]
@@ -54,7 +51,7 @@ __all__ = ["main"]
 EXPECTED = ("CG101", "CG102", "CG103", "CG104", "CG106")
 HOST = "127.0.0.1"
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
-_SITES_PER_CODE = 3
+_TABLE_CODE = re.compile(r"^ *\d+ +\d+ +\d+  (CG\d{3})  ", re.MULTILINE)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -335,170 +332,45 @@ def run_digest_job(client: Client, traffic: Traffic) -> None:
 # -- the report ---------------------------------------------------------------
 
 
-def violation_from_log(event: dict[str, Any]) -> Violation:
-    """
-    Rebuild the `Violation` a ``contamination`` log event was made from.
-    """
-    accessor = event.get("accessor") or {}
-    timestamp = event.get("timestamp")
-    when = (
-        datetime.datetime.fromisoformat(
-            timestamp.replace("Z", "+00:00")
-        ).timestamp()
-        if timestamp
-        else time.time()
-    )
-    return Violation(
-        code=event["code"],
-        kind=event["kind"],
-        message=event["message"],
-        subject=event["subject"],
-        origin=_tag(event.get("origin")),
-        accessor=_tag(accessor) if "token" in accessor else None,
-        thread=accessor.get("thread", "?"),
-        origin_site=event.get("origin_site"),
-        access_site=event.get("access_site"),
-        origin_stack=event.get("origin_stack"),
-        access_stack=event.get("access_stack"),
-        hint=event.get("hint", ""),
-        value_type=event.get("value_type"),
-        value_repr=event.get("value"),
-        app=event.get("app"),
-        timestamp=when,
-    )
-
-
-def _tag(fields: dict[str, Any] | None) -> RequestTag | None:
-    if not fields:
-        return None
-    return RequestTag(
-        token=fields["token"],
-        thread_id=fields.get("thread_id", 0),
-        thread_name=fields.get("thread", "?"),
-        method=fields["method"],
-        path=fields["path"],
-        endpoint=fields.get("endpoint"),
-        started=fields.get("started", 0.0),
-    )
-
-
-def _who(fields: dict[str, Any] | None) -> str:
-    if not fields:
-        return "?"
-    if "token" not in fields:
-        return f"thread {fields.get('thread')!r}"
-    return f"{fields['method']} {fields['path']}"
-
-
-def _endpoint(fields: dict[str, Any] | None) -> str:
-    if not fields:
-        return "?"
-    if "token" not in fields:
-        return f"thread {fields.get('thread')!r}"
-    return str(fields.get("endpoint"))
-
-
-def _summarize(names: set[str], most: int = 3) -> str:
-    ordered = sorted(names)
-    shown = ", ".join(ordered[:most])
-    more = len(ordered) - most
-    return shown + (f", +{more}" if more > 0 else "")
-
-
 def render(
     events: list[tuple[dict[str, Any], str]], traffic: Traffic, out: Any
 ) -> set[str]:
-    """Print the report; the codes that were seen."""
+    """
+    Print what the users saw, one raw event, and the report command's
+    findings over the server's log lines; the codes the report found.
+    """
     write = out.write
     if traffic.surprises:
         write("\nWhat the users saw that was not theirs:\n")
         for text in dict.fromkeys(traffic.surprises):
             write(f"  - {text}\n")
 
-    # One line per bug site: the guard rate-limits repeats of the same
-    # (code, subject, sites) and counts them in 'repeats'; the largest
-    # 'repeats' is how often that bug was seen.
-    counts: dict[tuple[Any, ...], int] = {}
-    firsts: dict[tuple[Any, ...], dict[str, Any]] = {}
-    table: dict[tuple[str, str], dict[str, Any]] = {}
-    for event, _line in events:
-        key = (
-            event["code"],
-            event["subject"],
-            event.get("origin_site"),
-            event.get("access_site"),
-        )
-        counts[key] = max(counts.get(key, 0), event.get("repeats", 1))
-        firsts.setdefault(key, event)
-        row = table.setdefault(
-            (event["code"], event["subject"]),
-            {"kind": event["kind"], "origins": set(), "accessors": set()},
-        )
-        row["origins"].add(_endpoint(event.get("origin")))
-        row["accessors"].add(_endpoint(event.get("accessor")))
-    for (code, subject, *_sites), count in counts.items():
-        table[code, subject]["count"] = (
-            table[code, subject].get("count", 0) + count
-        )
-
-    write(
-        f"\nContamination, as the server's structured log reports it"
-        f" ({len(events)} 'contamination' events, one line per bug site):\n"
-    )
-    shown: collections.Counter[str] = collections.Counter()
-    for key in sorted(firsts, key=lambda key: (key[0], -counts[key])):
-        event, code = firsts[key], key[0]
-        shown[code] += 1
-        if shown[code] > _SITES_PER_CODE:
-            continue
-        write(
-            f"  {code} {event['subject']:<30}"
-            f" {_who(event.get('origin'))} -> {_who(event.get('accessor'))}"
-            f"\n        at {event.get('access_site')}  x{counts[key]}\n"
-        )
-    for code, number in sorted(shown.items()):
-        if number > _SITES_PER_CODE:
-            write(f"  {code} ... and {number - _SITES_PER_CODE} more sites\n")
-
-    write("\nSummary:\n")
-    header = ("code", "kind", "subject", "count", "endpoints (origin -> used)")
-    rows = [
-        (
-            code,
-            row["kind"],
-            subject,
-            str(row["count"]),
-            f"{_summarize(row['origins'])} -> {_summarize(row['accessors'])}",
-        )
-        for (code, subject), row in sorted(table.items())
-    ]
-    widths = [
-        max(len(line[column]) for line in [header, *rows])
-        for column in range(len(header) - 1)
-    ]
-    for line in [header, *rows]:
-        cells = [
-            cell.ljust(width)
-            for cell, width in zip(line, widths, strict=False)
-        ]
-        write("  " + "  ".join([*cells, line[-1]]).rstrip() + "\n")
-    write(
-        "  (count: the last 'repeats' the rate-limited log reported per bug"
-        " site, summed;\n   events are logged at the 1st, 2nd, 4th, 8th..."
-        " repeat, so it is a lower bound)\n"
-    )
-
     if events:
         write("\nOne event, as the log pipeline receives it:\n")
         write(f"  {events[0][1]}\n")
 
-    write("\nFull reports, rebuilt from each code's first log event:\n")
-    first: dict[str, dict[str, Any]] = {}
-    for event, _line in events:
-        first.setdefault(event["code"], event)
-    for code in sorted(first):
-        write("\n" + str(violation_from_log(first[code])) + "\n")
-    return set(first)
+    # The guard's lines of the server's log, as a pipeline would ship them;
+    # the report command turns them into findings.
+    with tempfile.TemporaryDirectory(prefix="ctxguard-demo-") as directory:
+        log = os.path.join(directory, "contamination.log")
+        with open(log, "w", encoding="utf-8") as file:
+            file.writelines(f"{line}\n" for _event, line in events)
+        write(
+            f"\n$ python -m flask_ctxguard report {os.path.basename(log)}"
+            f" ({len(events)} lines)\n\n"
+        )
+        out.flush()
+        result = subprocess.run(
+            [sys.executable, "-m", "flask_ctxguard", "report", log],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    write(result.stdout + result.stderr)
+    # The codes of the report's table rows: '  1     16       5  CG102 ...'.
+    return set(_TABLE_CODE.findall(result.stdout))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

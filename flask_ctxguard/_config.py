@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -33,6 +34,8 @@ class Settings:
     log_values: bool
     ignore: frozenset[str]
     max_violations: int
+    # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
+    otel: bool = False
 
     def is_ignored(self, code: str, subject: str) -> bool:
         """
@@ -57,6 +60,7 @@ def defaults(*, testing: bool, debug: bool) -> dict[str, Any]:
         "CTXGUARD_LOG_VALUES": False,
         "CTXGUARD_IGNORE": (),
         "CTXGUARD_MAX_VIOLATIONS": 1000,
+        "CTXGUARD_OTEL": False,
     }
 
 
@@ -120,13 +124,33 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         )
         raise ConfigurationError(msg)
 
+    # CTXGUARD_OTEL (issue 16): the OpenTelemetry API is imported only when
+    # it is on, and must then be installed.
+    otel = _read_bool(config, "CTXGUARD_OTEL")
+    if otel:
+        _require_otel()
+
     return Settings(
         mode=mode,
         stacks=stacks,
         log_values=log_values,
         ignore=frozenset(ignore),
         max_violations=max_violations,
+        otel=otel,
     )
+
+
+def _require_otel() -> None:
+    try:
+        importlib.import_module("._otel", __package__)  # the API
+    except ImportError as error:
+        msg = (
+            "CTXGUARD_OTEL is True but the OpenTelemetry API cannot be"
+            f" imported ({error}); install it with"
+            " 'pip install flask-ctxguard[otel]', or set CTXGUARD_OTEL to"
+            " False."
+        )
+        raise ConfigurationError(msg) from None
 
 
 def _read_bool(config: Mapping[str, Any], key: str) -> bool:

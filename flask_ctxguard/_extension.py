@@ -79,8 +79,9 @@ class CtxGuard:
         Install the guard on *app*.
 
         Reads, once, the configuration keys ``CTXGUARD_MODE``,
-        ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``
-        and ``CTXGUARD_MAX_VIOLATIONS`` (see ``docs/configuration.md``).
+        ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``,
+        ``CTXGUARD_MAX_VIOLATIONS`` and ``CTXGUARD_OTEL`` (see
+        ``docs/configuration.md``).
         With ``CTXGUARD_MODE = "off"`` nothing is installed.
 
         Raises:

@@ -35,7 +35,7 @@ from ._session import (
     guard_session,
     guarded_session_class,
 )
-from ._tags import ARMED, RETIRED, RequestRecord
+from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
 __all__ = [
     "REFS_AT_CLOSE",
@@ -108,6 +108,7 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     record.state = ARMED
     record.thread_id = get_ident()
     record.started = time()
+    record.number = next_number()  # issue 16: tokens in arrival order
     record.unlinked = 0
     request._ctxguard_record = record
     # A null session (no secret key) holds no data and refuses writes:

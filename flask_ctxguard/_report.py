@@ -122,6 +122,12 @@ class Reporter:
             collections.OrderedDict()
         )
         self._errors: set[tuple[str, str]] = set()
+        # CTXGUARD_OTEL (issue 16): OpenTelemetry is imported only when on.
+        self._otel: Callable[[Violation], None] | None = None
+        if settings.otel:
+            from ._otel import record
+
+            self._otel = record
 
     @property
     def raising(self) -> bool:
@@ -187,6 +193,8 @@ class Reporter:
         self.violations.append(violation)
         self._log(violation)
         self._signal(violation)
+        if self._otel is not None:
+            self._send_otel(self._otel, violation)
         if raise_now and self.raising:
             raise ContaminationError(violation)
 
@@ -221,6 +229,14 @@ class Reporter:
             contamination_detected.send(app, violation=violation)
         except Exception as exc:  # noqa: BLE001 - a user's receiver
             self.internal_error("a contamination_detected receiver", exc)
+
+    def _send_otel(
+        self, record: Callable[[Violation], None], violation: Violation
+    ) -> None:
+        try:
+            record(violation)
+        except Exception as exc:  # noqa: BLE001 - the app's OTel pipeline
+            self.internal_error("sending a violation to OpenTelemetry", exc)
 
     def internal_error(self, where: str, exc: BaseException) -> None:
         """

@@ -34,12 +34,20 @@ _prefix = _new_prefix()
 _counter = itertools.count(1)
 
 
+#: The next request number of this process: requests are numbered when
+#: they are armed, in arrival order (issue 16), so a log that says request
+#: '-2' held what '-3' set means '-2' started first.
+next_number = _counter.__next__
+
+
 def _reseed() -> None:
     # A forked worker (gunicorn, multiprocessing) inherits the parent's
-    # prefix and counter; give it its own so tokens stay unique.
-    global _prefix, _counter
+    # prefix; give it its own so tokens stay unique. The counter goes on
+    # from the parent's: a request armed before the fork and reported in
+    # the child gets the child's prefix with a number the child never hands
+    # out again. (A gunicorn master serves no requests: workers start at 1.)
+    global _prefix
     _prefix = _new_prefix()
-    _counter = itertools.count(1)
 
 
 os.register_at_fork(after_in_child=_reseed)
@@ -117,6 +125,7 @@ class RequestRecord:
         "endpoint",
         "guard",
         "method",
+        "number",
         "path",
         "snapshot",
         "started",
@@ -132,6 +141,8 @@ class RequestRecord:
     method: str
     path: str
     endpoint: str | None
+    # From `next_number` at arming; the token is built from it when needed.
+    number: int
     snapshot: contextvars.Context | None
     state: int
     thread_id: int
@@ -149,7 +160,11 @@ class RequestRecord:
         try:
             tag = self._tag
         except AttributeError:
-            token = new_token()
+            try:
+                number = self.number
+            except AttributeError:  # a record that was never armed
+                number = self.number = next_number()
+            token = f"{_prefix}-{number:x}"
         else:
             if tag.endpoint == self.endpoint:
                 return tag
