@@ -261,6 +261,8 @@ def is_ambient(value: object) -> bool:
     if kind is str or kind is bytes:
         # Python 3.12 makes interned strings immortal: not counted below.
         return len(value) <= 1  # type: ignore[arg-type]
+    if (kind is tuple or kind is frozenset) and not value:
+        return True  # empty: a singleton on some Pythons, equal on all
     return (
         any(value is singleton for singleton in _SINGLETONS)
         # By the real type: a __class__ property may lie, or raise.
