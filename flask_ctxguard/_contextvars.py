@@ -76,7 +76,12 @@ _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
 # view), structlog's async call tracking (not the vars bind_contextvars
 # makes), Werkzeug's debug console. They are found by identity, so a user's
 # own asgiref Local or structlog key is still checked.
-_LIBRARY_MODULES = ("asgiref.sync", "structlog.contextvars", "werkzeug.debug")
+_LIBRARY_MODULES = (
+    "asgiref.sync",
+    "decimal",
+    "structlog.contextvars",
+    "werkzeug.debug",
+)
 _library: tuple[tuple[str, ...], frozenset[ContextVar[Any]]] = (
     (),
     frozenset(),
@@ -89,6 +94,8 @@ def _library_vars() -> frozenset[ContextVar[Any]]:
     if loaded == _library[0]:
         return _library[1]
     found: set[ContextVar[Any]] = set()
+    if "decimal" in loaded:
+        found.update(_decimal_vars())
     for name in loaded:
         for value in list(vars(sys.modules[name]).values()):
             members = [value]
@@ -107,6 +114,22 @@ def _library_vars() -> frozenset[ContextVar[Any]]:
                             found.add(data)
     _library = (loaded, frozenset(found))
     return _library[1]
+
+
+def _decimal_vars() -> set[ContextVar[Any]]:
+    """
+    The ContextVar behind ``decimal.getcontext()``: the C module keeps it
+    out of sight and sets it, lazily, on the first decimal operation of a
+    context, to a context it creates (bookkeeping, not request data).
+    """
+    import decimal  # loaded already, by the app
+
+    def probe() -> tuple[object, Context]:
+        current = decimal.getcontext()  # sets the variable: then copy
+        return current, contextvars.copy_context()
+
+    current, copied = Context().run(probe)
+    return {var for var, value in copied.items() if value is current}
 
 
 def _object_attribute(obj: object, name: str) -> object:

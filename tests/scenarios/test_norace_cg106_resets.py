@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import decimal
 import enum
 import functools
 import sys
@@ -378,6 +379,37 @@ class SetBySignalReceiver:
         return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
 
 
+class DecimalArithmetic:
+    """Prices computed with 'decimal' in some requests: the decimal module
+    sets its own context variable on first use in a thread, which every
+    later request of that thread holds."""
+
+    def __init__(self) -> None:
+        self.app = app = Flask(__name__)
+
+        @app.before_request
+        def control() -> None:
+            _trace_first_request()
+
+        @app.get("/price")
+        def price() -> str:
+            return str(decimal.Decimal("1.10") * 3)
+
+        @app.get("/whoami")
+        def whoami() -> str:
+            return "nobody"
+
+    def drive(self) -> list[Any]:
+        return _pooled(
+            self.app,
+            [
+                ("/price", {"X-Trace": "1"}),
+                ("/whoami", {}),
+                ("/price", {}),
+            ],
+        )
+
+
 def _assert_only_the_control(run: Any) -> None:
     # The control is held by every request after the first.
     later = len(run.bare) - 1
@@ -478,4 +510,12 @@ class TestNoRaceCG106Resets:
         assert [(200, b"gold")] * 2 + [(200, b"free"), (200, b"gold")] == (
             run.bare
         )
+        _assert_only_the_control(run)
+
+    def test_norace_decimal_context(self):
+        """The context the decimal module sets for itself is not CG106;
+        only the control is."""
+        run = run_bare_and_guarded(DecimalArithmetic)
+
+        assert [(200, b"3.30"), (200, b"nobody"), (200, b"3.30")] == run.bare
         _assert_only_the_control(run)
