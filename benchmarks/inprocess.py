@@ -42,7 +42,7 @@ from . import _apps, _common
 
 __all__ = ["BUDGETS", "Row", "Summary", "measure", "rows", "time_requests"]
 
-#: DESIGN.md's performance budget: (workload, mode) -> highest ratio.
+#: The performance budget: (workload, mode) -> highest ratio.
 BUDGETS = {
     ("hello", "log"): 1.10,
     ("realistic", "log"): 1.03,

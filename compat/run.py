@@ -764,12 +764,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912, PLR0915
-    """Set up, run every selected suite in every mode, report."""
-    args = parse_args(argv)
-    started = time.monotonic()
-    projects = select(args.only, quick=args.quick)
+@dataclasses.dataclass(slots=True)
+class Setup:
+    """The suites ready to run, and what setting them up found."""
 
+    projects: list[Project]
+    sources: dict[str, Path]
+    dropped: dict[str, str]
+    tested: str
+    seconds: float
+
+
+def set_up(projects: Sequence[Project], started: float) -> Setup:
+    """
+    The venv, the sdists unpacked, every project and flask_ctxguard
+    installed; projects whose sdist has no tests are dropped.
+    """
     ensure_venv()
     sources: dict[str, Path] = {}
     dropped: dict[str, str] = {}
@@ -780,40 +790,44 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912, PLR0915
             dropped[project.name] = reason
         else:
             sources[project.name] = source
-    projects = [p for p in projects if p.name in sources]
+    kept = [p for p in projects if p.name in sources]
     # Read just before flask_ctxguard is installed from the working tree.
     tested = fingerprint()
-    install(projects, sources)
+    install(kept, sources)
     say(f"flask_ctxguard under test: {tested}")
-    setup_seconds = time.monotonic() - started
-    say(f"setup took {duration(setup_seconds)}")
+    seconds = time.monotonic() - started
+    say(f"setup took {duration(seconds)}")
+    return Setup(kept, sources, dropped, tested, seconds)
 
+
+def run_all(
+    setup: Setup, modes: Sequence[str], timeout: float
+) -> dict[tuple[str, str], Run]:
+    """Every suite in every mode, one run at a time."""
     runs: dict[tuple[str, str], Run] = {}
-    for project in projects:
-        for mode in args.modes:
+    for project in setup.projects:
+        for mode in modes:
             say(f"running {project.name} ({mode})...")
-            source = sources[project.name]
-            run = run_suite(project, source, mode, args.timeout)
+            source = setup.sources[project.name]
+            run = run_suite(project, source, mode, timeout)
             runs[project.name, mode] = run
-            say(
-                f"  {run.cell()} in {duration(run.seconds)}"
-                + (
-                    f", {run.violations} violations"
-                    if run.violations is not None
-                    else ""
-                )
+            violations = (
+                f", {run.violations} violations"
+                if run.violations is not None
+                else ""
             )
+            say(f"  {run.cell()} in {duration(run.seconds)}{violations}")
+    return runs
 
-    say()
-    say("=" * 72)
-    print_table(projects, runs)
 
-    if dropped:
+def print_left_out(setup: Setup) -> None:
+    """The suites dropped, and the tests left out or stubbed, with why."""
+    if setup.dropped:
         say()
         say("Dropped (no runnable tests in the sdist):")
-        for name, reason in dropped.items():
+        for name, reason in setup.dropped.items():
             say(f"  {name}: {reason}")
-    left_out = [p for p in projects if p.leave_out or p.plugins]
+    left_out = [p for p in setup.projects if p.leave_out or p.plugins]
     if left_out:
         say()
         say("Left out or stubbed:")
@@ -828,10 +842,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912, PLR0915
                     "compat_docker_stub.py"
                 )
 
-    failed = False
+
+def check_runs(runs: dict[tuple[str, str], Run]) -> bool:
+    """
+    Print the runs that did not complete and the bare runs that are not
+    green; whether there were any.
+    """
     broken = [r for r in runs.values() if r.status != "ok"]
     if broken:
-        failed = True
         say()
         say("Runs that did not complete:")
         for run in broken:
@@ -840,54 +858,94 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912, PLR0915
         r for (_, m), r in runs.items() if m == "bare" and not r.is_green()
     ]
     if not_green:
-        failed = True
         say()
         say("Bare runs that are not green (the baseline is broken):")
         for run in not_green:
             say(f"  {run.project}: {run.cell()}, see {run.log}")
+    return bool(broken or not_green)
 
+
+def differences_from_bare(
+    projects: Sequence[Project],
+    runs: dict[tuple[str, str], Run],
+    mode: str,
+) -> dict[str, list[Difference]]:
+    """
+    Each project's tests whose outcome in *mode* differs from bare; their
+    full messages are written to the project's results.
+    """
+    diffs: dict[str, list[Difference]] = {}
+    for project in projects:
+        bare = runs.get((project.name, "bare"))
+        other = runs.get((project.name, mode))
+        if bare is None or other is None or other.status != "ok":
+            continue
+        found = compare(bare, other)
+        diffs[project.name] = found
+        if found:
+            write_failures(project.slug, mode, found)
+    return diffs
+
+
+def as_summary(
+    diffs: dict[str, list[Difference]],
+) -> dict[str, list[dict[str, str]]]:
+    """Differences as JSON-ready records, one line of description each."""
+    return {
+        name: [
+            {
+                "test": d.test,
+                "before": d.before,
+                "after": d.after,
+                "about": describe(d.message),
+            }
+            for d in found
+        ]
+        for name, found in diffs.items()
+    }
+
+
+def compare_modes(
+    projects: Sequence[Project],
+    runs: dict[tuple[str, str], Run],
+    modes: Sequence[str],
+) -> tuple[bool, dict[str, dict[str, list[dict[str, str]]]]]:
+    """
+    Compare warn and strict with bare, test for test, and print the
+    differences; whether warn changed any outcome, and the differences.
+    """
+    warn_differs = False
     differences: dict[str, dict[str, list[dict[str, str]]]] = {}
     for mode in ("warn", "strict"):
-        if mode not in args.modes or "bare" not in args.modes:
+        if mode not in modes or "bare" not in modes:
             continue
-        diffs: dict[str, list[Difference]] = {}
-        for project in projects:
-            bare = runs.get((project.name, "bare"))
-            other = runs.get((project.name, mode))
-            if bare is None or other is None or other.status != "ok":
-                continue
-            found = compare(bare, other)
-            diffs[project.name] = found
-            if found:
-                write_failures(project.slug, mode, found)
+        diffs = differences_from_bare(projects, runs, mode)
         if mode == "warn":
             title = "warn vs bare, test for test (must be identical):"
-            failed = failed or any(diffs.values())
+            warn_differs = any(diffs.values())
         else:
             title = "strict vs bare, test for test (to review):"
         print_differences(title, diffs, detail=mode == "strict")
         if any(diffs.values()):
             where = RESULTS.relative_to(REPO) / "PROJECT"
             say(f"  full messages: {where}/{mode}-differences.txt")
-        differences[mode] = {
-            name: [
-                {
-                    "test": d.test,
-                    "before": d.before,
-                    "after": d.after,
-                    "about": describe(d.message),
-                }
-                for d in found
-            ]
-            for name, found in diffs.items()
-        }
-    total = time.monotonic() - started
+        differences[mode] = as_summary(diffs)
+    return warn_differs, differences
+
+
+def write_summary(
+    setup: Setup,
+    runs: dict[tuple[str, str], Run],
+    differences: dict[str, dict[str, list[dict[str, str]]]],
+    total: float,
+) -> None:
+    """``results/summary.json``: every run's figures and differences."""
     summary = {
         "python": sys.version.split()[0],
-        "flask_ctxguard": tested,
+        "flask_ctxguard": setup.tested,
         "total_seconds": round(total, 1),
-        "setup_seconds": round(setup_seconds, 1),
-        "dropped": dropped,
+        "setup_seconds": round(setup.seconds, 1),
+        "dropped": setup.dropped,
         "runs": [
             {
                 "project": run.project,
@@ -906,13 +964,31 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912, PLR0915
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Set up, run every selected suite in every mode, report."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    setup = set_up(select(args.only, quick=args.quick), started)
+    runs = run_all(setup, args.modes, args.timeout)
+
     say()
-    say(f"flask_ctxguard under test: {tested}")
+    say("=" * 72)
+    print_table(setup.projects, runs)
+    print_left_out(setup)
+    incomplete = check_runs(runs)
+    warn_differs, differences = compare_modes(setup.projects, runs, args.modes)
+
+    total = time.monotonic() - started
+    write_summary(setup, runs, differences, total)
+    say()
+    say(f"flask_ctxguard under test: {setup.tested}")
     say(
-        f"total {duration(total)} (setup {duration(setup_seconds)});"
+        f"total {duration(total)} (setup {duration(setup.seconds)});"
         f" logs and JUnit XML in {RESULTS.relative_to(REPO)}/"
     )
-    return 1 if failed else 0
+    return 1 if incomplete or warn_differs else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any
 
@@ -9,6 +10,7 @@ from flask import Flask
 from flask.globals import _cv_app, _cv_request
 
 from flask_ctxguard import CtxGuard
+from tests.helpers import TIMEOUT
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +53,46 @@ def _events():
         processors=[structlog.processors.add_log_level, collect]
     )
     return events
+
+
+@pytest.fixture(name="rendered")
+def _rendered():
+    """Every structlog event as the JSON line an app would write."""
+    lines: list[str] = []
+    lock = threading.Lock()
+
+    def keep(logger, method_name, line):
+        with lock:
+            lines.append(line)
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+            keep,
+        ]
+    )
+    return lines
+
+
+@pytest.fixture(name="no_thread_left")
+def _no_thread_left():
+    """
+    The test leaves no server, pool, reader or client thread running (used
+    by the server tests and, autouse, by the scenario corpus).
+    """
+    before = set(threading.enumerate())
+    yield
+    # An idle worker of an executor nobody references (asgiref's, under
+    # Flask 2.3) exits once the executor is collected.
+    gc.collect()
+    left = [t for t in threading.enumerate() if t not in before]
+    for thread in left:
+        thread.join(timeout=TIMEOUT)
+
+    assert [] == [t.name for t in left if t.is_alive()]
 
 
 @pytest.fixture(name="app")

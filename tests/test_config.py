@@ -57,7 +57,10 @@ class TestDefaults:
         CtxGuard(app)
 
         assert "raise" == app.config["CTXGUARD_MODE"]
+        assert app.config["CTXGUARD_STACKS"] is True
+        assert app.config["CTXGUARD_LOG_VALUES"] is True
         assert ["CG106", "g._sa_*"] == app.config["CTXGUARD_IGNORE"]
+        assert 5 == app.config["CTXGUARD_MAX_VIOLATIONS"]
 
 
 class TestBadValues:
@@ -160,3 +163,104 @@ class TestBadValues:
 
         assert "ctxguard" not in app.extensions
         assert request_class is app.request_class
+
+
+MODES = "'raise', 'log', 'off'"
+IGNORE_TYPE = (
+    "CTXGUARD_IGNORE must be a list or tuple of codes and subjects, such as"
+    " ('CG106', 'g._sa_session'); got {}."
+)
+IGNORE_ENTRY = (
+    "CTXGUARD_IGNORE entries must be non-empty strings (a code such as"
+    " 'CG101' or a subject such as 'g.user'); got {}."
+)
+
+
+class TestMessages:
+    @pytest.mark.parametrize(
+        ("key", "value", "message"),
+        [
+            (
+                "CTXGUARD_MODE",
+                None,
+                f"CTXGUARD_MODE must be one of {MODES}; got None.",
+            ),
+            (
+                "CTXGUARD_MODE",
+                True,
+                f"CTXGUARD_MODE must be one of {MODES}; got True.",
+            ),
+            (
+                "CTXGUARD_STACKS",
+                "false",
+                "CTXGUARD_STACKS must be True or False; got 'false'.",
+            ),
+            (
+                "CTXGUARD_STACKS",
+                None,
+                "CTXGUARD_STACKS must be True or False; got None.",
+            ),
+            (
+                "CTXGUARD_LOG_VALUES",
+                "True",
+                "CTXGUARD_LOG_VALUES must be True or False; got 'True'.",
+            ),
+            (
+                "CTXGUARD_MAX_VIOLATIONS",
+                -1,
+                "CTXGUARD_MAX_VIOLATIONS must be a positive integer; got -1.",
+            ),
+            (
+                "CTXGUARD_MAX_VIOLATIONS",
+                2.5,
+                "CTXGUARD_MAX_VIOLATIONS must be a positive integer; got 2.5.",
+            ),
+            (
+                "CTXGUARD_MAX_VIOLATIONS",
+                None,
+                "CTXGUARD_MAX_VIOLATIONS must be a positive integer;"
+                " got None.",
+            ),
+            ("CTXGUARD_IGNORE", None, IGNORE_TYPE.format("None")),
+            ("CTXGUARD_IGNORE", 3, IGNORE_TYPE.format("3")),
+            ("CTXGUARD_IGNORE", b"CG106", IGNORE_TYPE.format("b'CG106'")),
+            ("CTXGUARD_IGNORE", [3], IGNORE_ENTRY.format("3")),
+            ("CTXGUARD_IGNORE", ["CG101", " "], IGNORE_ENTRY.format("' '")),
+        ],
+    )
+    def test_bad_value_is_named(self, key, value, message):
+        """init_app fails naming the key, the bad value and what is
+        allowed."""
+        app = Flask("configured")
+        app.config[key] = value
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard().init_app(app)
+
+        assert message == str(excinfo.value)
+
+    def test_bad_value_is_named_in_off_mode(self):
+        """A bad value fails init_app even when the guard is off."""
+        app = Flask("configured")
+        app.config.update(CTXGUARD_MODE="off", CTXGUARD_MAX_VIOLATIONS="5")
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard(app)
+
+        assert (
+            "CTXGUARD_MAX_VIOLATIONS must be a positive integer; got '5'."
+        ) == str(excinfo.value)
+
+    def test_values_from_the_environment_are_named(self, monkeypatch):
+        """Values loaded with from_prefixed_env that are still strings are
+        named as such."""
+        monkeypatch.setenv("FLASK_CTXGUARD_STACKS", "yes")
+        app = Flask("configured")
+        app.config.from_prefixed_env()
+
+        with pytest.raises(ConfigurationError) as excinfo:
+            CtxGuard(app)
+
+        assert "CTXGUARD_STACKS must be True or False; got 'yes'." == str(
+            excinfo.value
+        )

@@ -5,12 +5,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import structlog
-from flask import Flask, after_this_request
+from flask import Flask, after_this_request, request, request_started
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests.helpers import kept_request_control
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 flag: contextvars.ContextVar[bool] = contextvars.ContextVar("flag")
+user: contextvars.ContextVar[str] = contextvars.ContextVar("user")
+
+#: A constant the guard cannot tie to a request: a module-level name.
+ANONYMOUS = "anonymous-module-constant"
 
 
 @pytest.fixture(name="fresh_context")
@@ -47,8 +52,20 @@ def _app(**config):
     return app
 
 
-def _run(ctx, func):
-    return ctx.run(func)
+def _leak_control(app, guard):
+    """
+    The positive control of a silent test: the same app and guard, in a
+    fresh context, report a tenant left for the next request (CG106).
+    """
+    before = len(guard.violations)
+
+    def leak():
+        client = app.test_client()
+        client.get("/t/control")
+        client.get("/whoami")
+
+    contextvars.Context().run(leak)
+    return [v.code for v in list(guard.violations)[before:]]
 
 
 class TestTestClientThread:
@@ -91,6 +108,7 @@ class TestTestClientThread:
 
         assert b"globex" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_reset_is_silent(self, fresh_context):
         """A request that resets its var leaves nothing behind."""
@@ -104,6 +122,7 @@ class TestTestClientThread:
 
         assert b"nobody" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_set_outside_requests_is_silent(self, fresh_context):
         """A value set by test code, not by a request, is not a leak."""
@@ -116,6 +135,7 @@ class TestTestClientThread:
 
         assert b"fixture" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_flags_are_not_request_data(self, fresh_context):
         """True/False/None left in a var are library flags, not leaks."""
@@ -136,6 +156,7 @@ class TestTestClientThread:
         fresh_context.run(run)
 
         assert [] == guard.violations
+        assert ["CG106"] == _leak_control(app, guard)
 
     def test_raise_mode(self, fresh_context):
         """In raise mode the request that held the value raises."""
@@ -216,3 +237,85 @@ class TestStructlog:
 
         assert b"{}" == fresh_context.run(run)
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
+
+
+class TestSetBeforeTheView:
+    def test_set_in_a_request_started_receiver(self, fresh_context):
+        """A value a request_started receiver set and never reset, held by
+        the next request, is CG106 of the request that set it."""
+        app = _app()
+
+        def set_on_start(sender, **extra):
+            if request.path == "/t/started":
+                tenant.set("started")
+
+        request_started.connect(set_on_start, app)
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/t/started")
+            return client.get("/whoami").data
+
+        try:
+            answer = fresh_context.run(run)
+        finally:
+            request_started.disconnect(set_on_start, app)
+
+        assert b"started" == answer
+        assert [("CG106", "/t/started", "/whoami")] == [
+            (v.code, v.origin.path, v.accessor.path) for v in guard.violations
+        ]
+
+
+class TestSameObjectAgain:
+    """A request that sets a var to the very object it already held."""
+
+    def test_constant_of_a_before_request_is_the_requests_own(
+        self, fresh_context
+    ):
+        """A constant of a before_request function, bound again by every
+        request, is the request's own; a value left by a view is CG106."""
+        app = _app()
+
+        @app.before_request
+        def bind_anonymous():
+            user.set("-")
+
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            client.get("/whoami")
+            client.get("/whoami")
+            silent = [v.subject for v in guard.violations]
+            client.get("/t/acme")
+            client.get("/whoami")
+            return silent
+
+        assert [] == fresh_context.run(run)
+        assert ["ContextVar tenant"] == [v.subject for v in guard.violations]
+
+    def test_constant_from_elsewhere_is_reported(self, fresh_context):
+        """A module-level constant bound again by every request cannot be
+        told from one inherited: CG106, a documented limit."""
+        app = Flask("constants")
+        app.config["CTXGUARD_MODE"] = "log"
+
+        def bind_anonymous():
+            user.set(ANONYMOUS)
+
+        @app.route("/page")
+        def page():
+            bind_anonymous()
+            return user.get()
+
+        guard = CtxGuard(app)
+
+        def run():
+            client = app.test_client()
+            return [client.get("/page").data for _ in range(2)]
+
+        assert [ANONYMOUS.encode()] * 2 == fresh_context.run(run)
+        assert ["ContextVar user"] == [v.subject for v in guard.violations]

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from structlog.testing import capture_logs
 
 from flask_ctxguard import CtxGuard, _sites
+from tests.helpers import kept_request_control
 
 KEPT: list = []
 
@@ -76,6 +77,7 @@ class TestIgnore:
         _ = KEPT[0].args
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_ignored_contextvar(self, app):
         """CTXGUARD_IGNORE drops a ContextVar by subject glob."""
@@ -99,6 +101,7 @@ class TestIgnore:
         contextvars.Context().run(run)
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestContainment:
@@ -151,11 +154,21 @@ class TestContainment:
 
 class TestRequestAttributes:
     def test_class_access(self, app):
-        """Attributes read on the request class give the descriptor."""
-        CtxGuard(app)
+        """Attributes read on the request class give a property that reads
+        a request's own value."""
+        guard = CtxGuard(app)
 
-        assert app.request_class.args is not None
-        assert isinstance(app.request_class.headers, object)
+        args = app.request_class.args
+        headers = app.request_class.headers
+        with app.test_request_context("/?a=1", headers={"X-A": "b"}):
+            own = request._get_current_object()
+            seen = (args.__get__(own).to_dict(), headers.__get__(own)["X-A"])
+
+        assert isinstance(args, property)
+        assert isinstance(headers, property)
+        assert ({"a": "1"}, "b") == seen
+        assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_set_and_delete_plain_attribute(self, app):
         """A view may replace or delete request.headers as before."""
@@ -173,6 +186,7 @@ class TestRequestAttributes:
 
         assert b"1" == app.test_client().get("/swap").data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_cached_property_reset(self, app):
         """Deleting a cached property (args) recomputes it, as before."""
@@ -187,6 +201,7 @@ class TestRequestAttributes:
 
         assert b"11" == app.test_client().get("/args?a=1").data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestSharedG:
@@ -213,7 +228,8 @@ class TestSharedG:
 
     def test_delete_in_a_request(self, app):
         """Deleting another request's attribute is not a read, and the
-        attribute is owned by nobody afterwards."""
+        attribute is owned by nobody afterwards; without the deletion, the
+        read is CG101."""
 
         @app.route("/set")
         def set_():
@@ -236,9 +252,14 @@ class TestSharedG:
             client.get("/set")
             client.get("/forget")
             response = client.get("/read")
+        silent = list(guard.violations)
+        with app.app_context():
+            client.get("/set")
+            client.get("/read")
 
         assert b"None" == response.data
-        assert [] == guard.violations
+        assert [] == silent
+        assert ["CG101"] == [v.code for v in guard.violations]
 
 
 class TestArming:
@@ -285,6 +306,7 @@ class TestPlainGClass:
         with app.app_context():
             assert "eggs" == g.spam
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_shared_g_is_watched(self, app):
         """CG101 works on a plain g class too."""
@@ -310,7 +332,8 @@ class TestPlainGClass:
 
     def test_plugin_keeps_outcomes(self, pytester):
         """Under the plugin in warn mode, such an app changes no outcome
-        (Flask's own test_custom_app_ctx_globals_class)."""
+        (Flask's own test_custom_app_ctx_globals_class), while a shared g
+        in the same run is reported."""
         pytester.makepyfile(
             """
             import flask
@@ -328,6 +351,23 @@ class TestPlainGClass:
 
             def test_next():
                 assert not flask.current_app
+
+            def test_shared_g():
+                app = flask.Flask("shared")
+
+                @app.route("/set")
+                def set_user():
+                    flask.g.user = "alice"
+                    return ""
+
+                @app.route("/get")
+                def get_user():
+                    return flask.g.user
+
+                client = app.test_client()
+                with app.app_context():
+                    client.get("/set")
+                    assert b"alice" == client.get("/get").data
             """
         )
 
@@ -335,7 +375,8 @@ class TestPlainGClass:
             "-p", "no:cacheprovider", "--ctxguard=warn"
         )
 
-        result.assert_outcomes(passed=2)
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines(["ctxguard: 1 violation in 1 test"])
 
 
 class TestRetiredRequest:
@@ -357,13 +398,23 @@ class TestRetiredRequest:
         assert ["CG102"] == [v.code for v in guard.violations]
 
     def test_class_level_access(self, app):
-        """Reading attributes on the retired class itself is not a use."""
-        CtxGuard(app)
+        """Reading attributes on the retired class itself is not a use;
+        reading them on the kept request is."""
+        guard = CtxGuard(app)
         app.test_client().get("/keep")
         retired = type(KEPT[0])
 
-        assert retired.path is not None
-        assert retired.url_rule is None
+        on_class = (retired.path, retired.url_rule)
+
+        assert [] == guard.violations
+
+        _ = KEPT[0].path
+
+        assert hasattr(type(on_class[0]), "__get__")  # the descriptor
+        assert on_class[1] is None
+        assert [("CG102", "request")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
 
 
 class TestLateGuarding:

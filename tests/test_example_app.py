@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from example_app import buggy, create_app, demo
 from example_app.db import DEMO_USERS
 from flask_ctxguard import ContaminationError
+from tests.helpers import codes, kept_request_control
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,10 +71,6 @@ def config(tmp_path, **overrides):
     }
     settings.update(overrides)
     return settings
-
-
-def codes(guard):
-    return [violation.code for violation in guard.violations]
 
 
 @pytest.fixture(name="app")
@@ -177,7 +174,9 @@ class TestCleanRoutes:
         CLEAN_ROUTES,
         ids=[f"{method} {path}" for method, path, _, _ in CLEAN_ROUTES],
     )
-    def test_two_tenants_in_turn_report_nothing(self, guard, log_in, route):
+    def test_two_tenants_in_turn_report_nothing(
+        self, app, guard, log_in, route
+    ):
         """A clean route used by users of two tenants in turn, on one
         server thread, reports nothing."""
         method, path, body, status = route
@@ -189,6 +188,7 @@ class TestCleanRoutes:
         ]
 
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
         assert [status] * 3 == statuses
 
     def test_deleting_a_note_reports_nothing(self, app, guard, log_in):
@@ -201,10 +201,11 @@ class TestCleanRoutes:
         app.extensions["audit"].flush()
 
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
         assert 200 == response.status_code
         assert 404 == alice.get(f"/notes/{note['id']}").status_code
 
-    def test_tenants_only_see_their_own_notes(self, guard, log_in):
+    def test_tenants_only_see_their_own_notes(self, app, guard, log_in):
         """A note of one tenant is not found by a user of another."""
         alice, carol = log_in("alice"), log_in("carol")
         note = alice.post("/notes", json={"title": "Acme only"}).get_json()
@@ -213,6 +214,7 @@ class TestCleanRoutes:
 
         assert 404 == response.status_code
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_anonymous_requests_are_refused(self, app, worker, guard):
         """Without a session the API answers 401, and reports nothing."""
@@ -222,6 +224,7 @@ class TestCleanRoutes:
 
         assert 401 == response.status_code
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_audit_trail_stores_plain_values(self, app, guard, log_in):
         """Creating a note queues an audit entry the writer thread stores
@@ -240,6 +243,7 @@ class TestCleanRoutes:
 
         assert [("note.created", note["id"], "127.0.0.1")] == rows
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_request_log_values_are_reset(self, worker, log_in):
         """The values each request binds to the log context are reset when
@@ -307,20 +311,23 @@ class TestCleanRoutes:
 
         assert [] == failures
         assert [] == codes(guard)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_concurrent_users_under_gunicorn(self, tmp_path):
         """Four users at once on gunicorn's pooled gthread workers log no
-        contamination."""
+        contamination; a buggy route on the same server then logs its
+        CG103."""
         server = demo.Server(str(tmp_path), threads=4)
         traffic = demo.Traffic()
 
-        def use(client):
-            user = client.user
-            credentials = {
-                "username": user.username,
-                "password": user.password,
+        def credentials_of(client):
+            return {
+                "username": client.user.username,
+                "password": client.user.password,
             }
-            traffic.call(client, "POST", "/auth/login", credentials)
+
+        def use(client):
+            traffic.call(client, "POST", "/auth/login", credentials_of(client))
             for number in range(3):
                 traffic.call(client, "GET", "/notes")
                 traffic.call(client, "POST", "/notes", {"title": f"{number}"})
@@ -339,6 +346,14 @@ class TestCleanRoutes:
                 client.start()
             for client in clients:
                 client.join(timeout=60)
+            # The positive control: the same server, the same log.
+            control = demo.Client(port, DEMO_USERS[0])
+            use_buggy = ["/buggy/whoami", "/buggy/whoami"]
+            traffic.call(
+                control, "POST", "/auth/login", credentials_of(control)
+            )
+            for path in use_buggy:
+                traffic.call(control, "GET", path)
         finally:
             server.stop()
         finished = [
@@ -347,10 +362,14 @@ class TestCleanRoutes:
             if event["event"] == "request.finished"
             and event["endpoint"] != "service.healthz"
         ]
+        found = {
+            (event["code"], event["accessor"]["path"])
+            for event, _ in server.contamination()
+        }
 
         assert [] == traffic.failed
-        assert 4 * 16 == len(finished)
-        assert [] == server.contamination()
+        assert 4 * 16 + 1 + len(use_buggy) == len(finished)
+        assert {("CG103", "/buggy/whoami")} == found
 
 
 class TestBuggyRoutes:

@@ -129,18 +129,25 @@ class TestSeveralApps:
         assert [] == guard_two.violations
 
     def test_unguarded_app_is_untouched(self):
-        """A guard never changes an app it was not installed on."""
+        """A guard never changes an app it was not installed on; the same
+        leak in the app it guards is reported."""
         guarded, bare = _app("guarded"), _app("bare")
         request_class = bare.request_class
-        CtxGuard(guarded)
+        guard = CtxGuard(guarded)
 
         with bare.app_context():
             bare.test_client().get("/set/alice")
             response = bare.test_client().get("/get")
+        unguarded = [v.code for v in guard.violations]
+        with guarded.app_context():
+            guarded.test_client().get("/set/alice")
+            guarded.test_client().get("/get")
 
         assert b"alice" == response.data
         assert request_class is bare.request_class
         assert "ctxguard" not in bare.extensions
+        assert [] == unguarded
+        assert ["CG101"] == [v.code for v in guard.violations]
 
     def test_one_guard_several_apps(self):
         """One guard may serve several apps; violations merge in order."""
@@ -190,16 +197,23 @@ class TestCheckContexts:
 
     def test_nothing_pushed(self):
         """With nothing pushed there is nothing to report."""
-        guard = CtxGuard(_app())
+        app = _app()
+        guard = CtxGuard(app)
 
         assert [] == guard.check_contexts()
+        with app.app_context():
+            assert ["CG105"] == [v.code for v in guard.check_contexts()]
 
     def test_other_apps_are_ignored(self):
-        """Contexts of apps the guard does not guard are not its business."""
-        guard = CtxGuard(_app())
+        """Contexts of apps the guard does not guard are not its business;
+        its own app's are."""
+        app = _app()
+        guard = CtxGuard(app)
         other = Flask("other")
         with other.app_context():
             assert [] == guard.check_contexts()
+            with app.app_context():
+                assert ["CG105"] == [v.code for v in guard.check_contexts()]
 
     def test_raise_mode(self):
         """In raise mode check_contexts() raises after reporting all."""

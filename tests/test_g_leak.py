@@ -5,6 +5,7 @@ import pytest
 from flask import Flask, appcontext_pushed, g
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests.helpers import kept_request_control
 
 
 @pytest.fixture(name="app")
@@ -22,6 +23,19 @@ def _app():
 
 def _read_route(app, reader):
     app.add_url_rule("/read", "read", lambda: repr(reader()))
+
+
+def _shared_g_control(app, guard):
+    """
+    The positive control of a silent test: the same app and guard report
+    '/read' of a 'g.user' that '/login' set in one shared app context.
+    """
+    before = len(guard.violations)
+    client = app.test_client()
+    with app.app_context():
+        client.get("/login/control")
+        client.get("/read")
+    return [v.code for v in list(guard.violations)[before:]]
 
 
 READ_PATHS = {
@@ -63,7 +77,8 @@ class TestEveryReadPath:
 
     @pytest.mark.parametrize("path", sorted(READ_PATHS))
     def test_same_answer_as_bare_flask(self, app, path):
-        """Log mode changes no response, whichever way g is read."""
+        """Log mode changes no response, whichever way g is read, while the
+        read is reported."""
         reader, _ = READ_PATHS[path]
         _read_route(app, reader)
 
@@ -74,9 +89,10 @@ class TestEveryReadPath:
                 return client.get("/read").data
 
         bare = run()
-        CtxGuard(app)
+        guard = CtxGuard(app)
 
         assert bare == run()
+        assert ["CG101"] == [v.code for v in guard.violations]
 
 
 class TestSilence:
@@ -91,6 +107,7 @@ class TestSilence:
 
         assert b"None" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_value_injected_outside_requests(self, app):
         """A value a test sets on g outside any request is not flagged."""
@@ -105,6 +122,7 @@ class TestSilence:
 
         assert [b"'fake'"] * 2 == [first.data, second.data]
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_value_injected_through_appcontext_pushed(self, app):
         """Flask's documented appcontext_pushed fake is not flagged."""
@@ -119,6 +137,7 @@ class TestSilence:
 
         assert b"'fake'" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_reinjected_after_a_request(self, app):
         """A value re-set outside requests loses its request owner."""
@@ -133,6 +152,7 @@ class TestSilence:
 
         assert b"'fake'" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
     def test_overwritten_before_read(self, app):
         """A request that sets the attribute itself reads its own value."""
@@ -151,6 +171,7 @@ class TestSilence:
 
         assert b"bob" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_test_code_reads_after_the_request(self, app):
         """Test code reading g between requests is not a request: clean."""
@@ -163,6 +184,7 @@ class TestSilence:
 
         assert "alice" == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_deleted_attribute(self, app):
         """An attribute deleted outside requests is no longer tracked."""
@@ -177,6 +199,7 @@ class TestSilence:
 
         assert b"None" == response.data
         assert [] == guard.violations
+        assert ["CG101"] == _shared_g_control(app, guard)
 
 
 class TestSharedContexts:

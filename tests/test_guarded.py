@@ -20,6 +20,7 @@ from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
     is_guarded_request_class,
 )
+from tests.helpers import codes, kept_request_control
 
 KEPT: list = []
 
@@ -49,10 +50,6 @@ def _app():
         return name
 
     return app
-
-
-def _codes(guard):
-    return [v.code for v in guard.violations]
 
 
 class TestStaleAccess:
@@ -98,7 +95,7 @@ class TestStaleAccess:
 
         assert "alice" == KEPT[0][1]["user"]
         assert ["session"] == [v.subject for v in guard.violations]
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
 
     def test_g(self, app):
         """A kept g read after the request is CG102."""
@@ -107,7 +104,7 @@ class TestStaleAccess:
 
         assert "alice" == KEPT[0][2].user
         assert ["g"] == [v.subject for v in guard.violations]
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
 
     def test_late_thread(self, app):
         """A thread that reads the request after the response: CG102."""
@@ -133,7 +130,7 @@ class TestStaleAccess:
                 thread.join(timeout=10)
 
         assert ["/audit"] == seen
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
         assert "thread 'audit'" in guard.violations[0].message
 
     def test_raise_mode_raises_at_the_access(self, app):
@@ -255,7 +252,7 @@ class TestCrossThreadAccess:
 
 
 class TestSanctioned:
-    """Patterns DESIGN.md says must never be flagged."""
+    """The sanctioned patterns of docs/rules.md: never reported."""
 
     def test_copy_current_request_context(self, app):
         """A thread running with a copy of the request context is clean,
@@ -286,6 +283,7 @@ class TestSanctioned:
         assert b"started" == response.data
         assert [("1", "alice", None)] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_stream_with_context(self, app):
         """A streamed generator wrapped in stream_with_context is clean."""
@@ -304,6 +302,7 @@ class TestSanctioned:
 
         assert b"x-/stream" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_preserved_context(self, app):
         """The test client's `with client:` preserved context is clean."""
@@ -317,6 +316,7 @@ class TestSanctioned:
             assert "alice" == g.user
 
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_handlers(self, app):
         """after_this_request, after_request and teardown handlers are
@@ -353,6 +353,7 @@ class TestSanctioned:
 
         assert ["GET", "/handled", "1", "alice", "alice"] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_nested_app_context(self, app):
         """A nested app context inside a view is clean."""
@@ -369,6 +370,7 @@ class TestSanctioned:
 
         assert b"1/nested" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_thread_with_its_own_app_context(self, app):
         """A background thread with its own app context is clean."""
@@ -391,6 +393,7 @@ class TestSanctioned:
 
         assert ["mine"] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_async_view(self, app):
         """An async view run by asgiref on another thread is clean."""
@@ -406,6 +409,7 @@ class TestSanctioned:
 
         assert b"1alicealice" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_many_ordinary_requests(self, app):
         """Ordinary requests touching everything are clean."""
@@ -430,6 +434,7 @@ class TestSanctioned:
 
         assert b"POST /everything 1 2 1 u 3 None" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 class TestRetiring:
@@ -476,6 +481,7 @@ class TestRetiring:
 
         assert [] == switches
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_a_kept_request_is_switched(self, app, switches):
         """A request something still holds is switched when it ends."""
@@ -509,6 +515,7 @@ class TestRetiring:
         assert [] == guard.violations
         assert ([type(KEPT[0][0])] if keep else []) == switches
         assert _lifecycle.REFS_AT_CLOSE == _lifecycle._refs_at_close
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_the_reference_count_is_learnt_downwards(
         self, app, switches, monkeypatch
@@ -578,15 +585,18 @@ class TestEveryCheckedAttribute:
 
     @pytest.mark.parametrize("name", CHECKED_REQUEST_ATTRIBUTES)
     def test_reads_as_on_plain_flask(self, name):
-        """In its own request, the attribute has the same value."""
+        """In its own request, the attribute has the same value and is not
+        reported; read on the kept request after its end, it is CG102."""
         seen = {}
+        kept = []
         for guarded in (False, True):
             app = Flask("attributes")
-            app.config.update(CTXGUARD_MODE="raise")
+            app.config.update(CTXGUARD_MODE="log")
 
             @app.post("/read")
             def read(guarded=guarded):
                 seen[guarded] = _comparable(getattr(request, name))
+                kept.append(request._get_current_object())
                 return "ok"
 
             guard = CtxGuard(app) if guarded else None
@@ -594,9 +604,15 @@ class TestEveryCheckedAttribute:
                 "/read?a=1", json={"x": 1}, headers=_EVERY_HEADER
             )
             assert 200 == response.status_code
-            assert guard is None or [] == guard.violations
+        assert guard is not None
+        in_request = codes(guard)
+
+        getattr(kept[-1], name)
 
         assert seen[False] == seen[True]
+        assert [] == in_request
+        assert ["CG102"] == codes(guard)
+        assert f"'request.{name}'" in guard.violations[0].message
 
     @pytest.mark.parametrize("name", CHECKED_REQUEST_ATTRIBUTES)
     def test_checked_from_another_thread(self, app, name):
@@ -617,7 +633,7 @@ class TestEveryCheckedAttribute:
 
         # Werkzeug computes some attributes from others, each checked: one
         # code, the attribute read first.
-        assert {"CG104"} == set(_codes(guard))
+        assert {"CG104"} == set(codes(guard))
         assert f"'request.{name}'" in guard.violations[0].message
 
 
@@ -650,6 +666,7 @@ class TestRequestClasses:
         assert b"a replaced" == response.data
         assert [False] == seen
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_plain_attribute_deleted(self, app):
         """A deleted plain attribute is gone, under its own name."""
@@ -683,6 +700,7 @@ class TestRequestClasses:
 
         assert b"sent replaced sent" == response.data
         assert [] == guard.violations
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_a_subclass_of_the_guarded_class(self, app):
         """A request class derived from the guarded one after init_app is
@@ -704,7 +722,7 @@ class TestRequestClasses:
 
         app.test_client().get("/hand-off?a=1")
 
-        assert ["CG104"] == _codes(guard)
+        assert ["CG104"] == codes(guard)
         assert "'request.args'" in guard.violations[0].message
 
 
@@ -742,7 +760,7 @@ class TestKeptObjectsStayUsable:
 
         _SESSION_USES[use](kept)
 
-        assert ["CG102"] == _codes(guard)[:1]
+        assert ["CG102"] == codes(guard)[:1]
         assert {"session"} == {v.subject for v in guard.violations}
 
     def test_plain_attributes_of_a_kept_request(self, app):
@@ -761,7 +779,7 @@ class TestKeptObjectsStayUsable:
         with pytest.raises(AttributeError):
             _ = kept.path
 
-        assert {"CG102"} == set(_codes(guard))
+        assert {"CG102"} == set(codes(guard))
 
 
 def test_a_session_class_that_stores_attributes_as_data(app):
@@ -791,3 +809,4 @@ def test_a_session_class_that_stores_attributes_as_data(app):
     assert 200 == response.status_code
     assert [["user"]] == seen
     assert [] == guard.violations
+    assert ["CG104"] == kept_request_control(app, guard)

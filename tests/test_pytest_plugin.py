@@ -88,6 +88,35 @@ LEAKY = """
         assert b"None" == client.get("/get").data
 """
 
+#: The positive control of a test that expects no CG105: a test that
+#: leaves an app context pushed.
+CONTEXT_LEAK = """
+    from shop import create_app
+
+
+    def test_leaves_a_context_pushed():
+        create_app("leak").app_context().push()
+"""
+
+
+def assert_context_leak_caught(pytester: pytest.Pytester) -> None:
+    """The same plugin, in the same directory, reports a real CG105."""
+    pytester.makepyfile(test_control_leak=CONTEXT_LEAK)
+
+    result = run(pytester, "--ctxguard", "test_control_leak.py")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*CG105 context-leak: an app context*"])
+
+
+def assert_leak_caught(pytester: pytest.Pytester) -> None:
+    """The same LEAKY file under strict --ctxguard fails its leaky test."""
+    result = run(pytester, "--ctxguard")
+
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["CG101 g-leak: *"])
+
+
 #: One test per violation code, each passing without the plugin, and a
 #: clean one. CG106 comes late: its ContextVar stays set for every later
 #: test. CG105 comes last: outside strict mode its context stays pushed.
@@ -206,6 +235,7 @@ class TestOptions:
 
         result.assert_outcomes(passed=2)
         assert_inert(result)
+        assert_leak_caught(ourtester)
 
     @pytest.mark.parametrize("args", [["--ctxguard"], ["--ctxguard=strict"]])
     def test_strict(self, ourtester, args):
@@ -260,6 +290,7 @@ class TestOptions:
 
         result.assert_outcomes(passed=2)
         assert_inert(result)
+        assert_leak_caught(ourtester)
 
     @pytest.mark.parametrize(
         ("ini", "args", "mode"),
@@ -291,6 +322,7 @@ class TestOptions:
         else:
             result.assert_outcomes(passed=2)
             assert_inert(result)
+            assert_leak_caught(ourtester)
 
     def test_bad_option_value(self, ourtester):
         """An unknown mode is a usage error that lists the valid ones."""
@@ -395,9 +427,11 @@ class TestEveryCode:
         ourtester.makepyfile(test_codes=CODES)
 
         result = run(ourtester, "--ctxguard=off", subprocess=True)
+        control = run(ourtester, "--ctxguard", subprocess=True)
 
         result.assert_outcomes(passed=7)
         assert_inert(result)
+        control.assert_outcomes(failed=5, passed=2, errors=1)
 
 
 class TestStrictMode:
@@ -642,6 +676,7 @@ class TestContextLeaks:
         result.assert_outcomes(passed=8)
         result.stdout.fnmatch_lines(["ctxguard: 0 violations in 0 tests"])
         result.stdout.no_fnmatch_line("*CG105*")
+        assert_context_leak_caught(ourtester)
 
     def test_context_pushed_by_a_fixture_helper(self, ourtester):
         """
@@ -680,6 +715,7 @@ class TestContextLeaks:
 
         result.assert_outcomes(passed=1)
         result.stdout.no_fnmatch_line("*CG105*")
+        assert_context_leak_caught(ourtester)
 
 
 class TestApps:
@@ -757,10 +793,11 @@ class TestApps:
     def test_factory_that_pushes_a_context_before_init_app(self, ourtester):
         """
         An app factory may push an app context (to create tables, say)
-        before it installs its own CtxGuard.
+        before it installs its own CtxGuard, which then reports.
         """
         ourtester.makepyfile(
             test_late="""
+            import pytest
             from flask_ctxguard import CtxGuard
             from shop import create_app, leak_g
 
@@ -776,10 +813,13 @@ class TestApps:
                 return app
 
 
+            @pytest.mark.ctxguard_allow("CG101")
             def test_late():
                 app = create_guarded_app()
 
                 assert guard is app.extensions["ctxguard"].guard
+                assert b"alice" == leak_g(app)
+                assert ["CG101"] == [v.code for v in guard.violations]
             """
         )
 

@@ -80,7 +80,7 @@ def _leak(app, times=1):
 
 class TestRules:
     def test_codes_and_kinds(self):
-        """The rule table is DESIGN.md's, code for code."""
+        """The rule table is docs/rules.md's, code for code."""
         assert {
             "CG101": "g-leak",
             "CG102": "stale-access",
@@ -161,7 +161,8 @@ class TestViolation:
 
 class TestStructuredLog:
     def test_one_event_per_violation(self):
-        """A violation is one 'contamination' warning with DESIGN's keys."""
+        """A violation is one 'contamination' warning with the documented
+        keys (docs/logs.md)."""
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
 
@@ -291,14 +292,21 @@ class TestRateLimit:
         assert 3 == len(timestamps)
 
     def test_clear(self):
-        """guard.clear() forgets every violation."""
+        """guard.clear() forgets every violation and every repeat count."""
         app = _leaky_app(CTXGUARD_MODE="log")
         guard = CtxGuard(app)
         _leak(app)
+        before = [v.code for v in guard.violations]
 
         guard.clear()
+        cleared = list(guard.violations)
+        with capture_logs() as logs:
+            _leak(app)
 
-        assert [] == guard.violations
+        assert ["CG101"] == before
+        assert [] == cleared
+        assert ["CG101"] == [v.code for v in guard.violations]
+        assert [None] == [e.get("repeats") for e in logs]
 
 
 class TestSignal:
@@ -382,8 +390,15 @@ class TestModes:
         assert {} == dict(app.before_request_funcs)
         assert [] == guard.violations
 
+        control = _leaky_app(CTXGUARD_MODE="log")
+        control_guard = CtxGuard(control)
+        _leak(control)
+
+        assert ["CG101"] == [v.code for v in control_guard.violations]
+
     def test_ignore_by_code_and_subject(self):
-        """CTXGUARD_IGNORE drops codes, subjects and subject patterns."""
+        """CTXGUARD_IGNORE drops codes, subjects and subject patterns, and
+        nothing else."""
         for ignore in (["CG101"], ["g.user"], ["g.*"]):
             app = _leaky_app(CTXGUARD_MODE="raise", CTXGUARD_IGNORE=ignore)
             guard = CtxGuard(app)
@@ -391,6 +406,14 @@ class TestModes:
             _leak(app)
 
             assert [] == guard.violations
+
+        for ignore in (["CG102"], ["g.other"], ["request*"]):
+            app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_IGNORE=ignore)
+            guard = CtxGuard(app)
+
+            _leak(app)
+
+            assert ["CG101"] == [v.code for v in guard.violations], ignore
 
 
 class TestContainment:
@@ -413,7 +436,7 @@ class TestContainment:
         errors = [r for r in caplog.records if r.name == "flask_ctxguard"]
         assert 1 == len(errors)
         assert "logging a violation failed" in errors[0].getMessage()
-        assert errors[0].exc_info is not None
+        assert "pipeline down" == str(errors[0].exc_info[1])
 
     def test_raising_receiver(self):
         """A signal receiver that raises does not break the request."""

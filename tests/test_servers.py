@@ -28,6 +28,7 @@ import pytest
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import RequestSpec, hammer
+from tests.helpers import kept_request_control, serve_waitress
 from tests.loadclient import (
     Plan,
     Reply,
@@ -36,7 +37,6 @@ from tests.loadclient import (
     mixed_plan,
     run_load,
 )
-from tests.scenarios.conftest import serve_waitress
 from tests.serverapp import create_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -47,16 +47,8 @@ TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_left():
-    """No server, pool, reader or client thread outlives its test."""
-    before = set(threading.enumerate())
-    yield
-    left = [t for t in threading.enumerate() if t not in before]
-    for thread in left:
-        thread.join(timeout=10)
-
-    assert [] == [t.name for t in left if t.is_alive()]
+#: No server, pool, reader or client thread outlives its test.
+pytestmark = pytest.mark.usefixtures("no_thread_left")
 
 
 def guarded_app(name: str) -> tuple[Any, CtxGuard]:
@@ -232,7 +224,8 @@ class TestGunicorn:
     def test_clean_load_is_answered_and_not_reported(self):
         """
         4000 requests of 32 clients on 2 gthread workers of 8 threads each:
-        every response is its own request's, and no contamination is logged.
+        every response is its own request's, and no contamination is logged
+        but that of the buggy endpoint the same server serves afterwards.
         """
         with gunicorn() as server:
             replies = run_load(
@@ -241,11 +234,22 @@ class TestGunicorn:
                 clients=CLIENTS,
                 timeout=TIMEOUT,
             )
+            # The positive control: one keep-alive client, so one worker.
+            control = run_load(
+                server.port,
+                lambda client: [f"/buggy/remember?rid=c-{n}" for n in (1, 2)],
+                clients=1,
+                timeout=TIMEOUT,
+            )
         events = server.events()
 
         assert 4000 == len(replies)
         assert [] == check_replies(replies)
-        assert [] == messages(contamination(events))
+        assert [200, 200] == [r.status for r in control]
+        assert {("CG103", "request", "/buggy/remember")} == {
+            (e["code"], e["subject"], e["accessor"]["path"])
+            for e in contamination(events)
+        }
         assert [] == messages(internal_errors(events))
         # The JSON log was read: both workers' ready events are in it.
         ready = [e for e in events if e["event"] == "worker-ready"]
@@ -313,6 +317,7 @@ class TestWaitress:
         assert [] == [str(v) for v in guard.violations]
         assert [] == messages(contamination(events))
         assert [] == internal_errors(events)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_buggy_endpoint_is_reported_under_load(self, events):
         """
@@ -353,6 +358,7 @@ class TestPooledThreads:
 
         assert [] == check_replies(replies)
         assert [] == [str(v) for v in guard.violations]
+        assert ["CG104"] == kept_request_control(app, guard)
 
 
 # -- Werkzeug -----------------------------------------------------------------
@@ -388,6 +394,7 @@ class TestWerkzeug:
         assert [] == result.violations
         assert [] == guard.violations
         assert [] == internal_errors(events)
+        assert ["CG104"] == kept_request_control(app, guard)
 
     def test_buggy_endpoint_is_reported_under_load(self, events):
         """Buggy endpoints mixed in are reported; all answered 200."""
@@ -452,6 +459,9 @@ class TestGevent:
         assert [] == run["violations"]
         assert [] == contamination(run["events"])
         assert [] == internal_errors(run["events"])
+        # The positive control: the same program's buggy run, reported.
+        buggy = gevent_outcome["buggy"]
+        assert BUGS == {tuple(v) for v in buggy["violations"]}
 
     def test_buggy_endpoint_is_reported_under_load(self, gevent_outcome):
         """

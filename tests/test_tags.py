@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -80,8 +81,8 @@ class TestTokens:
         token = new_token()
         prefix, _, counter = token.partition("-")
 
-        assert 8 == len(prefix)
-        assert int(prefix, 16) >= 0
+        assert re.fullmatch(r"[0-9a-f]{8}", prefix), token
+        assert re.fullmatch(r"[0-9a-f]+", counter), token
         assert int(counter, 16) > 0
         assert len(token) < 20
 

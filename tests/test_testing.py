@@ -153,10 +153,19 @@ class TestCaptureViolations:
 
 class TestAssertNoContamination:
     def test_clean_guard(self, app, guard, views):
-        """A guard without violations passes."""
+        """A guard without violations passes; the same guard fails once it
+        has one."""
         app.test_client().get("/me")
 
         assert_no_contamination(guard)
+
+        share_g(app)
+
+        with pytest.raises(
+            AssertionError,
+            match=r"\A1 request-context contamination violation:",
+        ):
+            assert_no_contamination(guard)
 
     def test_guard(self, app, guard, views):
         """A guard with a violation fails with its full report."""
@@ -187,9 +196,14 @@ class TestAssertNoContamination:
             == (str(info.value).split("\n\n", 1)[1])
         )
 
-    def test_empty_list(self):
-        """An empty list passes."""
+    def test_empty_list(self, app, guard, views):
+        """An empty list passes; a list of one violation does not."""
         assert_no_contamination([])
+
+        share_g(app)
+
+        with pytest.raises(AssertionError, match=r"\A1 "):
+            assert_no_contamination(list(guard.violations))
 
     def test_context_manager(self, app, guard, views):
         """As a context manager, it fails for a violation inside the block."""
@@ -201,14 +215,24 @@ class TestAssertNoContamination:
                 share_g(app)
 
     def test_context_manager_clean(self, app, guard, views):
-        """A clean block passes and yields the (empty) violations."""
+        """A clean block passes and yields the (empty) violations; the same
+        block with a leak added fails."""
         with assert_no_contamination() as found:
             assert b"anonymous" == app.test_client().get("/me").data
 
         assert [] == found
 
+        def leak_in_the_block() -> None:
+            with assert_no_contamination():
+                app.test_client().get("/me")
+                share_g(app)
+
+        with pytest.raises(AssertionError, match=r"\A1 "):
+            leak_in_the_block()
+
     def test_context_manager_error(self, app, guard, views):
-        """An error inside the block propagates unchanged."""
+        """An error inside the block propagates unchanged, rather than the
+        contamination that happened before it."""
 
         def leak_then_fail() -> None:
             with assert_no_contamination():
@@ -217,6 +241,8 @@ class TestAssertNoContamination:
 
         with pytest.raises(KeyError, match="boom"):
             leak_then_fail()
+
+        assert ["CG101"] == [v.code for v in guard.violations]
 
 
 @pytest.fixture(name="stuck")
@@ -252,6 +278,10 @@ class TestHammer:
             assert [0, 0, 1, 1, 2, 2] == [r.round for r in responses]
             assert [f"user{client}"] * 6 == [r.text for r in responses]
         result.assert_clean()
+
+        buggy = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
+
+        assert {"CG103"} == {v.code for v in buggy.violations}
 
     @pytest.mark.parametrize(
         "paths", [["/remember", "/whoami"], ["/g/remember", "/g/whoami"]]
@@ -297,7 +327,8 @@ class TestHammer:
         result = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
 
         assert guard is app.extensions["ctxguard"].guard
-        assert guard.violations == result.violations
+        assert ["CG103"] == [v.code for v in result.violations]
+        assert list(guard.violations) == list(result.violations)
 
     @pytest.mark.parametrize(
         "kwargs",

@@ -1,6 +1,7 @@
 """
-Sanctioned patterns (DESIGN.md): programs that use Flask's contexts the way
-Flask intends. The guard must report nothing and change no response.
+Sanctioned patterns (docs/rules.md#sanctioned-patterns): programs that use
+Flask's contexts the way Flask intends. The guard must report nothing and
+change no response.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 
 from flask import (
@@ -27,19 +29,15 @@ from flask import (
     url_for,
 )
 
-from .conftest import (
+from tests.helpers import (
     Worker,
     http_get,
     reply,
+    reports,
     run_bare_and_guarded,
     serve,
     wait,
 )
-
-
-def reports(run: Any) -> list[str]:
-    """The guarded run's violations, rendered for a readable failure."""
-    return [str(violation) for violation in run.violations]
 
 
 class CopiedContextThreadJoined:
@@ -483,7 +481,8 @@ class TestNoRaceThreadsAndStreams:
             (200, b"pets@64 for pets"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_copied_context_thread_outlives_request(self):
         """A thread with 'copy_current_request_context' that runs after its
@@ -495,7 +494,8 @@ class TestNoRaceThreadsAndStreams:
             ["ada commented on engines (POST /comments)"],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_stream_with_context(self):
         """A generator wrapped with 'stream_with_context' reading request,
@@ -507,7 +507,8 @@ class TestNoRaceThreadsAndStreams:
             (200, b"user,ada\nrow,0\nexports,2\n"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_background_thread_with_its_own_app_context(self):
         """A thread that pushes its own app context, fed plain values, is
@@ -519,7 +520,8 @@ class TestNoRaceThreadsAndStreams:
             ["tests.scenarios.test_norace_sanctioned exported for ada"],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceAsync:
@@ -535,7 +537,8 @@ class TestNoRaceAsync:
             (200, b"ok /health"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_async_views_overlap_on_threaded_server(self):
         """Two async views in flight at once on Werkzeug's threaded server
@@ -544,7 +547,8 @@ class TestNoRaceAsync:
 
         assert [(200, b"ACME=1"), (200, b"GLOBEX=1")] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceTestingPatterns:
@@ -562,12 +566,15 @@ class TestNoRaceTestingPatterns:
         ] == run.bare[:5]
         # Which of the redirect's two preserved contexts ends on top is
         # Flask's choice: the first one before Flask 3.0, the last since.
-        assert run.bare[5] in (
-            ("/profile?tab=switched", "bob", "switched"),
-            ("/switch/bob?", "bob", None),
-        )
+        flask_version = tuple(map(int, version("flask").split(".")[:2]))
+        assert (
+            ("/switch/bob?", "bob", None)
+            if flask_version < (3, 0)
+            else ("/profile?tab=switched", "bob", "switched")
+        ) == run.bare[5]
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_fixture_pushes_and_pops_a_request_context(self):
         """Client requests inside a request context that a fixture pushes
@@ -582,7 +589,8 @@ class TestNoRaceTestingPatterns:
             "/",
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_fake_injected_on_g_outside_requests(self):
         """Values a test sets on 'g' outside any request, read by later
@@ -595,7 +603,8 @@ class TestNoRaceTestingPatterns:
             "/whoami",
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_session_transaction(self):
         """Preparing and inspecting the session with
@@ -604,7 +613,8 @@ class TestNoRaceTestingPatterns:
 
         assert [(200, b"dark 1"), 1, (200, b"dark 2")] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceHandlersAndNesting:
@@ -627,7 +637,8 @@ class TestNoRaceHandlersAndNesting:
             ],
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_nested_app_context_in_view(self):
         """A nested app context pushed inside a view is not reported."""
@@ -638,7 +649,8 @@ class TestNoRaceHandlersAndNesting:
             (200, b"docs/index by bob, scratch=False"),
         ] == run.bare
         assert run.bare == run.guarded
-        assert [] == reports(run)
+        assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceGevent:

@@ -25,22 +25,18 @@ from flask_login import LoginManager, UserMixin, current_user
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from flask_ctxguard import CtxGuard
-
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     Worker,
     http_get,
+    isolated,
+    kept_request_control,
     reply,
+    reports,
     run_bare_and_guarded,
-    run_isolated,
     serve,
     serve_waitress,
 )
-
-
-def reports(violations: Any) -> list[str]:
-    """Violations rendered for a readable failure."""
-    return [str(violation) for violation in violations]
 
 
 class User(UserMixin):
@@ -324,6 +320,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_ordinary_requests_on_waitress(self):
         """Ordinary requests on waitress's pooled worker threads are not
@@ -342,6 +339,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_ordinary_requests_on_pooled_threads(self):
         """Ordinary test-client requests served by a pool of reused threads
@@ -360,6 +358,7 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
     def test_norace_structlog_clear_then_bind(self):
         """structlog context cleared, then bound, at every request start
@@ -383,13 +382,14 @@ class TestNoRaceServers:
         ] == run.bare
         assert run.bare == run.guarded
         assert [] == reports(run.violations)
+        assert ["CG104"] == run.control()
 
 
 class TestNoRaceSeveralApps:
     def test_norace_several_apps_in_one_process(self):
         """Two guarded apps and an unguarded one, mounted together and
         calling each other on one worker thread, are not reported."""
-        bare = run_isolated(SeveralAppsInOneProcess().drive)
+        bare = isolated(SeveralAppsInOneProcess().drive)
         program = SeveralAppsInOneProcess()
         # One extension object, initialised on each app (app factories).
         guard = CtxGuard()
@@ -397,7 +397,7 @@ class TestNoRaceSeveralApps:
             app.config["CTXGUARD_MODE"] = "log"
             guard.init_app(app)
 
-        observed = run_isolated(program.drive)
+        observed = isolated(program.drive)
 
         assert [
             (200, b"ada bought book (1 in cart, request -)"),
@@ -410,3 +410,7 @@ class TestNoRaceSeveralApps:
         ] == bare
         assert bare == observed
         assert [] == reports(guard.violations)
+        assert ["CG104", "CG104"] == [
+            *kept_request_control(program.app, guard),
+            *kept_request_control(program.billing, guard),
+        ]

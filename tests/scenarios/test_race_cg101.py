@@ -12,14 +12,13 @@ from flask import Flask, g, request
 from flask_login import LoginManager, UserMixin, current_user, login_user
 
 from flask_ctxguard import ContaminationError
-
-from .conftest import (
+from tests.helpers import (
     guarded,
+    isolated,
     last_user_frame,
     line_of,
     reply,
     run_bare_and_guarded,
-    run_isolated,
 )
 
 
@@ -168,7 +167,7 @@ class TestRaceCG101RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG101" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG101 g.user"), "whoami") == (
@@ -183,7 +182,7 @@ class TestRaceCG101RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG101" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG101 current_user"), "account") == (

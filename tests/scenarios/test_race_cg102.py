@@ -15,15 +15,14 @@ import pytest
 from flask import Flask, g, request, session
 
 from flask_ctxguard import ContaminationError
-
-from .conftest import (
+from tests.helpers import (
     Worker,
     guarded,
+    isolated,
     last_user_frame,
     line_of,
     reply,
     run_bare_and_guarded,
-    run_isolated,
     wait,
 )
 
@@ -207,9 +206,9 @@ class TestRaceCG102RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
         client = program.app.test_client()
 
-        placed = run_isolated(lambda: reply(client.post("/orders/7")))
+        placed = isolated(lambda: reply(client.post("/orders/7")))
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.run_jobs)
+            isolated(program.run_jobs)
 
         assert (200, b"order 7 placed") == placed
         assert "CG102" == excinfo.value.violation.code
@@ -224,7 +223,7 @@ class TestRaceCG102RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG102" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG102 files"), "scan") == (

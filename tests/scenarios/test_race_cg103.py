@@ -12,16 +12,15 @@ import pytest
 from flask import Flask, g, request, session
 
 from flask_ctxguard import ContaminationError
-
-from .conftest import (
+from tests.helpers import (
     Worker,
     guarded,
     http_get,
+    isolated,
     last_user_frame,
     line_of,
     reply,
     run_bare_and_guarded,
-    run_isolated,
     serve,
     wait,
 )
@@ -212,7 +211,7 @@ class TestRaceCG103RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG103" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG103 full_path"), "remember") == (
@@ -227,7 +226,7 @@ class TestRaceCG103RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG103" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG103 session"), "items") == (

@@ -14,17 +14,16 @@ import pytest
 from flask import Flask, g, has_request_context, request
 
 from flask_ctxguard import ContaminationError
-
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     Worker,
     guarded,
     http_get,
+    isolated,
     last_user_frame,
     line_of,
     reply,
     run_bare_and_guarded,
-    run_isolated,
     serve,
     wait,
 )
@@ -242,7 +241,7 @@ class TestRaceCG104RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG104" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG104 args"), "render") == (
@@ -256,7 +255,7 @@ class TestRaceCG104RaiseMode:
         guarded(program, CTXGUARD_MODE="raise")
 
         with pytest.raises(ContaminationError) as excinfo:
-            run_isolated(program.drive)
+            isolated(program.drive)
 
         assert "CG104" == excinfo.value.violation.code
         assert (line_of(__file__, "# <- CG104"), "mail_worker") == (

@@ -17,14 +17,13 @@ from asgiref.local import Local
 from flask import Flask, request
 
 from flask_ctxguard import ContaminationError
-
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     guarded,
     http_get,
+    isolated,
     reply,
     run_bare_and_guarded,
-    run_isolated,
     serve_waitress,
 )
 
@@ -277,7 +276,7 @@ class TestRaceCG106RaiseMode:
                 client.get("/greet/bob")
             return first, excinfo
 
-        first, excinfo = run_isolated(drive)
+        first, excinfo = isolated(drive)
 
         assert (200, b"bonjour amelie") == first
         assert "CG106" == excinfo.value.violation.code

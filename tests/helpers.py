@@ -1,0 +1,386 @@
+"""
+Helpers shared by the test modules and the scenario corpus: running a
+program bare and guarded, real servers and clients, bounded threads, and
+short ways to look at what a guard reported.
+
+Fixtures live in ``conftest.py`` files; everything a test imports lives
+here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import http.client
+import pathlib
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
+
+import structlog
+from flask import Flask, g, request, session
+from flask.globals import _cv_app, _cv_request
+from werkzeug.serving import make_server
+
+from flask_ctxguard import ContaminationError, CtxGuard, Violation
+
+#: Bound of every wait: a test that needs longer is stuck.
+TIMEOUT = 10.0
+
+
+class Program(Protocol):
+    """A scenario: an app built in ``__init__``, exercised by `drive`."""
+
+    app: Flask
+
+    def drive(self) -> list[Any]:
+        """Exercise the app; return what its users observed."""
+
+
+@dataclasses.dataclass
+class Run:
+    """The observations of a bare and a guarded run of one program."""
+
+    bare: list[Any]
+    guarded: list[Any]
+    guard: CtxGuard
+    # The guard only holds its apps weakly: keep the guarded program (and
+    # so its app and its violations) alive as long as the run.
+    program: Program
+
+    @property
+    def codes(self) -> list[str]:
+        """The codes of the guarded run's violations, oldest first."""
+        return [violation.code for violation in self.guard.violations]
+
+    @property
+    def violations(self) -> list[Violation]:
+        """The guarded run's violations, oldest first."""
+        return self.guard.violations
+
+    def control(self) -> list[str]:
+        """
+        The positive control of a silent run: the codes the same guard
+        reports for a request of the same app kept past its end.
+        """
+        return kept_request_control(self.program.app, self.guard)
+
+
+def isolated(func: Callable[[], Any]) -> Any:
+    """
+    Call *func* in a fresh, empty `contextvars.Context`, and check that it
+    leaves no Flask context pushed there (the suite's leak detector only
+    sees the test's own context).
+
+    What *func*'s requests leave in ContextVars (the test client runs them
+    in the caller's context) stays in that context and dies with it.
+    """
+    context = contextvars.Context()
+    try:
+        return context.run(func)
+    finally:
+        pushed = [
+            ctx
+            for var in (_cv_request, _cv_app)
+            if (ctx := context.get(var)) is not None
+        ]
+        assert [] == pushed, "the program left a Flask context pushed"
+
+
+def guarded(program: Program, **config: Any) -> CtxGuard:
+    """Install a `CtxGuard` on *program*'s app (log mode by default)."""
+    program.app.config.update({"CTXGUARD_MODE": "log", **config})
+    return CtxGuard(program.app)
+
+
+def run_bare_and_guarded(make: Callable[[], Program], **config: Any) -> Run:
+    """
+    Run a fresh *make()* program bare, then a fresh one guarded.
+
+    *config* goes to the guarded app's config (``CTXGUARD_MODE="log"``
+    unless given).
+    """
+    bare = isolated(make().drive)
+    program = make()
+    guard = guarded(program, **config)
+    return Run(
+        bare=bare,
+        guarded=isolated(program.drive),
+        guard=guard,
+        program=program,
+    )
+
+
+# -- servers and clients ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(app: Flask) -> Iterator[int]:
+    """
+    Serve *app* with Werkzeug's threaded server on 127.0.0.1; yield the
+    port. One new thread per connection, as ``flask run`` does.
+    """
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # a prompt shutdown
+        name="werkzeug-server",
+    )
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=TIMEOUT)
+
+
+@contextlib.contextmanager
+def serve_waitress(app: Flask, *, threads: int = 1) -> Iterator[int]:
+    """
+    Serve *app* with waitress on 127.0.0.1 and a pool of *threads* worker
+    threads that serve request after request; yield the port.
+    """
+    from waitress import wasyncore
+    from waitress.server import create_server
+
+    server: Any = create_server(
+        app, host="127.0.0.1", port=0, threads=threads, channel_timeout=TIMEOUT
+    )
+    loop = threading.Thread(target=server.run, name="waitress-loop")
+    loop.start()
+    try:
+        yield int(server.effective_port)
+    finally:
+        # Stop the worker pool first (the requests are answered: they are
+        # idle), so that none pulls the trigger once it is closed; then close
+        # every channel from the loop's own thread (waitress runs a
+        # trigger's thunks there), which ends the loop.
+        server.task_dispatcher.shutdown(timeout=TIMEOUT)
+        with contextlib.suppress(OSError):
+            server.trigger.pull_trigger(
+                lambda: wasyncore.close_all(server._map)
+            )
+        loop.join(timeout=TIMEOUT)
+
+
+def http_get(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    method: str = "GET",
+) -> tuple[int, bytes]:
+    """GET (or *method*) *path* on 127.0.0.1:*port*, on a new connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def reply(response: Any) -> tuple[int, bytes]:
+    """What the response's user saw: status and body (then close it)."""
+    try:
+        return response.status_code, response.get_data()
+    finally:
+        response.close()
+
+
+class Worker(threading.Thread):
+    """
+    A thread that runs *target* and keeps its result or exception, so a
+    failure inside it fails the test instead of vanishing.
+    """
+
+    def __init__(self, target: Callable[[], Any], name: str) -> None:
+        super().__init__(name=name)
+        self._target_fn = target
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to outcome()
+            self.error = exc
+
+    def outcome(self) -> Any:
+        """Join (bounded) and return the result, or raise the error."""
+        self.join(timeout=TIMEOUT)
+        if self.is_alive():
+            msg = f"thread {self.name!r} did not finish in {TIMEOUT}s"
+            raise TimeoutError(msg)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def wait(event: threading.Event) -> None:
+    """Wait for *event*, bounded: a scenario that never gets it is stuck."""
+    if not event.wait(TIMEOUT):
+        msg = "a scenario waited too long for its peer"
+        raise TimeoutError(msg)
+
+
+# -- tracebacks of raise mode ----------------------------------------------
+
+
+def line_of(path: str, marker: str) -> int:
+    """The 1-based number of the only line of *path* ending in *marker*."""
+    lines = pathlib.Path(path).read_text().splitlines()
+    found = [n for n, text in enumerate(lines, 1) if text.endswith(marker)]
+    assert len(found) == 1, f"{marker!r} is on lines {found}"
+    return found[0]
+
+
+def last_user_frame(tb: TracebackType | None, path: str) -> tuple[int, str]:
+    """
+    Line number and function of the last frame of *tb* in *path*, and
+    check that every frame after it is flask_ctxguard's own.
+    """
+    frames = traceback.extract_tb(tb)
+    mine = [n for n, frame in enumerate(frames) if frame.filename == path]
+    assert mine, "the traceback never passes through the program"
+    last = mine[-1]
+    below = {
+        pathlib.Path(frame.filename).parent.name
+        for frame in frames[last + 1 :]
+    }
+    # Between the offending line and the raise: the guard only, plus the
+    # proxy or library the program went through (werkzeug.local for
+    # 'current_user', flask_login).
+    assert below <= {"flask_ctxguard", "werkzeug", "flask_login"}, below
+    return frames[last].lineno, frames[last].name
+
+
+# -- what a guard reported -------------------------------------------------
+
+
+def kept_request_control(
+    app: Flask, guard: CtxGuard, headers: dict[str, str] | None = None
+) -> list[str]:
+    """
+    A positive control for a test that expects silence: hand a request of
+    *app* to a thread that reads it while the request is in flight, as a
+    buggy view would, and return the codes *guard* reported for that:
+    ``["CG104"]`` when the guard works, ``[]`` for a guard that reports
+    nothing.
+
+    The request is a bare ``test_request_context`` with *headers*, for
+    apps that need one to open a session; the app's own
+    ``teardown_*`` handlers, written for its real requests, may fail on
+    it, and that failure is not the control's business.
+    """
+    # By identity, not by count: the buffer may be full and drop the oldest.
+    before = list(guard.violations)
+    seen = {id(violation) for violation in before}
+
+    def read_from_a_thread() -> None:
+        with contextlib.suppress(Exception):
+            with app.test_request_context(
+                "/positive-control", headers=headers
+            ):
+                kept = request._get_current_object()  # type: ignore[attr-defined]
+                reader = Worker(lambda: kept.args, "positive-control")
+                reader.start()
+                with contextlib.suppress(ContaminationError):
+                    reader.outcome()
+
+    isolated(read_from_a_thread)
+    return [v.code for v in guard.violations if id(v) not in seen]
+
+
+def codes(guard: CtxGuard) -> list[str]:
+    """The codes of *guard*'s violations, oldest first."""
+    return [violation.code for violation in guard.violations]
+
+
+def reports(violations: Any) -> list[str]:
+    """*violations* rendered, for a readable failure."""
+    return [str(violation) for violation in violations]
+
+
+def drop_event(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """A structlog processor that drops every event."""
+    raise structlog.DropEvent
+
+
+# -- an app with one bug of each kind -------------------------------------
+
+
+def buggy_app(name: str = "buggy", **config: Any) -> Flask:
+    """
+    An app with clean endpoints and three bugs, each answering 200:
+    ``/keep`` + ``/peek`` read a cached request in the next request (CG103),
+    ``/tenant/<t>`` sets a ContextVar it never resets (CG106 for the next
+    request of the thread), ``/set/<v>`` + ``/get`` share ``g`` when an app
+    context is pushed around them (CG101).
+    """
+    app = Flask(name)
+    app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log", **config)
+    tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+    kept: list[Any] = []
+
+    @app.get("/clean/<user>")
+    def clean(user: str) -> str:
+        session["user"] = user
+        g.user = user
+        return f"{g.user} {session['user']} {request.args.get('n')}"
+
+    @app.get("/keep")
+    def keep() -> str:
+        kept[:] = [request._get_current_object()]  # type: ignore[attr-defined]
+        return "kept"
+
+    @app.get("/peek")
+    def peek() -> str:
+        return f"peeked {kept[0].args.get('n')}"
+
+    @app.get("/tenant/<t>")
+    def set_tenant(t: str) -> str:
+        tenant.set(t)
+        return t
+
+    @app.get("/set/<value>")
+    def set_value(value: str) -> str:
+        g.value = value
+        return value
+
+    @app.get("/get")
+    def get_value() -> str:
+        return str(g.get("value"))
+
+    return app
+
+
+def drive_bugs(app: Flask) -> list[tuple[int, bytes]]:
+    """Every bug of `buggy_app` twice, between clean requests."""
+
+    def drive() -> list[tuple[int, bytes]]:
+        client = app.test_client()
+        seen = []
+        for n in range(2):
+            seen.append(reply(client.get(f"/clean/ada?n={n}")))
+            seen.append(reply(client.get(f"/keep?n={n}")))
+            seen.append(reply(client.get("/peek")))
+            seen.append(reply(client.get(f"/tenant/acme{n}")))
+            seen.append(reply(client.get(f"/clean/bob?n={n}")))
+            with app.app_context():
+                seen.append(reply(client.get(f"/set/v{n}")))
+                seen.append(reply(client.get("/get")))
+        return seen
+
+    return isolated(drive)  # type: ignore[no-any-return]
+
+
+def found(guard: CtxGuard) -> list[tuple[str, str]]:
+    """The code and subject of each of *guard*'s violations, oldest first."""
+    return [
+        (violation.code, violation.subject) for violation in guard.violations
+    ]
