@@ -17,7 +17,7 @@ from flask import Flask, g, request, session
 
 from flask_ctxguard import CtxGuard, _lifecycle
 from flask_ctxguard._request import is_guarded_request_class
-from tests.scenarios.conftest import http_get, serve, serve_waitress
+from tests.helpers import http_get, serve, serve_waitress
 
 KEPT: list[Any] = []
 

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 from flask import Blueprint, Flask, current_app, g, request, request_started
 
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     http_get,
     reply,

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from flask import Blueprint, Flask, g, request
 
-from .conftest import (
+from tests.helpers import (
     TIMEOUT,
     http_get,
     reply,

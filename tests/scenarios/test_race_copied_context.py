@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, copy_current_request_context, request
 
-from .conftest import TIMEOUT, reply, run_bare_and_guarded, wait
+from tests.helpers import TIMEOUT, reply, run_bare_and_guarded, wait
 
 
 class ReportInTheBackground:
