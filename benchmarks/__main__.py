@@ -47,6 +47,7 @@ MODE_TITLES = {
     "log": "log (default)",
     "raise": "raise",
     "raise+stacks": "raise + stacks",
+    "sampled": f"log, sampled at {_apps.SAMPLE_RATE:g}",
     "sentry": "sentry-sdk, errors only (ref.)",
     "sentry+tracing": "sentry-sdk, tracing 100% (ref.)",
 }
@@ -69,6 +70,7 @@ class Settings:
     requests: int
     check_repeats: int
     modes: tuple[str, ...]
+    workloads: tuple[str, ...]
     wrk: bool
 
 
@@ -80,8 +82,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(msg)
     parts = tuple(p for p in parts if p not in set(args.skip or ()))
     modes = list(_apps.MODES)
+    if args.modes:
+        wanted = args.modes.split(",")
+        unknown = set(wanted) - set(_apps.MODES)
+        if unknown:
+            msg = (
+                f"unknown mode(s) {', '.join(sorted(unknown))};"
+                f" use {', '.join(_apps.MODES)}"
+            )
+            raise SystemExit(msg)
+        # Bare Flask is what every ratio is taken against.
+        modes = [m for m in modes if m in wanted or m == "bare"]
     if args.no_sentry or importlib.util.find_spec("sentry_sdk") is None:
         modes = [m for m in modes if m not in _apps.SENTRY_MODES]
+    workloads = list(_apps.WORKLOADS)
+    if args.workloads:
+        wanted = args.workloads.split(",")
+        unknown = set(wanted) - set(_apps.WORKLOADS)
+        if unknown:
+            msg = (
+                f"unknown workload(s) {', '.join(sorted(unknown))};"
+                f" use {', '.join(_apps.WORKLOADS)}"
+            )
+            raise SystemExit(msg)
+        workloads = [w for w in workloads if w in wanted]
     quick = args.quick
     return Settings(
         parts=parts,
@@ -93,6 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         requests=args.requests or (10_000 if quick else 100_000),
         check_repeats=11 if quick else 41,
         modes=tuple(modes),
+        workloads=tuple(workloads),
         wrk=args.wrk,
     )
 
@@ -116,7 +141,9 @@ def _header(info: dict[str, str], settings: Settings) -> list[str]:
             f" ~{inprocess.BATCH_MS:g} ms batch per mode, order rotating, gc"
             " off while timing; batches descheduled part of the way are left"
             " out; µs = median batch; ratio = guarded / bare; range ="
-            " interquartile range of the per-round ratios"
+            " interquartile range of the per-round ratios; CPU ratio = the"
+            " same with each batch's CPU time (thread_time), less sensitive"
+            " to other load, not the budget"
         )
     lines.append("")
     return lines
@@ -128,9 +155,9 @@ def _main_table(
     mem: list[memory.MemoryResult],
 ) -> tuple[list[str], bool]:
     lines = [
-        "| workload | mode | bare | guarded | ratio | range | budget"
-        " | result |",
-        "|---|---|---:|---:|---:|---|---:|---|",
+        "| workload | mode | bare | guarded | ratio | range | CPU ratio"
+        " | budget | result |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     ok = True
     for s in summaries:
@@ -144,8 +171,8 @@ def _main_table(
             f"| {_apps.WORKLOADS[s.workload].title} |"
             f" {MODE_TITLES.get(s.mode, s.mode)} |"
             f" {s.bare_us:,.1f} µs | {s.mode_us:,.1f} µs |"
-            f" **{s.ratio:.3f}** | {s.low:.3f}-{s.high:.3f} | {budget} |"
-            f" {verdict} |"
+            f" **{s.ratio:.3f}** | {s.low:.3f}-{s.high:.3f} |"
+            f" {s.cpu_ratio:.3f} | {budget} | {verdict} |"
         )
     for r in served:
         bare, guarded = _common.median(r.bare), _common.median(r.guarded)
@@ -158,7 +185,7 @@ def _main_table(
             f"| {_apps.WORKLOADS[r.workload].title}, gunicorn |"
             f" {MODE_TITLES.get(r.mode, r.mode)} |"
             f" {bare:,.0f} rps | {guarded:,.0f} rps |"
-            f" **{1 / r.ratio:.3f}** | {low:.3f}-{high:.3f} | - |"
+            f" **{1 / r.ratio:.3f}** | {low:.3f}-{high:.3f} | - | - |"
             f" rps x{r.ratio:.3f}{errors} |"
         )
     if mem:
@@ -173,7 +200,7 @@ def _main_table(
             f"| memory, {requests:,} requests | log (default) |"
             f" {bare_m.growth if bare_m else 0:+,} B |"
             f" {guard_m.growth if guard_m else 0:+,} B | - |"
-            f" alive after: {lives} | flat |"
+            f" alive after: {lives} | - | flat |"
             f" {'pass' if flat else 'FAIL: ' + why} |"
         )
     lines.append("")
@@ -248,7 +275,7 @@ class _Run:
     def _inprocess(self) -> None:
         _progress("in-process whole requests ...")
         measured = inprocess.measure(
-            list(_apps.WORKLOADS),
+            list(self.settings.workloads),
             self.settings.modes,
             generations=self.settings.generations,
             rounds=self.settings.rounds,
@@ -261,7 +288,7 @@ class _Run:
         _progress("gunicorn ...")
         settings = self.settings
         self.served, note = server.measure(
-            list(_apps.WORKLOADS),
+            list(self.settings.workloads),
             rounds=settings.server_rounds,
             duration=settings.server_seconds,
             clients=settings.clients,
@@ -350,6 +377,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-sentry",
         action="store_true",
         help="leave out the sentry-sdk reference rows",
+    )
+    parser.add_argument(
+        "--workloads",
+        help="comma-separated workloads, of"
+        f" {', '.join(_apps.WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--modes",
+        help=f"comma-separated modes, of {', '.join(_apps.MODES)} (default:"
+        " all; bare Flask is always measured)",
     )
     parser.add_argument(
         "--generations",

@@ -10,6 +10,8 @@ and profiling runs measure exactly the same code. An app is one *workload*
   ``bare`` is the method's own noise floor (ideally 1.000).
 - ``log`` / ``raise`` / ``raise+stacks``: `CtxGuard` with that
   ``CTXGUARD_MODE`` (and ``CTXGUARD_STACKS``).
+- ``sampled``: log mode with ``CTXGUARD_SAMPLE_RATE = 0.01``, what
+  production hosts are meant to run.
 - ``sentry`` / ``sentry+tracing``: sentry-sdk's Flask integration with a
   transport that drops every envelope, as a reference point for what
   Flask users already accept from an observability extension.
@@ -52,11 +54,14 @@ MODES = (
     "log",
     "raise",
     "raise+stacks",
+    "sampled",
     "sentry",
     "sentry+tracing",
 )
 #: The modes that install `CtxGuard`.
-GUARD_MODES = ("log", "raise", "raise+stacks")
+GUARD_MODES = ("log", "raise", "raise+stacks", "sampled")
+#: ``CTXGUARD_SAMPLE_RATE`` of the ``sampled`` mode.
+SAMPLE_RATE = 0.01
 SENTRY_MODES = ("sentry", "sentry+tracing")
 
 SECRET_KEY = "flask-ctxguard-benchmark"
@@ -103,11 +108,13 @@ class Workload:
         title: str,
         path: str,
         setup: Callable[[Flask], None],
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.title = title
         self.path = path
         self.setup = setup
+        self.extra_headers = extra_headers or {}
 
     def environ(self, app: Flask) -> dict[str, Any]:
         """A WSGI environ for this workload's request, to be copied."""
@@ -115,6 +122,7 @@ class Workload:
             "User-Agent": "flask-ctxguard-bench/1.0",
             "Accept": "text/html",
         }
+        headers.update(self.extra_headers)
         cookie = _session_cookie(app) if self.name == "realistic" else None
         if cookie is not None:
             headers["Cookie"] = cookie
@@ -131,6 +139,7 @@ class Workload:
     def http_headers(self, app: Flask) -> dict[str, str]:
         """The headers a network client sends for this workload."""
         headers = {"User-Agent": "flask-ctxguard-bench/1.0"}
+        headers.update(self.extra_headers)
         cookie = _session_cookie(app) if self.name == "realistic" else None
         if cookie is not None:
             headers["Cookie"] = cookie
@@ -180,6 +189,72 @@ def _setup_realistic(app: Flask) -> None:
         return render_template("rows.html", user=g.user, rows=ITEMS, info=info)
 
 
+LOGIN_TEMPLATE = """\
+<!doctype html>
+<title>Orders</title>
+<table>
+{%- for row in rows %}
+  <tr>
+  {%- if current_user.is_authenticated %}
+    <td>{{ row.id }}</td><td>{{ row.name }}</td>
+    <td>{{ current_user.name }}</td>
+    <td><a href="/users/{{ current_user.id }}/orders/{{ row.id }}">
+      edit</a></td>
+  {%- else %}
+    <td>{{ row.id }}</td><td colspan="3">sign in</td>
+  {%- endif %}
+  </tr>
+{%- endfor %}
+</table>
+"""
+
+
+class _Row:
+    """A row of the Flask-Login page: an object, as ORMs hand them out."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, id_: int, name: str) -> None:
+        self.id = id_
+        self.name = name
+
+
+LOGIN_ROWS = [_Row(i, f"order <{i}>") for i in range(1, 31)]
+API_KEY = "key-7"
+
+
+def _setup_login(app: Flask) -> None:
+    # Flask-Login with a request_loader (an API key header), and a page
+    # that reads current_user three times in each of its 30 rows: every
+    # read is `"_login_user" in g` and `g._login_user` (issue 15).
+    from flask_login import LoginManager, UserMixin, current_user
+
+    class User(UserMixin):  # type: ignore[misc]
+        """A user of the Flask-Login page."""
+
+        def __init__(self, id_: int, name: str) -> None:
+            self.id = id_
+            self.name = name
+
+    users = {f"key-{i}": User(i, f"user{i}") for i in range(1, 51)}
+    app.secret_key = SECRET_KEY
+    app.jinja_loader = DictLoader({"orders.html": LOGIN_TEMPLATE})
+    manager = LoginManager(app)
+
+    @manager.request_loader
+    def load_user_from_request(req: Any) -> Any:
+        return users.get(req.headers.get("X-Api-Key", ""))
+
+    @app.route("/orders")
+    def orders() -> str:
+        # The proxy itself, as an app passes it to a template (or calls a
+        # helper reading it per row): the context processor's
+        # `current_user` would be read from g once per render.
+        return render_template(
+            "orders.html", rows=LOGIN_ROWS, current_user=current_user
+        )
+
+
 WORKLOADS = {
     "hello": Workload("hello", "hello-world", "/", _setup_hello),
     "realistic": Workload(
@@ -187,6 +262,13 @@ WORKLOADS = {
         "realistic",
         "/items?page=2",
         _setup_realistic,
+    ),
+    "login": Workload(
+        "login",
+        "Flask-Login page",
+        "/orders",
+        _setup_login,
+        extra_headers={"X-Api-Key": API_KEY},
     ),
 }
 
@@ -244,8 +326,12 @@ def make_app(workload: str, mode: str) -> tuple[Flask, Any]:
     if mode in GUARD_MODES:
         from flask_ctxguard import CtxGuard
 
-        app.config["CTXGUARD_MODE"] = "log" if mode == "log" else "raise"
+        app.config["CTXGUARD_MODE"] = (
+            "raise" if mode.startswith("raise") else "log"
+        )
         app.config["CTXGUARD_STACKS"] = mode == "raise+stacks"
+        if mode == "sampled":
+            app.config["CTXGUARD_SAMPLE_RATE"] = SAMPLE_RATE
         guard = CtxGuard(app)
     return app, guard
 

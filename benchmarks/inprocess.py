@@ -44,9 +44,15 @@ __all__ = ["BUDGETS", "Row", "Summary", "measure", "rows", "time_requests"]
 
 #: The performance budget: (workload, mode) -> highest ratio.
 BUDGETS = {
-    ("hello", "log"): 1.10,
-    ("realistic", "log"): 1.03,
+    ("hello", "log"): 1.05,
+    ("realistic", "log"): 1.02,
+    ("login", "log"): 1.04,
     ("hello", "raise+stacks"): 1.50,
+    # Sampled at CTXGUARD_SAMPLE_RATE = 0.01: within the noise of bare
+    # Flask (issue 15).
+    ("hello", "sampled"): 1.01,
+    ("realistic", "sampled"): 1.01,
+    ("login", "sampled"): 1.01,
 }
 
 #: How long one timed batch lasts (short enough to run, most of the time,

@@ -72,7 +72,7 @@ def worker(mode: str, requests: int) -> None:
     """Run *requests* requests under *mode*; print what grew."""
     calls = []
     guards = []
-    for workload in ("hello", "realistic"):
+    for workload in _apps.WORKLOADS:
         app, guard = _apps.make_app(workload, mode)
         calls.append((app, _apps.WORKLOADS[workload].environ(app)))
         guards.append(guard)

@@ -70,6 +70,53 @@ def note_endpoint(record: RequestRecord, request: Any) -> None:
 _note_endpoint = note_endpoint
 
 
+def _message(
+    code: str,
+    record: RequestRecord,
+    of: str,
+    accessor: RequestRecord | None,
+    thread: str,
+) -> tuple[str, RequestTag | None]:
+    """The message of an access breaking *code*, and the accessor's tag."""
+    if code == "CG103":
+        when = (
+            "after that request ended"
+            if record.state != ARMED
+            else "while that request was still in flight"
+        )
+        if accessor is None:
+            during = (
+                "another request (one that was not sampled, so it is not"
+                " named)"
+            )
+            return f"{of} was used during {during}, {when}.", None
+        accessor_tag = accessor.tag()
+        return f"{of} was used during {accessor_tag}, {when}.", accessor_tag
+    if code == "CG102":
+        message = (
+            f"{of} was used after that request ended, outside any"
+            f" request, in thread {thread!r}."
+        )
+    else:
+        message = (
+            f"{of} was used from thread {thread!r}, which has no context"
+            " of that request, while it was in flight."
+        )
+    return message, None
+
+
+def _in_unsampled_request() -> bool:
+    """
+    Whether a request runs here that its app's guard left unsampled
+    (``CTXGUARD_SAMPLE_RATE`` below 1).
+    """
+    ctx = _request_get(None)
+    if ctx is None or getattr(ctx.request, RECORD, None) is not None:
+        return False
+    state = ctx.app.extensions.get("ctxguard")
+    return bool(getattr(state, "sampling", False))
+
+
 def report_access(
     record: RequestRecord, subject: str, attribute: str, depth: int
 ) -> None:
@@ -90,7 +137,8 @@ def report_access(
         accessor = current_record()
         if accessor is record:
             return
-        if accessor is not None:
+        unsampled = accessor is None and _in_unsampled_request()
+        if accessor is not None or unsampled:
             code = "CG103"
         elif record.state != ARMED:
             code = "CG102"
@@ -103,26 +151,7 @@ def report_access(
         what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
         of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
         of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
-        accessor_tag: RequestTag | None = None
-        if code == "CG103":
-            assert accessor is not None
-            accessor_tag = accessor.tag()
-            when = (
-                "after that request ended"
-                if record.state != ARMED
-                else "while that request was still in flight"
-            )
-            message = f"{of} was used during {accessor_tag}, {when}."
-        elif code == "CG102":
-            message = (
-                f"{of} was used after that request ended, outside any"
-                f" request, in thread {thread!r}."
-            )
-        else:
-            message = (
-                f"{of} was used from thread {thread!r}, which has no context"
-                " of that request, while it was in flight."
-            )
+        message, accessor_tag = _message(code, record, of, accessor, thread)
         violation = reporter.build(
             code,
             subject=subject,

@@ -227,6 +227,13 @@ def write_text(findings: Findings, out: TextIO) -> None:
         f" {_plural(total, 'occurrence')},"
         f" from {events} ({skipped} skipped).\n\n"
     )
+    if findings.sample_rates:
+        rates = ", ".join(f"{r:g}" for r in sorted(findings.sample_rates))
+        out.write(
+            f"Sampled: CTXGUARD_SAMPLE_RATE {rates}. Counts are of the"
+            " sampled requests only;\ndivide by the rate to estimate how"
+            " often each bug happened.\n\n"
+        )
     for line in _table(ordered):
         out.write(line.rstrip() + "\n")
     out.write(

@@ -34,6 +34,8 @@ class Settings:
     log_values: bool
     ignore: frozenset[str]
     max_violations: int
+    #: The share of requests guarded, in (0, 1] (``CTXGUARD_SAMPLE_RATE``).
+    sample_rate: float = 1.0
     # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
     otel: bool = False
 
@@ -60,6 +62,7 @@ def defaults(*, testing: bool, debug: bool) -> dict[str, Any]:
         "CTXGUARD_LOG_VALUES": False,
         "CTXGUARD_IGNORE": (),
         "CTXGUARD_MAX_VIOLATIONS": 1000,
+        "CTXGUARD_SAMPLE_RATE": 1.0,
         "CTXGUARD_OTEL": False,
     }
 
@@ -136,8 +139,27 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         log_values=log_values,
         ignore=frozenset(ignore),
         max_violations=max_violations,
+        sample_rate=_read_sample_rate(config),
         otel=otel,
     )
+
+
+def _read_sample_rate(config: Mapping[str, Any]) -> float:
+    # .get: a config built before the key existed (the pytest plugin's
+    # own defaults) guards every request.
+    rate = config.get("CTXGUARD_SAMPLE_RATE", 1.0)
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not 0 < rate <= 1
+    ):
+        msg = (
+            "CTXGUARD_SAMPLE_RATE must be a number greater than 0 and at"
+            " most 1, the share of requests to guard (such as 0.01 for one"
+            f" in a hundred); got {rate!r}."
+        )
+        raise ConfigurationError(msg)
+    return float(rate)
 
 
 def _require_otel() -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "Leak",
     "LeftBehind",
     "detect_leaks",
+    "detect_unsampled_leaks",
     "is_ambient",
     "reachable_ids",
 ]
@@ -69,7 +70,18 @@ _FLAG_VALUES: tuple[object, ...] = (None, True, False, Ellipsis)
 #: Public name of the guard's own ContextVar, for the fast path.
 LEFT_BEHIND = _left_behind
 
-_IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {_left_behind}
+# Sampling (CTXGUARD_SAMPLE_RATE < 1): every ContextVar's value when the
+# last sampled request in this context ended. A value a later sampled
+# request finds that is not among these was set in between, by requests
+# that were not guarded.
+_last_seen: ContextVar[dict[ContextVar[Any], object] | None] = ContextVar(
+    "flask_ctxguard.last_seen", default=None
+)
+
+_IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {
+    _left_behind,
+    _last_seen,
+}
 
 # Modules whose own ContextVars are bookkeeping, never request data:
 # asgiref's thread and event-loop tracking (set when Flask runs an async
@@ -139,7 +151,8 @@ def _object_attribute(obj: object, name: str) -> object:
         return None
 
 
-Leak = tuple[ContextVar[Any], object, RequestRecord]
+# (var, value, the request that left it: None if it was not sampled)
+Leak = tuple[ContextVar[Any], object, RequestRecord | None]
 
 
 def _is_flag(value: object) -> bool:
@@ -677,3 +690,52 @@ class _Everything(frozenset[int]):
 
 
 EVERYTHING: frozenset[int] = _Everything()
+
+
+def detect_unsampled_leaks(
+    start: Context,
+    end: Context,
+    own_values: Callable[..., Container[int]],
+    known: Container[ContextVar[Any]],
+) -> list[Leak]:
+    """
+    Sampling: compare the context a sampled request started with against
+    the one the last sampled request in this context ended with.
+
+    Must be called in the request's own context, at its end. Returns the
+    ContextVars (other than *known*, reported with their origin) that held,
+    for the whole request, a value set since that last sampled request
+    ended, by requests that were not guarded: their origin is `None`. The
+    first sampled request in a context only remembers what it ends with.
+    """
+    seen = end.get(_last_seen)
+    leaks: list[Leak] = []
+    if seen is not None:
+        missing = object()
+        library = _library_vars()
+        own: Container[int] | None = None
+        for var, value in start.items():
+            if (
+                var in _IGNORED_VARS
+                or var in library
+                or var in known
+                or _is_flag(value)
+                or seen.get(var, missing) is value
+                or end.get(var, missing) is not value
+            ):
+                continue
+            if _ambient(value):
+                continue
+            if own is None:
+                own = own_values()
+            if id(value) not in own:
+                # Walk the request's code again before saying so.
+                own = own_values(True)
+                if id(value) not in own and not (
+                    id(INTERNS) in own and is_interned(value)
+                ):
+                    leaks.append((var, value, None))
+    _last_seen.set(
+        {var: value for var, value in end.items() if var not in _IGNORED_VARS}
+    )
+    return leaks

@@ -9,6 +9,7 @@ and keeps each app's state in ``app.extensions["ctxguard"]``.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import threading
 from collections.abc import Callable
@@ -27,7 +28,12 @@ from ._flaskcompat import (
     request_ctx_var,
 )
 from ._g import guarded_g_class
-from ._lifecycle import arm_request, guarded_session_interface
+from ._lifecycle import (
+    arm_request,
+    guarded_session_interface,
+    is_guarded_session_interface,
+    prepare_sampling,
+)
 from ._logging import get_logger
 from ._request import guarded_request_class
 from ._state import AppState
@@ -80,7 +86,8 @@ class CtxGuard:
 
         Reads, once, the configuration keys ``CTXGUARD_MODE``,
         ``CTXGUARD_STACKS``, ``CTXGUARD_LOG_VALUES``, ``CTXGUARD_IGNORE``,
-        ``CTXGUARD_MAX_VIOLATIONS`` and ``CTXGUARD_OTEL`` (see
+        ``CTXGUARD_MAX_VIOLATIONS``, ``CTXGUARD_SAMPLE_RATE`` and
+        ``CTXGUARD_OTEL`` (see
         ``docs/configuration.md``).
         With ``CTXGUARD_MODE = "off"`` nothing is installed.
 
@@ -157,11 +164,10 @@ class CtxGuard:
         if settings.mode == "off":
             return state
 
-        for attribute, make in (
-            ("request_class", guarded_request_class),
-            ("app_ctx_globals_class", guarded_g_class),
-            ("session_interface", guarded_session_interface),
-        ):
+        installs = _installs(settings)
+        if settings.sample_rate < 1:
+            prepare_sampling(app, state)
+        for attribute, make in installs:
             base = getattr(app, attribute)
             try:
                 setattr(app, attribute, make(base))
@@ -206,7 +212,8 @@ class CtxGuard:
     def current(self) -> RequestTag | None:
         """
         The `RequestTag` of the request being handled, or `None` outside a
-        request (or in a request of an app this guard does not guard).
+        request (or in a request of an app this guard does not guard, or
+        one that ``CTXGUARD_SAMPLE_RATE`` left unsampled).
         """
         ctx = request_ctx_var.get(None)
         if ctx is None:
@@ -280,6 +287,30 @@ def context_leak(
     )
 
 
+def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
+    """
+    The app attributes the guard replaces, and how, under *settings*.
+    """
+    if settings.sample_rate < 1:
+        # Sampling: requests, sessions and g stay Flask's own, unchecked;
+        # the session interface picks the requests to guard and switches
+        # their classes (issue 15).
+        return [
+            (
+                "session_interface",
+                functools.partial(
+                    guarded_session_interface,
+                    sample_rate=settings.sample_rate,
+                ),
+            )
+        ]
+    return [
+        ("request_class", guarded_request_class),
+        ("app_ctx_globals_class", guarded_g_class),
+        ("session_interface", guarded_session_interface),
+    ]
+
+
 def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
     """
     A before_request function for requests the session interface did not
@@ -291,8 +322,11 @@ def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
     def ctxguard_arm_request() -> None:
         ctx = request_ctx_var.get(None)
         armed = getattr(ctx.request, "_ctxguard_record", None) if ctx else None
-        if armed is not None:
-            # Armed when its session opened: not needed. Rebind the
+        if armed is not None or is_guarded_session_interface(
+            app.session_interface
+        ):
+            # Armed when its session opened (or left unsampled by the
+            # interface that decides): not needed. Rebind the
             # list rather than mutate it: Flask is iterating over it.
             # An empty list left behind would still cost every request.
             funcs = app.before_request_funcs.get(None, [])

@@ -288,6 +288,10 @@ def _bounded_add(names: set[str], name: str) -> None:
         names.add(name)
 
 
+# Distinct sample rates a report keeps: a fleet has a handful.
+_MAX_RATES = 16
+
+
 class Findings:
     """
     The findings of a stream of events, built in one pass.
@@ -296,6 +300,8 @@ class Findings:
     def __init__(self) -> None:
         self.counter = LineCounter()
         self._findings: dict[tuple[Any, ...], Finding] = {}
+        #: The CTXGUARD_SAMPLE_RATE values below 1 that events carried.
+        self.sample_rates: set[float] = set()
 
     def read(self, stream: IO[bytes]) -> None:
         """
@@ -323,6 +329,15 @@ class Findings:
         self, event: dict[str, Any], wrapper: dict[str, Any] | None = None
     ) -> None:
         """Add one ``contamination`` event."""
+        rate = event.get("sample_rate")
+        if (
+            isinstance(rate, int | float)
+            and not isinstance(rate, bool)
+            and 0 < rate < 1
+            and rate not in self.sample_rates
+            and len(self.sample_rates) < _MAX_RATES
+        ):
+            self.sample_rates.add(float(rate))
         origin_site = _text(event.get("origin_site"))
         access_site = _text(event.get("access_site"))
         key = (event["code"], event["subject"], origin_site, access_site)
@@ -357,8 +372,11 @@ class Findings:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole result, as ``report --format json`` prints it."""
-        return {
+        found: dict[str, Any] = {
             "events": self.counter.events,
             "skipped_lines": self.counter.skipped,
             "findings": [finding.to_dict() for finding in self.ordered()],
         }
+        if self.sample_rates:
+            found["sample_rates"] = sorted(self.sample_rates)
+        return found

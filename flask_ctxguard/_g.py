@@ -3,7 +3,10 @@ The guarded ``g`` classes: a request's own, and one shared by requests.
 
 ``app.app_ctx_globals_class`` is replaced by a generated subclass that
 checks every read of a request's own ``g`` against the current context
-(CG102-CG104, like the request). A ``g`` that outlives requests (an app
+(CG102-CG104, like the request): each attribute name written to such a
+``g`` becomes a checked property of the class, so that a read costs one
+small Python function, not a ``__getattribute__`` on every attribute
+lookup. A ``g`` that outlives requests (an app
 context pushed around them, as tests do) is switched to its watched class,
 which remembers which request wrote each attribute and reports a read by
 another request (CG101); an ordinary request's ``g`` never is.
@@ -12,6 +15,7 @@ another request (CG101); an ordinary request's ``g`` never is.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import weakref
 from collections.abc import Iterator
@@ -28,6 +32,7 @@ __all__ = [
     "base_dict",
     "g_record",
     "guarded_g_class",
+    "late_g_class",
     "own_g",
     "slotted_guarded_gs",
     "watch_shared_g",
@@ -106,7 +111,7 @@ def guarded_g_class(base: type) -> type:
         return cls
 
 
-def _late_g_class(base: type) -> type:
+def late_g_class(base: type) -> type:
     """
     The guarded subclass of *base* an existing ``g`` can be switched to:
     without a slot, its record is kept aside.
@@ -123,27 +128,285 @@ def _late_g_class(base: type) -> type:
 
 
 def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
-    # A request's own g is checked on every read: g is where a request's
-    # user and tenant live, and handing it to a thread is a real bug
-    # (CG104). A g shared by several requests is switched to its watched
-    # class (CG101), and a request's own g to its retired class when the
-    # request ends.
+    slots = (RECORD,) if slotted else ()
+    if not base.__dictoffset__:
+        return _make_hooked_g_class(base, slots)
+    # g is where a request's user and tenant live, and handing it to a
+    # thread is a real bug (CG104), so every read of a request's own g is
+    # checked; but a Python-level __getattribute__ on every read of g
+    # (Flask-Login's `current_user` is two of them) costs more than all
+    # the rest of the guard on a page that reads it often (issue 15).
+    # Instead, each attribute name written to a g of this class becomes a
+    # property of the class whose getter checks the context and reads the
+    # instance's __dict__: a C-level call of one small function, and
+    # nothing for Flask's own reads of __dict__ (`in`, get, pop). The
+    # values stay in __dict__, so iterating g and vars(g) are unchanged.
+    learnt: set[str] = set()
+    checked: set[str] = set()
+    holder: list[type] = []
+    base_setattr = method(base, "__setattr__")
+    flask_setattr = base is FLASK_G_CLASS or base_setattr is object.__setattr__
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
+        if flask_setattr:
+            self.__dict__[name] = value
+        else:
+            base_setattr(self, name, value)
+        if name not in learnt:
+            _learn(holder[0], learnt, name)
+
+    def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
+        # A name no g of this class was given through setattr (or one
+        # deleted from this g): checked too, as `getattr(g, 'db', None)`
+        # of a kept g is a use of it. (A checked property raising
+        # AttributeError checked it already before Python came here.)
+        if name not in checked and _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, name, 1)
+        state = self.__dict__
+        if name in state:
+            return state[name]
+        if base_getattr is not None:
+            return base_getattr(self, name)
+        raise AttributeError(name)
+
+    base_getattr = (
+        None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
+    )
+    members: dict[str, Any] = {
+        "__setattr__": __setattr__,
+        "__getattr__": __getattr__,
+    }
+    members.update(_checked_g_methods(base, learnt, holder))
+    cls = subclass(base, members, slots=slots)
+    holder.append(cls)
+    _learnt_names[cls] = learnt
+    _checked_names[cls] = checked
+    return cls
+
+
+def _make_hooked_g_class(base: type, slots: tuple[str, ...]) -> type:
+    """
+    The guarded subclass of a ``g`` class without a ``__dict__``: every
+    attribute read is checked by a ``__getattribute__``.
+    """
     base_getattribute = method(base, "__getattribute__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
         if _app_get(NO_CONTEXT).g is not self:
-            record = g_record(self)
-            if type(record) is RequestRecord:
-                report_access(record, "g", name, 1)
+            _g_used(self, name, 1)
         return base_getattribute(self, name)
 
-    members: dict[str, Any] = {"__getattribute__": __getattribute__}
-    if base is FLASK_G_CLASS:
-        # Flask's __setattr__ (`self.__dict__[name] = value`, for typing)
-        # would read __dict__ through the check above on every write: the
-        # same, in C.
-        members["__setattr__"] = object.__setattr__
-    return subclass(base, members, slots=(RECORD,) if slotted else ())
+    return subclass(base, {"__getattribute__": __getattribute__}, slots=slots)
+
+
+#: At most this many attribute names become checked properties of one g
+#: class: an app that makes up names (`setattr(g, f"cache_{key}", ...)`)
+#: must not grow the class without bound. Beyond it, the class checks
+#: every read with a __getattribute__ instead, at its cost.
+MAX_CHECKED_NAMES = 512
+# The g classes that check every read so (see _hook_every_read).
+_hooked_classes: set[type] = set()
+# Each guarded g class (with a __dict__): the names it has seen, and those
+# of them that are checked properties.
+_learnt_names: dict[type, set[str]] = {}
+_checked_names: dict[type, set[str]] = {}
+
+
+def _g_used(g: Any, name: str, depth: int) -> None:
+    """*g*'s attribute *name* was used outside its request's context."""
+    record = g_record(g)
+    if type(record) is RequestRecord:
+        report_access(record, "g", name, depth + 1)
+
+
+def _learn(cls: type, learnt: set[str], name: str) -> None:
+    """Make *name* a checked property of the g class *cls*."""
+    if cls in _hooked_classes:
+        return
+    with lock:
+        if name in learnt or cls in _hooked_classes:
+            return
+        if len(learnt) >= MAX_CHECKED_NAMES:
+            _hook_every_read(cls)
+            return
+        learnt.add(name)
+        if name.startswith("__") or name == RECORD:
+            return
+        inherited = inspect.getattr_static(cls, name, _MISSING)
+        if inherited is _MISSING:
+            checked = _checked_g_attribute(name, None)
+        elif _is_data_descriptor(inherited):
+            # A slot or a property of the g class: checked, then as before.
+            checked = _checked_g_attribute(name, inherited)
+        else:
+            # A method or a class-level default keeps its meaning: reads
+            # of it are not checked.
+            return
+        type.__setattr__(cls, name, checked)
+        _checked_names[cls].add(name)
+
+
+def _hook_every_read(cls: type) -> None:
+    """
+    Check every read of an instance attribute of the g class *cls*, which
+    has as many checked properties as it may: a ``__getattribute__``, as
+    costly as it is thorough, for an app that makes up names.
+    """
+    base_getattribute = object.__getattribute__
+
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
+        if _app_get(NO_CONTEXT).g is not self:
+            state = base_getattribute(self, "__dict__")
+            if name in state:
+                # Read here, not through its property: one report, and
+                # the frames _g_used counts are the same.
+                _g_used(self, name, 1)
+                return state[name]
+        return base_getattribute(self, name)
+
+    type.__setattr__(cls, "__getattribute__", __getattribute__)
+    _hooked_classes.add(cls)
+
+
+def _is_data_descriptor(obj: Any) -> bool:
+    kind = type(obj)
+    return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+def learn_names(g: Any) -> None:
+    """
+    Check the attributes *g* already has (it was switched to a guarded
+    class after they were set).
+    """
+    for cls in type(g).__mro__:
+        learnt = _learnt_names.get(cls)
+        if learnt is not None:
+            for name in list(base_dict(g)):
+                if name not in learnt:
+                    _learn(cls, learnt, name)
+            return
+
+
+_MISSING: Any = object()
+
+
+def _checked_g_attribute(name: str, inherited: Any) -> property:
+    """
+    The checked property *name* of a guarded g class: the value is in the
+    instance's ``__dict__``, or *inherited*'s (a data descriptor of the
+    base class, such as a slot) if not `None`.
+    """
+    if inherited is not None:
+        kind = type(inherited)
+        inherited_get = kind.__get__
+        inherited_set = getattr(kind, "__set__", None)
+        inherited_delete = getattr(kind, "__delete__", None)
+
+        def get_inherited(g: Any) -> Any:
+            if _app_get(NO_CONTEXT).g is not g:
+                _g_used(g, name, 1)
+            return inherited_get(inherited, g, type(g))
+
+        def set_inherited(g: Any, value: Any) -> None:
+            if inherited_set is None:
+                raise AttributeError(name)
+            inherited_set(inherited, g, value)
+
+        def delete_inherited(g: Any) -> None:
+            if inherited_delete is None:
+                raise AttributeError(name)
+            inherited_delete(inherited, g)
+
+        return property(
+            get_inherited, set_inherited, delete_inherited, inherited.__doc__
+        )
+
+    def get(g: Any) -> Any:
+        if _app_get(NO_CONTEXT).g is not g:
+            _g_used(g, name, 1)
+        try:
+            return g.__dict__[name]
+        except KeyError:
+            # Deleted from this g, or never set on it: the class's
+            # __getattr__ (Python calls it after an AttributeError here).
+            raise AttributeError(name) from None
+
+    def set_(g: Any, value: Any) -> None:
+        g.__dict__[name] = value
+
+    def delete(g: Any) -> None:
+        try:
+            del g.__dict__[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    return property(get, set_, delete, f"'g.{name}', checked.")
+
+
+def _checked_g_methods(
+    base: type, learnt: set[str], holder: list[type]
+) -> dict[str, Any]:
+    """
+    The dict-like methods of a guarded g class that read values (``get``,
+    ``pop``, ``setdefault``) or names (iteration), each checking the
+    context first; Flask's own are written out rather than wrapped, which
+    would cost a second Python call. ``in`` is left to the base class: it
+    reveals no value, and Flask-Login asks it before every read of
+    ``g._login_user``, which is checked.
+    """
+    flask = base is FLASK_G_CLASS
+    found: dict[str, Any] = {}
+    base_get = getattr(base, "get", None)
+    base_pop = getattr(base, "pop", None)
+    base_setdefault = getattr(base, "setdefault", None)
+    base_iter = getattr(base, "__iter__", None)
+
+    def get(self: Any, name: str, default: Any = None) -> Any:
+        if _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, name, 1)
+        if flask:
+            return self.__dict__.get(name, default)
+        return base_get(self, name, default)  # type: ignore[misc]
+
+    _missing = object()
+
+    def pop(self: Any, name: str, default: Any = _missing) -> Any:
+        if _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, name, 1)
+        if default is _missing:
+            if flask:
+                return self.__dict__.pop(name)
+            return base_pop(self, name)  # type: ignore[misc]
+        if flask:
+            return self.__dict__.pop(name, default)
+        return base_pop(self, name, default)  # type: ignore[misc]
+
+    def setdefault(self: Any, name: str, default: Any = None) -> Any:
+        if _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, name, 1)
+        if name not in learnt:
+            _learn(holder[0], learnt, name)
+        if flask:
+            return self.__dict__.setdefault(name, default)
+        return base_setdefault(self, name, default)  # type: ignore[misc]
+
+    def __iter__(self: Any) -> Iterator[str]:  # noqa: N807
+        if _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, "", 1)
+        if flask:
+            return iter(self.__dict__)
+        return base_iter(self)  # type: ignore[no-any-return,misc]
+
+    for name, original, wrapper in (
+        ("get", base_get, get),
+        ("pop", base_pop, pop),
+        ("setdefault", base_setdefault, setdefault),
+        ("__iter__", base_iter, __iter__),
+    ):
+        if original is not None:
+            wrapper.__doc__ = original.__doc__
+            found[name] = wrapper
+    return found
 
 
 def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
@@ -321,9 +584,10 @@ def _make_watched_g_class(guarded: type) -> type:
 def watch_shared_g(g: Any, guard: Any) -> None:
     cls = type(g)
     if cls not in _watched_gs.values():
-        guarded = cls if cls in _watched_gs else _late_g_class(cls)
+        guarded = cls if cls in _watched_gs else late_g_class(cls)
         if not switch_class(g, _watched_gs[guarded]):
             return
+        learn_names(g)
     if type(g_record(g)) is not SharedG:
         _set_g_record(g, SharedG(guard))
 
@@ -333,6 +597,7 @@ def own_g(g: Any, record: RequestRecord) -> None:
     if cls not in _watched_gs:
         if cls in _watched_gs.values():
             return  # a g shared with an outer request: not this one's
-        if not switch_class(g, _late_g_class(cls)):
+        if not switch_class(g, late_g_class(cls)):
             return
+        learn_names(g)
     _set_g_record(g, record)

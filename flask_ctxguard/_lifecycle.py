@@ -19,15 +19,20 @@ import copy
 import sys
 from collections.abc import Callable
 from contextvars import copy_context
+from random import random
 from threading import get_ident
 from time import time
 from typing import Any
 
 from ._access import NO_CONTEXT
 from ._classes import RECORD, lock, method
-from ._contextvars import LEFT_BEHIND, detect_leaks
+from ._contextvars import (
+    LEFT_BEHIND,
+    detect_leaks,
+    detect_unsampled_leaks,
+)
 from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
-from ._g import own_g, slotted_guarded_gs, watch_shared_g
+from ._g import late_g_class, own_g, slotted_guarded_gs, watch_shared_g
 from ._request import late_request_class, retired_class, retired_requests
 from ._session import (
     NULL_SESSIONS,
@@ -35,6 +40,7 @@ from ._session import (
     guard_session,
     guarded_session_class,
 )
+from ._state import AppState
 from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
 __all__ = [
@@ -42,6 +48,8 @@ __all__ = [
     "arm",
     "arm_request",
     "guarded_session_interface",
+    "is_guarded_session_interface",
+    "prepare_sampling",
     "retiring_close",
 ]
 
@@ -75,6 +83,9 @@ def arm_request(guard: Any) -> None:
     ctx = _request_get(None)
     if ctx is None:
         return
+    rate = guard.settings.sample_rate
+    if rate < 1 and random() >= rate:
+        return  # not sampled
     try:
         arm(guard, ctx, ctx.request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
@@ -138,9 +149,23 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
 
 
 _guarded_interfaces: dict[type, type] = {}
+_sampling_interfaces: dict[type, type] = {}
+# The sample rate of a sampling interface copy, in its __dict__.
+_RATE = "_ctxguard_sample_rate"
 
 
-def guarded_session_interface(interface: Any) -> Any:
+def is_guarded_session_interface(interface: Any) -> bool:
+    """Whether *interface* is one `guarded_session_interface` made."""
+    kind = type(interface)
+    return (
+        kind in _guarded_interfaces.values()
+        or kind in _sampling_interfaces.values()
+    )
+
+
+def guarded_session_interface(
+    interface: Any, *, sample_rate: float = 1.0
+) -> Any:
     """
     A copy of the app's session *interface* whose ``open_session`` arms
     the request.
@@ -150,47 +175,31 @@ def guarded_session_interface(interface: Any) -> Any:
     guarding (a ``before_request`` function goes through Flask's
     ``ensure_sync`` on every request). The copy is of a subclass of the
     interface's own class, so it behaves exactly like it.
+
+    With a *sample_rate* below 1, it guards that share of requests, picked
+    at random, and leaves the others to Flask alone: an unsampled request
+    costs the interface one call and one random number.
     """
     base = type(interface)
-    if base in _guarded_interfaces.values():
+    if is_guarded_session_interface(interface):
         return interface
+    sampling = sample_rate < 1
+    cache = _sampling_interfaces if sampling else _guarded_interfaces
     with lock:
-        cls = _guarded_interfaces.get(base)
+        cls = cache.get(base)
         if cls is None:
-            base_open = method(base, "open_session")
-
-            def open_session(self: Any, app: Any, request: Any) -> Any:
-                session = base_open(self, app, request)
-                # Arm the request whose context is being pushed (not a
-                # session opened by hand, as session_transaction() does).
-                ctx = _request_get(NO_CONTEXT)
-                if ctx.request is request:
-                    guard = app.extensions.get("ctxguard")
-                    if guard is not None:
-                        try:
-                            arm(guard, ctx, request, session)
-                        except Exception as exc:  # noqa: BLE001 - contain
-                            guard.reporter.internal_error(
-                                "starting to guard a request", exc
-                            )
-                return session
-
-            open_session.__doc__ = base_open.__doc__
-            # No __slots__: session interfaces are plain classes whose
-            # instances carry a __dict__ (copied below).
-            cls = type(
-                base.__name__,
-                (base,),
-                {
-                    "__module__": base.__module__,
-                    "__qualname__": base.__qualname__,
-                    "__doc__": base.__doc__,
-                    "open_session": open_session,
-                },
-            )
-            _guarded_interfaces[base] = cls
+            cls = _make_guarded_interface_class(base, sampling=sampling)
+            cache[base] = cls
     guarded = copy.copy(interface)
     object.__setattr__(guarded, "__class__", cls)
+    if sampling:
+        # The sessions stay Flask's: a sampled one is switched when its
+        # request is armed.
+        object.__setattr__(guarded, _RATE, sample_rate)
+        session_class = getattr(interface, "session_class", None)
+        if isinstance(session_class, type):
+            guarded_session_class(session_class)  # made now, not then
+        return guarded
     # Sessions born guarded: an interface that builds its sessions from
     # `session_class` (Flask's own does) then needs no class switch per
     # request.
@@ -201,6 +210,59 @@ def guarded_session_interface(interface: Any) -> Any:
             with contextlib.suppress(AttributeError, TypeError):
                 guarded.session_class = guarded_class
     return guarded
+
+
+def prepare_sampling(app: Any, state: AppState) -> None:
+    """
+    Make the classes a sampled request of *app* and its ``g`` are switched
+    to now, rather than during the first sampled request. Never raises.
+    """
+    try:
+        late_request_class(app.request_class)
+        late_g_class(app.app_ctx_globals_class)
+    except Exception as exc:  # noqa: BLE001 - they are made when needed
+        state.reporter.internal_error("preparing to sample", exc)
+
+
+def _make_guarded_interface_class(base: type, *, sampling: bool) -> type:
+    base_open = method(base, "open_session")
+
+    def open_session(self: Any, app: Any, request: Any) -> Any:
+        session = base_open(self, app, request)
+        # Arm the request whose context is being pushed (not a session
+        # opened by hand, as session_transaction() does).
+        ctx = _request_get(NO_CONTEXT)
+        if ctx.request is request:
+            guard = app.extensions.get("ctxguard")
+            if guard is not None:
+                try:
+                    arm(guard, ctx, request, session)
+                except Exception as exc:  # noqa: BLE001 - contain
+                    guard.reporter.internal_error(
+                        "starting to guard a request", exc
+                    )
+        return session
+
+    def open_sampled_session(self: Any, app: Any, request: Any) -> Any:
+        # The decision is all an unsampled request pays for.
+        if random() >= self.__dict__[_RATE]:
+            return base_open(self, app, request)
+        return open_session(self, app, request)
+
+    chosen = open_sampled_session if sampling else open_session
+    chosen.__doc__ = base_open.__doc__
+    # No __slots__: session interfaces are plain classes whose instances
+    # carry a __dict__ (copied).
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "open_session": chosen,
+        },
+    )
 
 
 # -- retiring -----------------------------------------------------------------
@@ -257,7 +319,10 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                         same = snapshot == end
                     except Exception:  # noqa: BLE001 - an app's __eq__
                         same = False
-                    if not (same and _left_behind(None) is None):
+                    if (
+                        not (same and _left_behind(None) is None)
+                        or record.guard.sampling
+                    ):
                         _check_contextvars(self, record, snapshot, end)
 
     close.__doc__ = base_close.__doc__
@@ -293,13 +358,19 @@ def _check_contextvars(
     if snapshot is None:
         return
     guard = record.guard
+    found: dict[bool, set[int]] = {}
+
+    def own(fresh: bool = False) -> set[int]:
+        # Worked out once (and once fresh), only if a comparison needs it.
+        if fresh not in found:
+            found[fresh] = _own_ids(request, guard, fresh)
+        return found[fresh]
+
     try:
-        leaks = detect_leaks(
-            snapshot,
-            record,
-            lambda fresh: _own_ids(request, guard, fresh),
-            end,
-        )
+        leaks = detect_leaks(snapshot, record, own, end)
+        if guard.sampling:
+            known = {leak[0] for leak in leaks}
+            leaks += detect_unsampled_leaks(snapshot, end, own, known)
     except Exception as exc:  # noqa: BLE001 - never break the request
         guard.reporter.internal_error("comparing ContextVars", exc)
         return

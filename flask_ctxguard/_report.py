@@ -210,6 +210,8 @@ class Reporter:
         if count & (count - 1):
             return
         fields = violation.log_fields()
+        # So that counts from a sampled fleet read as estimates.
+        fields["sample_rate"] = self.settings.sample_rate
         if count > 1:
             fields["repeats"] = count
         try:

@@ -45,6 +45,8 @@ class AppState:
         self.arms_on_before_request = True
         #: Installed by the pytest plugin, not by the app.
         self.auto = False
+        #: Whether only a sample of requests is guarded.
+        self.sampling = settings.sample_rate < 1
         self.sites: dict[str | None, str | None] = {}
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]
@@ -163,27 +165,7 @@ class AppState:
             if reporter.is_ignored("CG106", subject):
                 continue
             try:
-                origin_tag, accessor_tag = origin.tag(), record.tag()
-                origin_guard = origin.guard
-                message = (
-                    f"ContextVar {var.name!r} held, for the whole of"
-                    f" {accessor_tag}, the value that {origin_tag.method}"
-                    f" {origin_tag.path} (request {origin_tag.token}) set"
-                    " and never reset."
-                )
-                violation = reporter.build(
-                    "CG106",
-                    subject=subject,
-                    message=message,
-                    origin=origin_tag,
-                    accessor=accessor_tag,
-                    thread=accessor_tag.thread_name,
-                    origin_site=origin_guard.view_site(origin.endpoint),
-                    access_site=self.view_site(record.endpoint),
-                    value=value,
-                    has_value=True,
-                    value_name=var.name,
-                )
+                violation = self._contextvar_leak(record, var, value, origin)
             except Exception as exc:  # noqa: BLE001 - never break a request
                 reporter.internal_error("reporting a ContextVar leak", exc)
                 continue
@@ -191,6 +173,50 @@ class AppState:
             first = first or violation
         if first is not None and reporter.raising:
             raise ContaminationError(first)
+
+    def _contextvar_leak(
+        self,
+        record: RequestRecord,
+        var: Any,
+        value: object,
+        origin: RequestRecord | None,
+    ) -> Violation:
+        """
+        The CG106 violation of *var* holding *value*, left by *origin*
+        (`None`: a request that was not sampled) for *record*'s request.
+        """
+        accessor_tag = record.tag()
+        if origin is None:
+            rate = self.settings.sample_rate
+            message = (
+                f"ContextVar {var.name!r} held, for the whole of"
+                f" {accessor_tag}, a value that an earlier request set and"
+                " never reset; which request is unknown, as only a sample"
+                f" of requests is guarded (CTXGUARD_SAMPLE_RATE = {rate:g})."
+            )
+            origin_tag = origin_site = None
+        else:
+            origin_tag = origin.tag()
+            message = (
+                f"ContextVar {var.name!r} held, for the whole of"
+                f" {accessor_tag}, the value that {origin_tag.method}"
+                f" {origin_tag.path} (request {origin_tag.token}) set"
+                " and never reset."
+            )
+            origin_site = origin.guard.view_site(origin.endpoint)
+        return self.reporter.build(
+            "CG106",
+            subject=f"ContextVar {var.name}",
+            message=message,
+            origin=origin_tag,
+            accessor=accessor_tag,
+            thread=accessor_tag.thread_name,
+            origin_site=origin_site,
+            access_site=self.view_site(record.endpoint),
+            value=value,
+            has_value=True,
+            value_name=var.name,
+        )
 
 
 _REQUEST_SIGNALS = (

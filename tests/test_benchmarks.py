@@ -59,14 +59,24 @@ def _report(tmp_path_factory):
 def test_every_mode_serves_the_same_response(report):
     _, data = report
     rows = data["inprocess"]
-    assert {"bare", "control", "log", "raise", "raise+stacks"} == {
+    assert {"bare", "control", "log", "raise", "raise+stacks", "sampled"} == {
         row["mode"] for row in rows
     }
-    for workload in ("hello", "realistic"):
+    assert {"hello", "realistic", "login"} == {row["workload"] for row in rows}
+    for workload in ("hello", "realistic", "login"):
         digests = {r["digest"] for r in rows if r["workload"] == workload}
         assert 1 == len(digests), workload
     assert [0] * len(rows) == [row["violations"] for row in rows]
     assert all(row["wall"] and row["cpu"] for row in rows)
+
+
+def test_report_lists_sampled_and_flask_login_rows(report):
+    """The report has the Flask-Login row and a sampled row per workload."""
+    text, _ = report
+
+    assert "| Flask-Login page | log (default) |" in text
+    for title in ("hello-world", "realistic", "Flask-Login page"):
+        assert f"| {title} | log, sampled at 0.01 |" in text
 
 
 def test_every_check_is_measured(report):
@@ -86,3 +96,23 @@ def test_memory_is_flat(report):
         assert 2000 == row["requests"]
         assert {0} == set(row["live"].values()), row["mode"]
         assert 0 == row["violations"]
+
+
+@pytest.mark.parametrize(
+    ("option", "unknown"),
+    [("--workloads", "hello,nope"), ("--modes", "log,loud")],
+)
+def test_unknown_subset_is_refused(option, unknown):
+    """An unknown workload or mode in a subset option stops the run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", option, unknown],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert 1 == done.returncode
+    assert "unknown" in done.stderr
+    assert unknown.split(",")[1] in done.stderr

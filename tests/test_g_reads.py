@@ -1,0 +1,205 @@
+"""
+Reads of a request's own ``g``: checked per attribute name (issue 15).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, g
+from flask.ctx import _AppCtxGlobals
+
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._g import MAX_CHECKED_NAMES
+
+
+def _app(g_class: type | None = None) -> tuple[Flask, CtxGuard]:
+    app = Flask("g_reads")
+    if g_class is not None:
+        app.app_ctx_globals_class = g_class
+    return app, CtxGuard(app)
+
+
+class TestOwnG:
+    def test_reads_in_the_request_are_silent(self):
+        """Every way a view reads its own g is silent; the same g read
+        from a thread is CG104 (the positive control)."""
+        app, guard = _app()
+        seen: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            g.setdefault("theme", "dark")
+            values = [
+                g.user,
+                getattr(g, "missing", None),
+                g.get("theme"),
+                "user" in g,
+                sorted(g),
+                g.pop("theme"),
+            ]
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            thread = threading.Thread(target=lambda: seen.append(raw.user))
+            thread.start()
+            thread.join(timeout=10)
+            return repr(values)
+
+        body = app.test_client().get("/").text
+
+        assert "['ada', None, 'dark', True, ['theme', 'user'], 'dark']" == (
+            body
+        )
+        assert ["ada"] == seen
+        assert [("CG104", "g")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
+
+    def test_each_read_of_a_kept_g_is_reported_once(self):
+        """A kept g read after its request, by attribute, getattr with a
+        default, get and pop, is one CG102 per read."""
+        app, guard = _app()
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            g.tenant = "acme"
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return "kept"
+
+        app.test_client().get("/keep")
+        stale = kept[0]
+        values = [
+            stale.user,
+            getattr(stale, "never_set", None),
+            stale.get("tenant"),
+            stale.pop("tenant"),
+        ]
+
+        assert ["ada", None, "acme", "acme"] == values
+        assert ["CG102"] * 4 == [v.code for v in guard.violations]
+
+    def test_names_beyond_the_bound_are_still_checked(self):
+        """A g class given more names than it makes properties of still
+        reports a kept g's every read once, old names and new."""
+
+        class ManyNamesG(_AppCtxGlobals):
+            """A g class of its own, so the bound is this test's."""
+
+        app, guard = _app(ManyNamesG)
+        kept: list[Any] = []
+        names = MAX_CHECKED_NAMES + 10
+
+        @app.get("/many")
+        def many() -> str:
+            for n in range(names):
+                setattr(g, f"n{n}", n)
+            total = sum(getattr(g, f"n{n}") for n in range(names))
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return str(total)
+
+        body = app.test_client().get("/many").text
+        silent = list(guard.violations)
+        first, last = kept[0].n0, getattr(kept[0], f"n{names - 1}")
+
+        assert str(sum(range(names))) == body
+        assert [] == silent
+        assert (0, names - 1) == (first, last)
+        assert ["CG102", "CG102"] == [v.code for v in guard.violations]
+
+
+class DictLikeG:
+    """A g class of its own: not an _AppCtxGlobals, with dict methods."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.pop(name, default)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.setdefault(name, default)
+
+    def __iter__(self) -> Any:
+        return iter(self.__dict__)
+
+
+class SlotsOnlyG:
+    """A g class without a __dict__: every read is hooked."""
+
+    __slots__ = ("__weakref__", "user")
+
+
+class TestCustomGClasses:
+    def test_dict_like_g_class(self):
+        """A g class with its own dict methods reads as without the guard
+        in its request, and each use of it kept is reported once."""
+        app, guard = _app(DictLikeG)
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            g.setdefault("theme", "dark")
+            values = [g.user, g.get("theme"), sorted(g), g.pop("theme")]
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return repr(values)
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        stale = kept[0]
+        values = [
+            stale.user,
+            stale.get("user"),
+            stale.setdefault("user", "bob"),
+            list(stale),
+            stale.pop("user"),
+        ]
+
+        assert "['ada', 'dark', ['theme', 'user'], 'dark']" == body
+        assert [] == silent
+        assert ["ada", "ada", "ada", ["user"], "ada"] == values
+        assert ["CG102"] * 5 == [v.code for v in guard.violations]
+
+    def test_slots_only_g_class(self):
+        """A g class without a __dict__ is checked on every read: silent
+        in its request, CG102 kept."""
+        app, guard = _app(SlotsOnlyG)
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return str(g.user)
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        value = kept[0].user
+
+        assert ("ada", "ada") == (body, value)
+        assert [] == silent
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    def test_deleting_a_checked_name(self):
+        """A name deleted from a g is gone, as without the guard, and a
+        kept g's deleted name read later is reported once."""
+        app, guard = _app()
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            g.user = "ada"
+            del g.user
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return str(hasattr(g, "user"))
+
+        body = app.test_client().get("/keep").text
+        silent = list(guard.violations)
+        found = hasattr(kept[0], "user")
+
+        assert ("False", False) == (body, found)
+        assert [] == silent
+        assert ["CG102"] == [v.code for v in guard.violations]
