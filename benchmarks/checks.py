@@ -119,7 +119,7 @@ class Side:
         return {
             "ctx": self.hello.request_context,
             "copy": self.hello_environ.copy,
-            "pre": self.hello.preprocess_request,
+            "pre": _preprocess(self.hello),
             "make_request": self.hello.request_class,
             "copy_context": contextvars.copy_context,
             "snap_a": contextvars.copy_context(),
@@ -133,7 +133,7 @@ class Side:
         if where == "shared":
             stack.enter_context(self.app.app_context())
         stack.enter_context(self.app.request_context(self.environ.copy()))
-        self.app.preprocess_request()
+        _preprocess(self.app)()
         req = flask.request._get_current_object()  # type: ignore[attr-defined]
         arm: Callable[[], None] = _noop
         if self.guard is not None:
@@ -165,6 +165,19 @@ class Side:
                 namespace["record"] = record
                 namespace["snap_a"] = contextvars.copy_context()
         return namespace
+
+
+def _preprocess(app: flask.Flask) -> Callable[[], Any]:
+    """
+    *app*'s ``preprocess_request``, called without arguments (Flask 3.2
+    takes the current context).
+    """
+    pre = app.preprocess_request
+    if "ctx" not in inspect.signature(pre).parameters:
+        return pre
+    from flask_ctxguard._flaskcompat import request_ctx_var
+
+    return lambda: pre(request_ctx_var.get())  # type: ignore[call-arg]
 
 
 class _Stamp:

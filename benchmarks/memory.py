@@ -56,10 +56,12 @@ def _live() -> dict[str, int]:
         "session": 0,
         "RequestRecord": 0,
     }
+    # Flask 3.2 merged RequestContext into AppContext (the old name warns).
+    context_class = vars(flask.ctx).get("RequestContext", flask.ctx.AppContext)
     for obj in gc.get_objects():
         if isinstance(obj, flask.Request):
             counts["flask.Request"] += 1
-        elif isinstance(obj, flask.ctx.RequestContext):
+        elif isinstance(obj, context_class):
             counts["RequestContext"] += 1
         elif isinstance(obj, flask.sessions.SessionMixin):
             counts["session"] += 1

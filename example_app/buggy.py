@@ -18,6 +18,10 @@ one request's data into another request or thread under real traffic:
 - ``POST /buggy/digests`` and ``flask --app example_app buggy
   send-digests`` (CG101): a maintenance job pushes an app context around
   test-client requests.
+- ``POST /buggy/drafts`` and ``GET /buggy/drafts/current`` (no rule: only
+  `flask_ctxguard.testing.hammer` finds it): the draft being edited is
+  kept in a ``threading.local``, and a pooled server thread shows it to
+  the next user it serves.
 
 Each mistake is marked ``BUG:`` with the fix next to it.
 """
@@ -25,6 +29,7 @@ Each mistake is marked ``BUG:`` with the fix next to it.
 from __future__ import annotations
 
 import contextvars
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +46,13 @@ from .auth import Tenant, all_users
 from .db import connect, get_db
 from .notes import note_to_dict
 
-__all__ = ["bp", "report_tenant", "send_digests", "viewer_cache"]
+__all__ = [
+    "bp",
+    "draft_scratchpad",
+    "report_tenant",
+    "send_digests",
+    "viewer_cache",
+]
 
 bp = Blueprint("buggy", __name__, url_prefix="/buggy", cli_group="buggy")
 log = structlog.get_logger("example_app.buggy")
@@ -294,3 +305,32 @@ def send_digests_command() -> None:
             f"{digest['recipient']}: {digest['notes']} notes, rendered for"
             f" {digest['rendered_for']!r} ({digest['tenant']})"
         )
+
+
+# -- no rule: the draft in a threading.local (only hammer finds it) -----------
+
+# BUG: "one thread per user" is how the author pictured the server, so the
+# draft being edited is kept on the thread. Under gunicorn's gthread worker
+# or waitress a thread serves whichever user comes next, and that user is
+# shown the previous one's draft. The guard cannot see it: it is neither
+# the request, the session, 'g' nor a ContextVar. `hammer` finds it as a
+# crossover. Fix: keep the draft in the session or the database.
+draft_scratchpad = threading.local()
+
+
+@bp.post("/drafts")
+def save_draft() -> Any:
+    """Keep the draft being edited: ``{"title", "body"}``."""
+    data = request.get_json(silent=True) or {}
+    draft_scratchpad.draft = {
+        "title": str(data.get("title", "")),
+        "body": str(data.get("body", "")),
+        "author": current_user.username,
+    }
+    return {"saved": True}
+
+
+@bp.get("/drafts/current")
+def current_draft() -> Any:
+    """The draft being edited, if any."""
+    return {"draft": getattr(draft_scratchpad, "draft", None)}

@@ -13,11 +13,14 @@ Run it with ``python -m example_app.demo`` (or ``make demo``). It
 3. shows what the users saw that was not theirs and one raw
    ``contamination`` log line, then runs ``python -m flask_ctxguard report``
    over the server's ``contamination`` log lines: a table of findings,
-   worst first, and the full report of each.
+   worst first, and the full report of each;
+4. hammers the app in-process with `flask_ctxguard.testing.hammer` and
+   shows the one leak only hammer finds: a draft kept in a
+   ``threading.local`` (`example_app.hammering`).
 
 It talks to loopback only, bounds every loop and wait, and stops the
 server in any case. It exits 0 when all of CG101, CG102, CG103, CG104 and
-CG106 were reported.
+CG106 were reported and hammer found the drafts crossover.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from . import hammering
 from .db import DEMO_USERS, DemoUser
 
 __all__ = ["main"]
@@ -454,6 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for failure in traffic.failed[:5]:
         out.write(f"  failed: {failure}\n")
     seen = render(server.contamination(), traffic, out)
+
+    # The hammer step: a leak that only flask_ctxguard.testing.hammer finds.
+    if hammering.main(out) != 0:
+        out.write("\nhammer found no crossover in the drafts routes.\n")
+        return 1
+
     missing = [code for code in EXPECTED if code not in seen]
     if missing:
         out.write(f"\nNot reported: {', '.join(missing)}\n")

@@ -15,8 +15,13 @@ from typing import Any
 
 from . import _sites
 from ._classes import RECORD
-from ._flaskcompat import request_ctx_var
+from ._flaskcompat import request_ctx_var, request_of
 from ._tags import ARMED, RequestRecord, RequestTag
+from ._violations import (
+    cross_request_message,
+    cross_thread_message,
+    stale_access_message,
+)
 from .exceptions import ContaminationError
 
 __all__ = [
@@ -36,8 +41,9 @@ class _NoContext:
     """
 
     __slots__ = ()
-    request = g = session = _session = None
+    request = _request = g = session = _session = None
     _cv_tokens = ()
+    _cv_token = None
 
 
 NO_CONTEXT: Any = _NoContext()
@@ -48,9 +54,9 @@ def current_record() -> RequestRecord | None:
     ctx = _request_get(None)
     if ctx is None:
         return None
-    request = ctx.request
+    request = request_of(ctx)
     record = getattr(request, RECORD, None)
-    if record is None or record.state != ARMED:
+    if record is None or record.phase != ARMED:
         return None
     _note_endpoint(record, request)
     return record  # type: ignore[no-any-return]
@@ -70,48 +76,13 @@ def note_endpoint(record: RequestRecord, request: Any) -> None:
 _note_endpoint = note_endpoint
 
 
-def _message(
-    code: str,
-    record: RequestRecord,
-    of: str,
-    accessor: RequestRecord | None,
-    thread: str,
-) -> tuple[str, RequestTag | None]:
-    """The message of an access breaking *code*, and the accessor's tag."""
-    if code == "CG103":
-        when = (
-            "after that request ended"
-            if record.state != ARMED
-            else "while that request was still in flight"
-        )
-        if accessor is None:
-            during = (
-                "another request (one that was not sampled, so it is not"
-                " named)"
-            )
-            return f"{of} was used during {during}, {when}.", None
-        accessor_tag = accessor.tag()
-        return f"{of} was used during {accessor_tag}, {when}.", accessor_tag
-    if code == "CG102":
-        message = (
-            f"{of} was used after that request ended, outside any"
-            f" request, in thread {thread!r}."
-        )
-    else:
-        message = (
-            f"{of} was used from thread {thread!r}, which has no context"
-            " of that request, while it was in flight."
-        )
-    return message, None
-
-
 def _in_unsampled_request() -> bool:
     """
     Whether a request runs here that its app's guard left unsampled
     (``CTXGUARD_SAMPLE_RATE`` below 1).
     """
     ctx = _request_get(None)
-    if ctx is None or getattr(ctx.request, RECORD, None) is not None:
+    if ctx is None or getattr(request_of(ctx), RECORD, None) is not None:
         return False
     state = ctx.app.extensions.get("ctxguard")
     return bool(getattr(state, "sampling", False))
@@ -126,21 +97,21 @@ def report_access(
     *depth* counts the frames between this function and the code that made
     the access.
     """
-    guard = record.guard
-    if record.state != ARMED and _sites.is_internal_caller(depth + 1):
+    state = record.app_state
+    if record.phase != ARMED and _sites.is_internal_caller(depth + 1):
         # Flask and Werkzeug reading a request while tearing it down. While
         # a request is in flight they only touch it in its own context, so
         # any other access counts, also through a Werkzeug property.
         return
     try:
-        reporter = guard.reporter
+        reporter = state.reporter
         accessor = current_record()
         if accessor is record:
             return
         unsampled = accessor is None and _in_unsampled_request()
         if accessor is not None or unsampled:
             code = "CG103"
-        elif record.state != ARMED:
+        elif record.phase != ARMED:
             code = "CG102"
         else:
             code = "CG104"
@@ -148,10 +119,24 @@ def report_access(
             return
         origin_tag = record.tag()
         thread = threading.current_thread().name
-        what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
-        of = f"{what} of {origin_tag.method} {origin_tag.path} (request"
-        of += f" {origin_tag.token}, thread {origin_tag.thread_name!r})"
-        message, accessor_tag = _message(code, record, of, accessor, thread)
+        accessor_tag: RequestTag | None = None
+        if code == "CG103":
+            accessor_tag = None if accessor is None else accessor.tag()
+            message = cross_request_message(
+                subject,
+                attribute,
+                origin_tag,
+                accessor_tag,
+                ended=record.phase != ARMED,
+            )
+        elif code == "CG102":
+            message = stale_access_message(
+                subject, attribute, origin_tag, thread
+            )
+        else:
+            message = cross_thread_message(
+                subject, attribute, origin_tag, thread
+            )
         violation = reporter.build(
             code,
             subject=subject,
@@ -159,7 +144,7 @@ def report_access(
             origin=origin_tag,
             accessor=accessor_tag,
             thread=thread,
-            origin_site=guard.view_site(record.endpoint),
+            origin_site=state.view_site(record.endpoint),
             access_site=_sites.capture_site(depth + 1),
             access_stack=(
                 _sites.capture_stack(depth + 1)
@@ -171,4 +156,4 @@ def report_access(
     except ContaminationError:
         raise
     except Exception as exc:  # noqa: BLE001 - never break a request
-        guard.reporter.internal_error("checking an access", exc)
+        state.reporter.internal_error("checking an access", exc)

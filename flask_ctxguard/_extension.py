@@ -1,10 +1,14 @@
 """
-The Flask glue: `CtxGuard`, ``init_app`` and the per-app state.
+The extension: `CtxGuard` and ``init_app``.
 
-This is the only module that touches the Flask app: it installs the
-guarded classes through ``app.request_class`` and
-``app.app_ctx_globals_class``, registers one ``before_request`` function,
-and keeps each app's state in ``app.extensions["ctxguard"]``.
+``init_app`` reads the configuration, keeps the app's `AppState` in
+``app.extensions["ctxguard"]``, and installs the guarded classes through
+Flask's own extension points: ``app.request_class``,
+``app.app_ctx_globals_class`` and a copy of ``app.session_interface``
+whose ``open_session`` arms each request (`_lifecycle`). Until a request
+shows that arming at work, a ``before_request`` function arms requests
+too (`_lifecycle.install_fallback`). The pytest plugin (`pytest_plugin`)
+and `testing` also install guards, through `CtxGuard._install`.
 """
 
 from __future__ import annotations
@@ -19,24 +23,24 @@ from flask import Flask
 
 from . import _sites
 from ._access import note_endpoint
+from ._classes import SESSION, G, registry
 from ._config import Settings, defaults, read_settings
+from ._contexts import report_leaked_contexts
 from ._flaskcompat import (
     check_support,
-    is_request_context,
-    leaked_roots,
     pushed_contexts,
     request_ctx_var,
+    request_of,
 )
 from ._g import guarded_g_class
 from ._lifecycle import (
-    arm_request,
     guarded_session_interface,
-    is_guarded_session_interface,
+    install_fallback,
     prepare_sampling,
 )
 from ._logging import get_logger
 from ._request import guarded_request_class
-from ._state import AppState
+from ._state import EXTENSION_KEY, AppState
 from ._tags import RequestTag
 from ._violations import Violation
 from .exceptions import (
@@ -45,9 +49,7 @@ from .exceptions import (
     ContaminationError,
 )
 
-__all__ = ["CtxGuard"]
-
-EXTENSION_KEY = "ctxguard"
+__all__ = ["EXTENSION_KEY", "CtxGuard"]
 
 
 class CtxGuard:
@@ -98,11 +100,13 @@ class CtxGuard:
         self._install(app, auto=False)
 
     def _install(self, app: Flask, *, auto: bool) -> AppState:
-        # auto: installed by the pytest plugin on an app it discovered. Such
-        # a guard arms requests from the request_started signal (so that
-        # tests inspecting before_request_funcs see nothing extra), defaults
-        # to log mode, writes nothing into app.config, and gives way to the
-        # app's own CtxGuard if the app installs one later.
+        # auto: installed by the pytest plugin on an app it discovered. Its
+        # requests are armed by the session interface like any other's; a
+        # request that started before it was installed is armed by the
+        # plugin's request_started receiver, not by a before_request
+        # fallback (tests inspecting before_request_funcs see nothing
+        # extra). It defaults to log mode, writes nothing into app.config,
+        # and gives way to the app's own CtxGuard if the app installs one.
         existing: AppState | None = app.extensions.get(EXTENSION_KEY)
         if existing is not None and not (existing.auto and not auto):
             if existing.auto and auto:
@@ -132,7 +136,7 @@ class CtxGuard:
         if problem is not None and settings.mode != "off":
             msg = (
                 f"flask_ctxguard cannot guard this Flask: {problem}."
-                " Supported are Flask 2.3, 3.0 and 3.1."
+                " Supported are Flask 2.3, 3.0, 3.1 and 3.2."
             )
             if settings.mode == "raise":
                 raise ConfigurationError(msg)
@@ -152,36 +156,17 @@ class CtxGuard:
 
         state = AppState(self, app, settings)
         state.auto = auto
-        state.arms_on_before_request = not auto
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
-            self._states = [
-                s
-                for s in self._states
-                if s.app is not None or s.reporter.violations
-            ]
-            self._states.append(state)
+            self._states = _prune([*self._states, state])
         if settings.mode == "off":
             return state
 
-        installs = _installs(settings)
         if settings.sample_rate < 1:
             prepare_sampling(app, state)
-        for attribute, make in installs:
-            base = getattr(app, attribute)
-            try:
-                setattr(app, attribute, make(base))
-            except Exception as exc:  # noqa: BLE001 - decline, don't break
-                kind = base if isinstance(base, type) else type(base)
-                state.reporter.declined(
-                    f"{attribute} {kind.__module__}.{kind.__qualname__}",
-                    f"the guard cannot subclass it ({exc!r}); objects of this"
-                    " class are not checked.",
-                )
-        if state.arms_on_before_request:
-            app.before_request_funcs.setdefault(None, []).insert(
-                0, _make_fallback(app, state)
-            )
+        _install_classes(app, state)
+        if not auto:
+            install_fallback(app, state)
         return state
 
     # -- public helpers -----------------------------------------------------
@@ -195,7 +180,9 @@ class CtxGuard:
         """
         The violations found so far, oldest first.
 
-        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app.
+        Bounded by ``CTXGUARD_MAX_VIOLATIONS`` per app, and kept for at
+        most 256 apps that are gone (the pytest plugin's guard sees every
+        app of a suite).
         """
         states = self._alive()
         if len(states) == 1:
@@ -208,6 +195,8 @@ class CtxGuard:
         """Forget every violation found so far."""
         for state in self._alive():
             state.reporter.clear()
+        with self._lock:
+            self._states = _prune(self._states)
 
     def current(self) -> RequestTag | None:
         """
@@ -216,12 +205,11 @@ class CtxGuard:
         one that ``CTXGUARD_SAMPLE_RATE`` left unsampled).
         """
         ctx = request_ctx_var.get(None)
-        if ctx is None:
+        request = request_of(ctx) if ctx is not None else None
+        record = getattr(request, "_ctxguard_record", None)
+        if record is None or record.app_state.guard is not self:
             return None
-        record = getattr(ctx.request, "_ctxguard_record", None)
-        if record is None or record.guard.guard is not self:
-            return None
-        note_endpoint(record, ctx.request)
+        note_endpoint(record, request)
         return record.tag()  # type: ignore[no-any-return]
 
     def check_contexts(self) -> list[Violation]:
@@ -235,19 +223,13 @@ class CtxGuard:
             ContaminationError: in raise mode, once all are reported.
         """
         states = {
-            id(state.app): state
+            state.app: state
             for state in self._alive()
             if state.app is not None
         }
-        found: list[Violation] = []
-        for ctx in leaked_roots(pushed_contexts()):
-            state = states.get(id(ctx.app))
-            if state is None or state.settings.mode == "off":
-                continue
-            violation = context_leak(state, ctx, _sites.capture_site(1))
-            if violation is not None:
-                state.reporter.report(violation, raise_now=False)
-                found.append(violation)
+        found = report_leaked_contexts(
+            pushed_contexts(), states.get, _sites.capture_site(1)
+        )
         if found and self._raising():
             raise ContaminationError(found[0])
         return found
@@ -256,35 +238,9 @@ class CtxGuard:
         return any(state.reporter.raising for state in self._alive())
 
 
-def context_leak(
-    state: AppState, ctx: Any, site: str | None
-) -> Violation | None:
-    """A CG105 violation for the pushed context *ctx*, unless ignored."""
-    if is_request_context(ctx):
-        request = ctx.request
-        subject = "request context"
-        what = f"the request context of {request.method} {request.path}"
-    else:
-        subject = "app context"
-        what = "an app context"
-    if state.reporter.is_ignored("CG105", subject):
-        return None
-    thread = threading.current_thread().name
-    message = (
-        f"{what} of the app {state.app_name!r} is still pushed in thread"
-        f" {thread!r}; everything that runs after it shares its"
-        f" {'request, session and ' if subject == 'request context' else ''}"
-        "'g'."
-    )
-    return state.reporter.build(
-        "CG105",
-        subject=subject,
-        message=message,
-        origin=None,
-        accessor=None,
-        thread=thread,
-        access_site=site,
-    )
+#: How many states of apps that are gone a guard keeps for their
+#: violations.
+MAX_GONE_APPS = 256
 
 
 def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
@@ -311,34 +267,45 @@ def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
     ]
 
 
-def _make_fallback(app: Flask, state: AppState) -> Callable[[], None]:
+def _prune(states: list[AppState]) -> list[AppState]:
     """
-    A before_request function for requests the session interface did not
-    arm: an app whose session_interface or request_class was replaced after
-    init_app. Once a request shows arming at work, it removes itself, and
-    later requests pay nothing for it.
+    *states* without those of apps that are gone and left no violation,
+    and with at most `MAX_GONE_APPS` of the others (the newest).
     """
+    gone = [s for s in states if s.app is None and s.reporter.violations]
+    dropped = {id(s) for s in gone[: max(0, len(gone) - MAX_GONE_APPS)]}
+    return [
+        s
+        for s in states
+        if (s.app is not None or s.reporter.violations)
+        and id(s) not in dropped
+    ]
 
-    def ctxguard_arm_request() -> None:
-        ctx = request_ctx_var.get(None)
-        armed = getattr(ctx.request, "_ctxguard_record", None) if ctx else None
-        if armed is not None or is_guarded_session_interface(
-            app.session_interface
-        ):
-            # Armed when its session opened (or left unsampled by the
-            # interface that decides): not needed. Rebind the
-            # list rather than mutate it: Flask is iterating over it.
-            # An empty list left behind would still cost every request.
-            funcs = app.before_request_funcs.get(None, [])
-            kept = [f for f in funcs if f is not ctxguard_arm_request]
-            if kept:
-                app.before_request_funcs[None] = kept
-            else:
-                app.before_request_funcs.pop(None, None)
-            return
-        arm_request(state)
 
-    return ctxguard_arm_request
+def _install_classes(app: Flask, state: AppState) -> None:
+    """
+    Install the guarded request, ``g`` and session classes on *app*; one
+    the guard cannot subclass is declined, by name, and left as it is.
+    """
+    for attribute, make in _installs(state.settings):
+        base = getattr(app, attribute)
+        try:
+            setattr(app, attribute, make(base))
+        except Exception as exc:  # noqa: BLE001 - decline, don't break
+            kind = base if isinstance(base, type) else type(base)
+            state.reporter.declined(
+                f"{attribute} {kind.__module__}.{kind.__qualname__}",
+                f"the guard cannot subclass it ({exc!r}); objects of this"
+                " class are not checked.",
+            )
+    # The classes arming tells by an identity check.
+    if registry.role(app.app_ctx_globals_class) == G:
+        state.g_class = app.app_ctx_globals_class
+    session_class = getattr(app.session_interface, "session_class", None)
+    if isinstance(session_class, type) and (
+        registry.role(session_class) == SESSION
+    ):
+        state.session_class = session_class
 
 
 def _flask_version() -> str | None:

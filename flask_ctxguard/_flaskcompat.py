@@ -1,22 +1,32 @@
 """
 Every private Flask detail flask_ctxguard depends on, in one place.
 
-Flask exposes its request and app contexts through the ``request_ctx`` and
-``app_ctx`` proxies, but going through a proxy costs an exception on every
-miss. The guard asks "which context is current?" on each checked access, so
-it reads the ContextVars behind those proxies directly. It also needs to
-know whether a request pushed its own app context or reused one that was
-already pushed (the case in which ``g`` is shared between requests); Flask
-records that only in ``RequestContext._cv_tokens``, which Flask also
-empties when it pops the context: a copy of the context made with
-``contextvars.copy_context()`` still holds the popped context, and the
-request's checks tell it by its empty ``_cv_tokens``. And the guarded ``g``
-class replaces ``_AppCtxGlobals.__setattr__`` (a Python spelling of
-``object.__setattr__``) with ``object.__setattr__`` itself.
+Flask exposes its contexts through the ``app_ctx`` proxies (and, up to
+3.1, ``request_ctx``), but going through a proxy costs an exception on
+every miss. The guard asks "which context is current?" on each checked
+access, so it reads the ContextVars behind those proxies directly. It also
+needs to know whether a request pushed its own app context or ran in one
+already pushed (the case in which ``g`` is shared between requests). And
+the guarded ``g`` class replaces ``_AppCtxGlobals.__setattr__`` (a Python
+spelling of ``object.__setattr__``) with ``object.__setattr__`` itself.
+Flask also forgets a context's token(s) when it pops it: a copy of the
+context made with ``contextvars.copy_context()`` still holds the popped
+context, and the request's checks tell it by that (`is_pushed`).
 
-Both have the same shape in Flask 2.3, 3.0 and 3.1 and are tested against
-each. Flask's unreleased main merges ``RequestContext`` into
-``AppContext``; this module is the seam to adapt.
+Two shapes are supported, told apart by what Flask has, never by its
+version number:
+
+- Flask 2.3 to 3.1: a ``RequestContext`` in ``flask.globals._cv_request``
+  holds the request (``.request``) and its session; it pushes an app
+  context of its own, or reuses one already pushed, and records which in
+  ``RequestContext._cv_tokens``.
+- Flask 3.2 merges ``RequestContext`` into ``AppContext``: one ContextVar,
+  ``_cv_app``, holds a context that carries the request (``._request``)
+  when it has one. A request always pushes its own context, so its ``g``
+  is never shared with another request. ``flask.ctx.RequestContext`` and
+  ``flask.globals.request_ctx`` are deprecated aliases that warn: this
+  module never touches them (it looks in the modules' ``__dict__``, which
+  does not go through their ``__getattr__``).
 """
 
 from __future__ import annotations
@@ -26,29 +36,65 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = [
-    "FLASK_CONTEXT_VARS",
-    "FLASK_G_CLASS",
-    "app_ctx_var",
-    "check_support",
-    "is_request_context",
-    "leaked_roots",
-    "pushed_contexts",
-    "request_ctx_var",
-    "session_of",
-]
-
 import flask.ctx
 import flask.globals
 
-_missing: ContextVar[Any] = ContextVar("flask_ctxguard.missing")
+__all__ = [
+    "FLASK_CONTEXT_VARS",
+    "FLASK_G_CLASS",
+    "MERGED_CONTEXTS",
+    "POP_UNLINKS_REQUEST",
+    "REFS_AT_CLOSE",
+    "REQUESTS_SHARE_G",
+    "app_ctx_var",
+    "check_support",
+    "is_pushed",
+    "is_request_context",
+    "leaked_roots",
+    "own_app_context",
+    "pushed_contexts",
+    "request_ctx_var",
+    "request_of",
+    "session_of",
+]
 
-#: The ContextVar holding the current ``flask.ctx.RequestContext``.
-request_ctx_var: ContextVar[Any] = getattr(
-    flask.globals, "_cv_request", _missing
+_missing: ContextVar[Any] = ContextVar("flask_ctxguard.missing")
+_ctx_module: dict[str, Any] = vars(flask.ctx)
+_globals_module: dict[str, Any] = vars(flask.globals)
+
+#: Flask up to 3.1 has a request context class apart from its app
+#: context class; 3.2 has one context class (and a deprecated alias).
+_REQUEST_CONTEXT_CLASS: type | None = _ctx_module.get("RequestContext")
+_APP_CONTEXT_CLASS: type | None = _ctx_module.get("AppContext")
+#: Whether a request context is an app context with a request (3.2).
+MERGED_CONTEXTS: bool = _REQUEST_CONTEXT_CLASS is None and isinstance(
+    getattr(_APP_CONTEXT_CLASS, "has_request", None), property
 )
-#: The ContextVar holding the current ``flask.ctx.AppContext``.
-app_ctx_var: ContextVar[Any] = getattr(flask.globals, "_cv_app", _missing)
+
+#: The ContextVar holding the current app context.
+app_ctx_var: ContextVar[Any] = _globals_module.get("_cv_app", _missing)
+#: The ContextVar holding the current request context: Flask 3.2's
+#: contexts that carry a request are app contexts.
+request_ctx_var: ContextVar[Any] = (
+    app_ctx_var
+    if MERGED_CONTEXTS
+    else _globals_module.get("_cv_request", _missing)
+)
+#: The request of a request context (`None` for an app context on 3.2;
+#: the null context the guard's checks use has both attributes).
+request_of: Callable[[Any], Any] = operator.attrgetter(
+    "_request" if MERGED_CONTEXTS else "request"
+)
+#: Whether a request context is still pushed (truthy) or was popped: Flask
+#: empties ``_cv_tokens`` (up to 3.1) or clears ``_cv_token`` (3.2) when
+#: it pops it. One C call, on the checked accesses' path.
+is_pushed: Callable[[Any], Any] = operator.attrgetter(
+    "_cv_token" if MERGED_CONTEXTS else "_cv_tokens"
+)
+#: Whether two requests can share one ``g``: up to 3.1 a request reuses an
+#: app context already pushed (a test's ``with app.app_context():``);
+#: from 3.2 each request pushes its own.
+REQUESTS_SHARE_G: bool = not MERGED_CONTEXTS
 #: Flask's ``g`` class, whose ``__setattr__`` is ``object.__setattr__``
 #: in Python.
 FLASK_G_CLASS: type = flask.ctx._AppCtxGlobals
@@ -59,32 +105,47 @@ FLASK_CONTEXT_VARS: frozenset[ContextVar[Any]] = frozenset(
 
 
 def _session_getter() -> Callable[[Any], Any]:
-    # Flask 3.1 made RequestContext.session a property that marks the
-    # session accessed (which adds 'Vary: Cookie' to the response); the
-    # guard must look at the session without touching it.
-    import flask.ctx
-
-    attribute = getattr(flask.ctx.RequestContext, "session", None)
+    # Flask 3.1 made the context's session a property that marks the
+    # session accessed (which adds 'Vary: Cookie' to the response), and
+    # 3.2 opens it there if it was not: the guard must look at the
+    # session without touching it.
+    cls = _REQUEST_CONTEXT_CLASS or _APP_CONTEXT_CLASS
+    attribute = getattr(cls, "session", None)
     if isinstance(attribute, property):
         return operator.attrgetter("_session")
     return operator.attrgetter("session")
 
 
-#: The session of a request context, read without marking it accessed.
+#: The session of a request context, read without marking it accessed
+#: (`None` if not opened yet).
 session_of: Callable[[Any], Any] = _session_getter()
+
+
+def own_app_context(ctx: Any) -> Any:
+    """
+    The app context the request context *ctx* pushed for itself, and so
+    owns the ``g`` of; `None` if it runs in one pushed before it, whose
+    ``g`` it shares. Only valid while *ctx* is pushed.
+    """
+    if MERGED_CONTEXTS:
+        return ctx
+    return ctx._cv_tokens[-1][1]
 
 
 def check_support() -> str | None:
     """
     `None` if this Flask has what the guard relies on, else what is missing.
     """
-    import flask.ctx
-
-    if request_ctx_var is _missing or app_ctx_var is _missing:
+    if MERGED_CONTEXTS:
+        cls, needed = _APP_CONTEXT_CLASS, {"_request", "_session", "_cv_token"}
+    else:
+        cls, needed = _REQUEST_CONTEXT_CLASS, {"_cv_tokens"}
+    if app_ctx_var is _missing or request_ctx_var is _missing:
         return "flask.globals has no '_cv_request' / '_cv_app' ContextVars"
-    probe = flask.ctx.RequestContext.__init__.__code__.co_names
-    if "_cv_tokens" not in probe:
-        return "flask.ctx.RequestContext has no '_cv_tokens'"
+    code = getattr(getattr(cls, "__init__", None), "__code__", None)
+    missing = needed - set(code.co_names if code is not None else ())
+    if missing:
+        return f"flask.ctx's context class sets no {sorted(missing)}"
     return None
 
 
@@ -120,16 +181,44 @@ def leaked_roots(contexts: list[Any]) -> list[Any]:
 
 
 def _previous(ctx: Any) -> Any:
-    tokens = getattr(ctx, "_cv_tokens", None)
-    if not tokens:
-        return None
-    token = tokens[0]
-    if isinstance(token, tuple):  # RequestContext: (token, app context)
-        token = token[0]
+    """The context *ctx* replaced when it was first pushed, if any."""
+    token = getattr(ctx, "_cv_token", None)  # Flask 3.2: one token
+    if token is None:
+        tokens = getattr(ctx, "_cv_tokens", None)
+        if not tokens:
+            return None
+        token = tokens[0]
+        if isinstance(token, tuple):  # RequestContext: (token, app context)
+            token = token[0]
     old = token.old_value
     return None if old is token.MISSING else old
 
 
 def is_request_context(ctx: Any) -> bool:
     """Whether *ctx* is a request context (else an app context)."""
+    if MERGED_CONTEXTS:
+        return request_of(ctx) is not None
     return hasattr(ctx, "request")
+
+
+def _pop_code() -> Any:
+    cls = _REQUEST_CONTEXT_CLASS or _APP_CONTEXT_CLASS
+    return getattr(getattr(cls, "pop", None), "__code__", None)
+
+
+#: 1 if popping a copy of a request's context drops the reference its
+#: environ holds to the request (Flask up to 3.1 clears
+#: ``environ["werkzeug.request"]``, 3.2 leaves it), else 0.
+POP_UNLINKS_REQUEST: int = int(
+    _pop_code() is not None and "werkzeug.request" in _pop_code().co_consts
+)
+
+#: How many references a request has when Flask closes it, if nothing
+#: else keeps it: its context, its environ ('werkzeug.request', counted
+#: even when a copy of the context popped earlier cleared it, see
+#: `POP_UNLINKS_REQUEST`), close()'s own frame and getrefcount()'s
+#: argument; plus, up to 3.1, the bound ``close`` that ``pop()`` keeps in
+#: a local variable (3.2 calls ``self._request.close()`` directly).
+REFS_AT_CLOSE: int = 4 + int(
+    _pop_code() is not None and "request_close" in _pop_code().co_varnames
+)

@@ -18,14 +18,30 @@ import contextlib
 import inspect
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import _sites
 from ._access import NO_CONTEXT, current_record, report_access
-from ._classes import RECORD, lock, method, subclass, switch_class
+from ._classes import (
+    G_ROLES,
+    LATE_G,
+    RECORD,
+    SLOTTED_G_ROLES,
+    WATCHED_G,
+    WATCHED_LATE_G,
+    G,
+    method,
+    registry,
+    subclass,
+    switch_class,
+)
 from ._flaskcompat import FLASK_G_CLASS, app_ctx_var
 from ._tags import RequestRecord
+from ._violations import g_leak_message
+
+if TYPE_CHECKING:
+    from ._state import AppState
 
 __all__ = [
     "SharedG",
@@ -34,29 +50,32 @@ __all__ = [
     "guarded_g_class",
     "late_g_class",
     "own_g",
-    "slotted_guarded_gs",
     "watch_shared_g",
 ]
 
 _app_get = app_ctx_var.get
-_guarded_gs: dict[type, type] = {}
-_watched_gs: dict[type, type] = {}
+
+#: Who wrote an attribute of a shared ``g``: the request (`None` outside
+#: requests), and where (site, stack).
+Owner = tuple[RequestRecord | None, str | None, str | None]
 
 
 class SharedG:
     """
     The bookkeeping of a ``g`` that outlives requests: who wrote what.
+
+    An attribute's value and its owner change together, under ``lock``,
+    and are read together: a read never pairs one request's value with
+    another request's ownership.
     """
 
-    __slots__ = ("guard", "owners")
+    __slots__ = ("app_state", "lock", "owners")
 
-    def __init__(self, guard: Any) -> None:
-        self.guard = guard
-        # name -> (request that wrote it or None outside requests, site,
-        # stack)
-        self.owners: dict[
-            str, tuple[RequestRecord | None, str | None, str | None]
-        ] = {}
+    def __init__(self, app_state: AppState) -> None:
+        self.app_state = app_state
+        # Re-entrant: a g class's own __setattr__ may read attributes.
+        self.lock = threading.RLock()
+        self.owners: dict[str, Owner] = {}
 
 
 # g's record cannot live in g's __dict__: users iterate it. The g class
@@ -64,33 +83,35 @@ class SharedG:
 # installed (the pytest plugin discovers apps late) cannot take a slot, as
 # that would change the object's layout: its class is switched to one
 # without a slot, and its record is kept in a weak dictionary instead.
-_g_records: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-slotted_guarded_gs: set[type] = set()
-_late_gs: dict[type, type] = {}
+_g_records: weakref.WeakKeyDictionary[Any, RequestRecord | SharedG] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def g_record(g: Any) -> Any:
-    if type(g) in slotted_guarded_gs:
-        try:
-            return object.__getattribute__(g, RECORD)
-        except AttributeError:
-            return None
+def g_record(g: Any) -> RequestRecord | SharedG | None:
+    """*g*'s record: its request's, or its `SharedG`, or `None`."""
+    try:
+        # In the slot of the g classes init_app installs (set or not).
+        return object.__getattribute__(g, RECORD)  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
     try:
         return _g_records.get(g)
     except TypeError:  # a g class without __weakref__
         return None
 
 
-def _set_g_record(g: Any, record: Any) -> None:
-    if type(g) in slotted_guarded_gs:
+def _set_g_record(g: Any, record: RequestRecord | SharedG) -> None:
+    if registry.role(type(g)) in SLOTTED_G_ROLES:
         object.__setattr__(g, RECORD, record)
         return
     with contextlib.suppress(TypeError):
         _g_records[g] = record
 
 
-def _is_our_g_class(cls: type) -> bool:
-    return cls in _watched_gs or cls in _watched_gs.values()
+def _shared(g: Any) -> SharedG | None:
+    record = g_record(g)
+    return record if type(record) is SharedG else None
 
 
 def guarded_g_class(base: type) -> type:
@@ -98,17 +119,13 @@ def guarded_g_class(base: type) -> type:
     The guarded subclass of the ``g`` class *base* (cached), with a slot
     for the guard's record.
     """
-    if _is_our_g_class(base):
+    if registry.role(base) in G_ROLES:
         return base
-    with lock:
-        cls = _guarded_gs.get(base)
-        if cls is None:
-            cls = _make_guarded_g_class(base, slotted=True)
-            watched = _make_watched_g_class(cls)
-            slotted_guarded_gs.update((cls, watched))
-            _watched_gs[cls] = watched
-            _guarded_gs[base] = cls
-        return cls
+    cls = registry.get_or_make(
+        base, G, lambda base: _make_guarded_g_class(base, slotted=True)
+    )
+    assert cls is not None
+    return cls
 
 
 def late_g_class(base: type) -> type:
@@ -116,15 +133,21 @@ def late_g_class(base: type) -> type:
     The guarded subclass of *base* an existing ``g`` can be switched to:
     without a slot, its record is kept aside.
     """
-    if _is_our_g_class(base):
+    if registry.role(base) in G_ROLES:
         return base
-    with lock:
-        cls = _late_gs.get(base)
-        if cls is None:
-            cls = _make_guarded_g_class(base, slotted=False)
-            _watched_gs[cls] = _make_watched_g_class(cls)
-            _late_gs[base] = cls
-        return cls
+    cls = registry.get_or_make(
+        base, LATE_G, lambda base: _make_guarded_g_class(base, slotted=False)
+    )
+    assert cls is not None
+    return cls
+
+
+def _watched_g_class(guarded: type) -> type:
+    """The watched class of the guarded ``g`` class *guarded*."""
+    role = WATCHED_G if registry.role(guarded) == G else WATCHED_LATE_G
+    cls = registry.get_or_make(guarded, role, _make_watched_g_class)
+    assert cls is not None
+    return cls
 
 
 def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
@@ -205,11 +228,17 @@ def _make_hooked_g_class(base: type, slots: tuple[str, ...]) -> type:
 #: every read with a __getattribute__ instead, at its cost.
 MAX_CHECKED_NAMES = 512
 # The g classes that check every read so (see _hook_every_read).
-_hooked_classes: set[type] = set()
+_hooked_classes: weakref.WeakSet[type] = weakref.WeakSet()
 # Each guarded g class (with a __dict__): the names it has seen, and those
-# of them that are checked properties.
-_learnt_names: dict[type, set[str]] = {}
-_checked_names: dict[type, set[str]] = {}
+# of them that are checked properties. Weak, like the class registry.
+_learnt_names: weakref.WeakKeyDictionary[type, set[str]] = (
+    weakref.WeakKeyDictionary()
+)
+_checked_names: weakref.WeakKeyDictionary[type, set[str]] = (
+    weakref.WeakKeyDictionary()
+)
+# Serialises making names checked properties of a class.
+_learn_lock = threading.Lock()
 
 
 def _g_used(g: Any, name: str, depth: int) -> None:
@@ -223,7 +252,7 @@ def _learn(cls: type, learnt: set[str], name: str) -> None:
     """Make *name* a checked property of the g class *cls*."""
     if cls in _hooked_classes:
         return
-    with lock:
+    with _learn_lock:
         if name in learnt or cls in _hooked_classes:
             return
         if len(learnt) >= MAX_CHECKED_NAMES:
@@ -410,32 +439,28 @@ def _checked_g_methods(
 
 
 def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
-    shared = g_record(g)
-    if type(shared) is not SharedG:
+    shared = _shared(g)
+    if shared is None:
         return
-    entry = shared.owners.get(name)
+    with shared.lock:
+        entry = shared.owners.get(name)
+        value = base_dict(g).get(name)
     if entry is None or entry[0] is None:
         return
     owner = entry[0]
     current = current_record()
     if current is None or current is owner:
         return
-    reporter = shared.guard.reporter
+    reporter = shared.app_state.reporter
     subject = f"g.{name}"
     if reporter.is_ignored("CG101", subject):
         return
     try:
         origin_tag, accessor_tag = owner.tag(), current.tag()
-        value = base_dict(g).get(name)
-        message = (
-            f"'{subject}' was {how} during {accessor_tag}"
-            f" but was set during {origin_tag.method} {origin_tag.path}"
-            f" (request {origin_tag.token})."
-        )
         violation = reporter.build(
             "CG101",
             subject=subject,
-            message=message,
+            message=g_leak_message(name, how, origin_tag, accessor_tag),
             origin=origin_tag,
             accessor=accessor_tag,
             thread=threading.current_thread().name,
@@ -463,32 +488,30 @@ def base_dict(g: Any) -> dict[str, Any]:
 
 
 def _check_owned_read(g: Any, name: str) -> None:
-    shared = g_record(g)
+    shared = _shared(g)
     # Owners, not __dict__: a g class may keep attributes in slots.
-    if type(shared) is SharedG and name in shared.owners:
+    if shared is not None and name in shared.owners:
         _check_g_read(g, name, "read", 2)
 
 
-def _forget_g_owner(g: Any, name: str) -> None:
-    shared = g_record(g)
-    if type(shared) is SharedG:
-        shared.owners.pop(name, None)
-
-
-def _record_g_write(g: Any, name: str, depth: int) -> None:
-    shared = g_record(g)
-    if type(shared) is not SharedG:
-        return
+def _owner_here(shared: SharedG, depth: int) -> Owner:
+    """Who is writing a shared g's attribute here (*depth*: frames up)."""
     current = current_record()
     if current is None:
-        shared.owners.pop(name, None)
-        return
-    stacks = shared.guard.reporter.settings.stacks
-    shared.owners[name] = (
+        return (None, None, None)
+    stacks = shared.app_state.reporter.settings.stacks
+    return (
         current,
         _sites.capture_site(depth + 1),
         _sites.capture_stack(depth + 1) if stacks else None,
     )
+
+
+def _set_owner(shared: SharedG, name: str, owner: Owner) -> None:
+    if owner[0] is None:
+        shared.owners.pop(name, None)
+    else:
+        shared.owners[name] = owner
 
 
 def _make_watched_g_class(guarded: type) -> type:
@@ -497,6 +520,8 @@ def _make_watched_g_class(guarded: type) -> type:
     checked against the request that wrote it (CG101).
     """
     base_getattribute = method(guarded, "__getattribute__")
+    base_setattr = method(guarded, "__setattr__")
+    base_delattr = method(guarded, "__delattr__")
 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807
         try:
@@ -509,95 +534,143 @@ def _make_watched_g_class(guarded: type) -> type:
         _check_owned_read(self, name)
         return value
 
-    base_setattr = method(guarded, "__setattr__")
-    base_delattr = method(guarded, "__delattr__")
-    # A g class need not be an _AppCtxGlobals (Flask only calls it): wrap
-    # the dict-like methods it has, and only those.
-    base_get = getattr(guarded, "get", None)
-    base_pop = getattr(guarded, "pop", None)
-    base_setdefault = getattr(guarded, "setdefault", None)
-    base_contains = getattr(guarded, "__contains__", None)
-    base_iter = getattr(guarded, "__iter__", None)
-
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
-        base_setattr(self, name, value)
-        _record_g_write(self, name, 1)
+        shared = _shared(self)
+        if shared is None:
+            base_setattr(self, name, value)
+            return
+        owner = _owner_here(shared, 1)
+        with shared.lock:
+            base_setattr(self, name, value)
+            _set_owner(shared, name, owner)
 
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
-        base_delattr(self, name)
-        _forget_g_owner(self, name)
-
-    def get(self: Any, name: str, default: Any = None) -> Any:
-        if name in base_dict(self):
-            _check_g_read(self, name, "read (g.get)", 1)
-        return base_get(self, name, default)  # type: ignore[misc]
-
-    _missing = object()
-
-    def pop(self: Any, name: str, default: Any = _missing) -> Any:
-        if name in base_dict(self):
-            _check_g_read(self, name, "popped", 1)
-        if default is _missing:
-            value = base_pop(self, name)  # type: ignore[misc]
-        else:
-            value = base_pop(self, name, default)  # type: ignore[misc]
-        _forget_g_owner(self, name)
-        return value
-
-    def setdefault(self: Any, name: str, default: Any = None) -> Any:
-        if name in base_dict(self):
-            _check_g_read(self, name, "read (g.setdefault)", 1)
-            return base_setdefault(self, name, default)  # type: ignore[misc]
-        value = base_setdefault(self, name, default)  # type: ignore[misc]
-        _record_g_write(self, name, 1)
-        return value
-
-    def __contains__(self: Any, name: object) -> bool:  # noqa: N807
-        found: bool = base_contains(self, name)  # type: ignore[misc]
-        if found and isinstance(name, str):
-            _check_g_read(self, name, "looked up ('in')", 1)
-        return found
-
-    def __iter__(self: Any) -> Iterator[str]:  # noqa: N807
-        names = list(base_dict(self))
-        for name in names:
-            _check_g_read(self, name, "iterated over", 1)
-        return iter(names)
+        shared = _shared(self)
+        if shared is None:
+            base_delattr(self, name)
+            return
+        with shared.lock:
+            base_delattr(self, name)
+            shared.owners.pop(name, None)
 
     namespace: dict[str, Any] = {
         "__getattribute__": __getattribute__,
         "__setattr__": __setattr__,
         "__delattr__": __delattr__,
     }
-    for name, base, wrapper in (
-        ("get", base_get, get),
-        ("pop", base_pop, pop),
-        ("setdefault", base_setdefault, setdefault),
-        ("__contains__", base_contains, __contains__),
-        ("__iter__", base_iter, __iter__),
-    ):
+    # A g class need not be an _AppCtxGlobals (Flask only calls it): wrap
+    # the dict-like methods it has, and only those.
+    for name, wrap in _DICT_METHODS.items():
+        base = getattr(guarded, name, None)
         if base is not None:
-            namespace[name] = wrapper
+            namespace[name] = wrap(base)
     return subclass(guarded, namespace)
 
 
-def watch_shared_g(g: Any, guard: Any) -> None:
-    cls = type(g)
-    if cls not in _watched_gs.values():
-        guarded = cls if cls in _watched_gs else late_g_class(cls)
-        if not switch_class(g, _watched_gs[guarded]):
+_missing: Any = object()
+
+
+def _watched_get(base_get: Callable[..., Any]) -> Callable[..., Any]:
+    def get(self: Any, name: str, default: Any = None) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "read (g.get)", 1)
+        return base_get(self, name, default)
+
+    return get
+
+
+def _watched_pop(base_pop: Callable[..., Any]) -> Callable[..., Any]:
+    def pop(self: Any, name: str, default: Any = _missing) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "popped", 1)
+        args = (name,) if default is _missing else (name, default)
+        shared = _shared(self)
+        if shared is None:
+            return base_pop(self, *args)
+        with shared.lock:
+            value = base_pop(self, *args)
+            shared.owners.pop(name, None)
+        return value
+
+    return pop
+
+
+def _watched_setdefault(
+    base_setdefault: Callable[..., Any],
+) -> Callable[..., Any]:
+    def setdefault(self: Any, name: str, default: Any = None) -> Any:
+        if name in base_dict(self):
+            _check_g_read(self, name, "read (g.setdefault)", 1)
+            return base_setdefault(self, name, default)
+        shared = _shared(self)
+        if shared is None:
+            return base_setdefault(self, name, default)
+        owner = _owner_here(shared, 1)
+        with shared.lock:
+            new = name not in base_dict(self)
+            value = base_setdefault(self, name, default)
+            if new:
+                _set_owner(shared, name, owner)
+        return value
+
+    return setdefault
+
+
+def _watched_contains(base_contains: Callable[..., Any]) -> Callable[..., Any]:
+    def __contains__(self: Any, name: object) -> bool:  # noqa: N807
+        found: bool = base_contains(self, name)
+        if found and isinstance(name, str):
+            _check_g_read(self, name, "looked up ('in')", 1)
+        return found
+
+    return __contains__
+
+
+def _watched_iter(_base_iter: Callable[..., Any]) -> Callable[..., Any]:
+    # Iterates over a snapshot of the names, not through the base's own.
+    def __iter__(self: Any) -> Iterator[str]:  # noqa: N807
+        names = list(base_dict(self))
+        for name in names:
+            _check_g_read(self, name, "iterated over", 1)
+        return iter(names)
+
+    return __iter__
+
+
+# The dict-like methods of a g class, and their watched wrappers.
+_DICT_METHODS: dict[
+    str, Callable[[Callable[..., Any]], Callable[..., Any]]
+] = {
+    "get": _watched_get,
+    "pop": _watched_pop,
+    "setdefault": _watched_setdefault,
+    "__contains__": _watched_contains,
+    "__iter__": _watched_iter,
+}
+
+
+def watch_shared_g(g: Any, state: AppState) -> None:
+    """
+    *g* belongs to an app context pushed before the request now armed:
+    switch it to its watched class, which checks reads against writers.
+    """
+    role = registry.role(type(g))
+    if role not in (WATCHED_G, WATCHED_LATE_G):
+        guarded = type(g) if role in (G, LATE_G) else late_g_class(type(g))
+        if not switch_class(g, _watched_g_class(guarded)):
             return
         learn_names(g)
-    if type(g_record(g)) is not SharedG:
-        _set_g_record(g, SharedG(guard))
+    if _shared(g) is None:
+        _set_g_record(g, SharedG(state))
 
 
 def own_g(g: Any, record: RequestRecord) -> None:
-    cls = type(g)
-    if cls not in _watched_gs:
-        if cls in _watched_gs.values():
-            return  # a g shared with an outer request: not this one's
-        if not switch_class(g, late_g_class(cls)):
+    """*g* belongs to the app context *record*'s request pushed."""
+    role = registry.role(type(g))
+    if role in (WATCHED_G, WATCHED_LATE_G):
+        return  # a g shared with an outer request: not this one's
+    if role not in (G, LATE_G):
+        if not switch_class(g, late_g_class(type(g))):
             return
         learn_names(g)
     _set_g_record(g, record)

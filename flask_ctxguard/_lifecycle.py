@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+import threading
 from collections.abc import Callable
 from contextvars import copy_context
 from random import random
@@ -25,22 +26,35 @@ from time import time
 from typing import Any
 
 from ._access import NO_CONTEXT
-from ._classes import RECORD, lock, method
+from ._classes import (
+    RECORD,
+    SAMPLING_SESSION_INTERFACE,
+    SESSION_INTERFACE,
+    method,
+    registry,
+)
 from ._contextvars import (
     LEFT_BEHIND,
     detect_leaks,
     detect_unsampled_leaks,
 )
-from ._flaskcompat import app_ctx_var, request_ctx_var, session_of
-from ._g import late_g_class, own_g, slotted_guarded_gs, watch_shared_g
-from ._request import late_request_class, retired_class, retired_requests
+from ._flaskcompat import (
+    POP_UNLINKS_REQUEST,
+    REFS_AT_CLOSE,
+    app_ctx_var,
+    own_app_context,
+    request_ctx_var,
+    request_of,
+    session_of,
+)
+from ._g import late_g_class, own_g, watch_shared_g
+from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
-    born_guarded_sessions,
     guard_session,
     guarded_session_class,
 )
-from ._state import AppState
+from ._state import EXTENSION_KEY, AppState
 from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
 __all__ = [
@@ -48,6 +62,7 @@ __all__ = [
     "arm",
     "arm_request",
     "guarded_session_interface",
+    "install_fallback",
     "is_guarded_session_interface",
     "prepare_sampling",
     "retiring_close",
@@ -60,42 +75,45 @@ _new_record = object.__new__
 _refcount = sys.getrefcount
 _set_attribute = object.__setattr__
 # How many references a request has when Flask closes it, if nothing else
-# keeps it: its context, its environ ('werkzeug.request', counted even when
-# a copy of the context popped earlier cleared it), the bound close() Flask
-# calls, close()'s own frame, and getrefcount()'s argument. A request with
-# more outlives its context, and its class is switched to the retired one;
-# one with no more is freed when its context is popped. Learnt downwards:
-# a path with fewer references lowers it (then more requests are switched
-# than need be, never fewer).
-REFS_AT_CLOSE = 5
+# keeps it (see REFS_AT_CLOSE). A request with more outlives its context,
+# and its class is switched to the retired one; one with no more is freed
+# when its context is popped. Learnt downwards: a path with fewer
+# references lowers it (then more requests are switched than need be,
+# never fewer).
 _refs_at_close = REFS_AT_CLOSE
+_refs_lock = threading.Lock()
+# The sample rate of a sampling interface copy, in its __dict__.
+_RATE = "_ctxguard_sample_rate"
+# The name of the before_request function install_fallback adds.
+_FALLBACK = "ctxguard_arm_request"
 
 
 # -- arming -------------------------------------------------------------------
 
 
-def arm_request(guard: Any) -> None:
+def arm_request(state: AppState) -> None:
     """
-    Start guarding the current request of *guard*'s app after its session
+    Start guarding the current request of *state*'s app after its session
     was opened (when the session interface did not). Never raises: a
     failure is reported once and the request goes on unguarded.
     """
     ctx = _request_get(None)
-    if ctx is None:
+    request = request_of(ctx) if ctx is not None else None
+    if request is None:
         return
-    rate = guard.settings.sample_rate
+    rate = state.settings.sample_rate
     if rate < 1 and random() >= rate:
         return  # not sampled
     try:
-        arm(guard, ctx, ctx.request, session_of(ctx))
+        arm(state, ctx, request, session_of(ctx))
     except Exception as exc:  # noqa: BLE001 - never break a request
-        guard.reporter.internal_error("starting to guard a request", exc)
+        state.reporter.internal_error("starting to guard a request", exc)
 
 
-def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
+def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
     """
     Guard *request*, just pushed with its context *ctx*, and its *session*
-    (`None`: none, or not opened yet) and ``g``.
+    (`None`: none, or not opened yet) and ``g``, for *state*'s app.
 
     Runs on every request: each line here is paid for by every request.
     """
@@ -110,13 +128,13 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     # when the request retires, or when a report needs it. The fields are
     # filled here rather than in an __init__: one Python call less.
     record = _new_record(RequestRecord)
-    record.guard = guard
+    record.app_state = state
     record.ctx_id = id(ctx)
     record.method = request.method
     record.path = request.path
     record.endpoint = None
     record.snapshot = copy_context()
-    record.state = ARMED
+    record.phase = ARMED
     record.thread_id = get_ident()
     record.started = time()
     record.number = next_number()  # issue 16: tokens in arrival order
@@ -125,41 +143,33 @@ def arm(guard: Any, ctx: Any, request: Any, session: Any) -> None:
     # A null session (no secret key) holds no data and refuses writes:
     # leaving it alone keeps Flask's exact-type checks on it fast.
     if session is not None:
-        if type(session) in born_guarded_sessions:
-            # Not through the class's own __setattr__, which may store
-            # into the session's data.
+        if type(session) is state.session_class:
+            # Born guarded. Not through the class's own __setattr__, which
+            # may store into the session's data.
             _set_attribute(session, RECORD, record)
         elif type(session) not in NULL_SESSIONS:
-            guard_session(guard, session, record)
-    # RequestContext._cv_tokens (see _flaskcompat's docstring): the app
-    # context this request pushed, and so owns the g of; None if it runs
-    # in one pushed before it, whose g it shares.
-    app_ctx = ctx._cv_tokens[-1][1]
+            guard_session(state, session, record)
+    # The app context this request pushed, and so owns the g of; None if
+    # it runs in one pushed before it, whose g it shares.
+    app_ctx = own_app_context(ctx)
     if app_ctx is None:
         app_ctx = _app_get(None)
         if app_ctx is not None:
-            watch_shared_g(app_ctx.g, guard)
+            watch_shared_g(app_ctx.g, state)
     else:
         g = app_ctx.g
-        if type(g) in slotted_guarded_gs:
+        if type(g) is state.g_class:
             # Into the slot, whatever the g class's own __setattr__ does.
             _set_attribute(g, RECORD, record)
         else:
             own_g(g, record)
 
 
-_guarded_interfaces: dict[type, type] = {}
-_sampling_interfaces: dict[type, type] = {}
-# The sample rate of a sampling interface copy, in its __dict__.
-_RATE = "_ctxguard_sample_rate"
-
-
 def is_guarded_session_interface(interface: Any) -> bool:
     """Whether *interface* is one `guarded_session_interface` made."""
-    kind = type(interface)
-    return (
-        kind in _guarded_interfaces.values()
-        or kind in _sampling_interfaces.values()
+    return registry.role(type(interface)) in (
+        SESSION_INTERFACE,
+        SAMPLING_SESSION_INTERFACE,
     )
 
 
@@ -184,12 +194,11 @@ def guarded_session_interface(
     if is_guarded_session_interface(interface):
         return interface
     sampling = sample_rate < 1
-    cache = _sampling_interfaces if sampling else _guarded_interfaces
-    with lock:
-        cls = cache.get(base)
-        if cls is None:
-            cls = _make_guarded_interface_class(base, sampling=sampling)
-            cache[base] = cls
+    cls = registry.get_or_make(
+        base,
+        SAMPLING_SESSION_INTERFACE if sampling else SESSION_INTERFACE,
+        lambda base: _make_guarded_session_interface(base, sampling=sampling),
+    )
     guarded = copy.copy(interface)
     object.__setattr__(guarded, "__class__", cls)
     if sampling:
@@ -224,7 +233,7 @@ def prepare_sampling(app: Any, state: AppState) -> None:
         state.reporter.internal_error("preparing to sample", exc)
 
 
-def _make_guarded_interface_class(base: type, *, sampling: bool) -> type:
+def _make_guarded_session_interface(base: type, *, sampling: bool) -> type:
     base_open = method(base, "open_session")
 
     def open_session(self: Any, app: Any, request: Any) -> Any:
@@ -232,13 +241,13 @@ def _make_guarded_interface_class(base: type, *, sampling: bool) -> type:
         # Arm the request whose context is being pushed (not a session
         # opened by hand, as session_transaction() does).
         ctx = _request_get(NO_CONTEXT)
-        if ctx.request is request:
-            guard = app.extensions.get("ctxguard")
-            if guard is not None:
+        if request_of(ctx) is request:
+            state = app.extensions.get(EXTENSION_KEY)
+            if state is not None:
                 try:
-                    arm(guard, ctx, request, session)
+                    arm(state, ctx, request, session)
                 except Exception as exc:  # noqa: BLE001 - contain
-                    guard.reporter.internal_error(
+                    state.reporter.internal_error(
                         "starting to guard a request", exc
                     )
         return session
@@ -265,6 +274,73 @@ def _make_guarded_interface_class(base: type, *, sampling: bool) -> type:
     )
 
 
+def install_fallback(app: Any, state: AppState) -> None:
+    """
+    Arm *app*'s requests from a ``before_request`` function too, for those
+    its session interface does not arm: an app whose ``session_interface``
+    or ``request_class`` was replaced after ``init_app``, or a Flask that
+    opens sessions lazily. Once a request shows arming at work, the
+    function removes itself and later requests pay nothing for it; a
+    guarded request that ends unarmed installs it again.
+    """
+    funcs = app.before_request_funcs.get(None, [])
+    if any(getattr(f, "__name__", "") == _FALLBACK for f in funcs):
+        return
+
+    def ctxguard_arm_request() -> None:
+        ctx = _request_get(None)
+        request = request_of(ctx) if ctx is not None else None
+        if getattr(request, RECORD, None) is not None or (
+            registry.role(type(app.session_interface))
+            == SAMPLING_SESSION_INTERFACE
+        ):
+            # Armed when its session opened (or left unsampled by the
+            # sampling interface, which decides): not needed. Rebind the
+            # list rather than mutate it: Flask is iterating over it.
+            # An empty list left behind would still cost every request.
+            funcs = app.before_request_funcs.get(None, [])
+            kept = [f for f in funcs if f is not ctxguard_arm_request]
+            if kept:
+                app.before_request_funcs[None] = kept
+            else:
+                app.before_request_funcs.pop(None, None)
+            return
+        arm_request(state)
+
+    app.before_request_funcs[None] = [ctxguard_arm_request, *funcs]
+
+
+def _unarmed(request: Any) -> RequestRecord | None:
+    """
+    *request*, of a guarded class, ends without having been armed (its
+    session was not opened through the guard's interface: replaced, or
+    opened lazily). Arm it now, so that it retires like any other, and
+    its app's next requests from ``before_request``. Its record, or `None`
+    if its app is not one the guard arms.
+    """
+    ctx = _request_get(None)
+    if ctx is None or request_of(ctx) is not request:
+        return None
+    app = ctx.app
+    state = app.extensions.get(EXTENSION_KEY)
+    if (
+        not isinstance(state, AppState)
+        or state.auto  # the pytest plugin arms those
+        or state.settings.mode == "off"
+    ):
+        return None
+    try:
+        install_fallback(app, state)
+        arm(state, ctx, request, session_of(ctx))
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        state.reporter.internal_error("starting to guard a request", exc)
+        return None
+    record: RequestRecord | None = getattr(request, RECORD, None)
+    if record is not None:
+        record.snapshot = None  # it started now: no ContextVar to compare
+    return record
+
+
 # -- retiring -----------------------------------------------------------------
 
 
@@ -283,25 +359,28 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
             base_close(self)
         finally:
             record = self._ctxguard_record
-            if record is not None and record.state == ARMED:
+            if record is None:
+                record = _unarmed(self)
+            if record is not None and record.phase == ARMED:
                 # (id(None) is no context's.)
                 if id(_request_get(None)) != record.ctx_id:
                     # A copy of its context (copy_current_request_context)
                     # popped in another thread: the request goes on, but
-                    # its environ no longer refers to it (Flask clears it).
-                    record.unlinked = 1
+                    # its environ may no longer refer to it (Flask up to
+                    # 3.1 clears it).
+                    record.unlinked = POP_UNLINKS_REQUEST
                 else:
                     # Retire it: switch its class, check its ContextVars.
                     # Inline: every request ends here, and a Python call
                     # is a good part of what the guard costs.
-                    record.state = RETIRED
+                    record.phase = RETIRED
                     rule = self.url_rule
                     if rule is not None:
                         endpoint = record.endpoint = rule.endpoint
-                        if endpoint not in record.guard.sites:
+                        if endpoint not in record.app_state.sites:
                             # Once per endpoint: the view's site outlives
                             # the app, for reports about objects that do.
-                            record.guard.view_site(endpoint)
+                            record.app_state.view_site(endpoint)
                     # Switch its class only if it outlives its context:
                     # switching costs about as much as all the rest.
                     refs = _refcount(self) + record.unlinked
@@ -321,7 +400,7 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                         same = False
                     if (
                         not (same and _left_behind(None) is None)
-                        or record.guard.sampling
+                        or record.app_state.sampling
                     ):
                         _check_contextvars(self, record, snapshot, end)
 
@@ -332,20 +411,23 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
 def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
     """
     *request*, which has ended, has *refs* references (see
-    `REFS_AT_CLOSE`): switch it to its retired class if more than Flask's.
+    `_flaskcompat.REFS_AT_CLOSE`): switch it to its retired class if
+    more than Flask's.
     """
     global _refs_at_close
     if refs < _refs_at_close:
-        _refs_at_close = refs
-        return
+        with _refs_lock:
+            # Learnt under a lock: two requests lowering it at once must
+            # leave the lower of their counts, never the higher; one that
+            # now has more than the lowered count is switched below.
+            if refs <= _refs_at_close:
+                _refs_at_close = refs
+                return
     try:
-        retired = retired_requests.get(type(request))
-        if retired is None:
-            # A subclass of the guarded class the app made after init_app.
-            retired = retired_class(type(request))
+        retired = retired_request_class(type(request))
         _set_attribute(request, "__class__", retired)
-    except Exception as exc:  # noqa: BLE001 - never break the request
-        record.guard.reporter.internal_error("retiring a request", exc)
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        record.app_state.reporter.internal_error("retiring a request", exc)
 
 
 def _check_contextvars(
@@ -357,43 +439,43 @@ def _check_contextvars(
     """
     if snapshot is None:
         return
-    guard = record.guard
+    state = record.app_state
     found: dict[bool, set[int]] = {}
 
     def own(fresh: bool = False) -> set[int]:
         # Worked out once (and once fresh), only if a comparison needs it.
         if fresh not in found:
-            found[fresh] = _own_ids(request, guard, fresh)
+            found[fresh] = _own_ids(request, state, fresh)
         return found[fresh]
 
     try:
         leaks = detect_leaks(snapshot, record, own, end)
-        if guard.sampling:
+        if state.sampling:
             known = {leak[0] for leak in leaks}
             leaks += detect_unsampled_leaks(snapshot, end, own, known)
     except Exception as exc:  # noqa: BLE001 - never break the request
-        guard.reporter.internal_error("comparing ContextVars", exc)
+        state.reporter.internal_error("comparing ContextVars", exc)
         return
     if leaks:
-        guard.report_contextvar_leaks(record, leaks)
+        state.report_contextvar_leaks(record, leaks)
 
 
-def _own_ids(request: Any, guard: Any, fresh: bool) -> set[int]:
+def _own_ids(request: Any, state: AppState, fresh: bool) -> set[int]:
     """
     The ids of values the request could have set itself: its environ and
     URL values, and the objects the code that runs for its endpoint can
     name (*fresh*: walked again, not cached).
     """
-    state = request.__dict__
-    values = list(state.get("environ", {}).values())
-    values.extend((state.get("view_args") or {}).values())
+    attributes = request.__dict__
+    values = list(attributes.get("environ", {}).values())
+    values.extend((attributes.get("view_args") or {}).values())
     ids = {id(value) for value in values}
-    rule = state.get("url_rule")
+    rule = attributes.get("url_rule")
     if rule is not None:
         ids.update((id(rule.endpoint), id(rule.rule)))
-    ids |= guard.request_code_ids(
+    ids |= state.request_code_ids(
         rule.endpoint if rule is not None else None,
-        state.get("blueprints") or _blueprints_of(request),
+        attributes.get("blueprints") or _blueprints_of(request),
         fresh=fresh,
     )
     return ids

@@ -16,8 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ._access import NO_CONTEXT, note_endpoint, report_access
-from ._classes import RECORD, lock, method, subclass
-from ._flaskcompat import request_ctx_var
+from ._classes import (
+    LATE_REQUEST,
+    RECORD,
+    REQUEST,
+    REQUEST_ROLES,
+    RETIRED_REQUEST,
+    method,
+    registry,
+    subclass,
+)
+from ._flaskcompat import is_pushed, request_ctx_var, request_of
 from ._tags import ARMED
 
 __all__ = [
@@ -25,8 +34,7 @@ __all__ = [
     "guarded_request_class",
     "is_guarded_request_class",
     "late_request_class",
-    "retired_class",
-    "retired_requests",
+    "retired_request_class",
 ]
 
 _request_get = request_ctx_var.get
@@ -89,12 +97,6 @@ CHECKED_REQUEST_ATTRIBUTES = (
     "values",
 )
 
-_our_request_classes: set[type] = set()
-_guarded_requests: dict[type, type] = {}
-_late_requests: dict[type, type] = {}
-#: The retired class of each guarded request class.
-retired_requests: dict[type, type] = {}
-
 
 class _CheckedProperty(property):
     """
@@ -116,7 +118,7 @@ def _check_request_use(request: Any, name: str) -> None:
     """*request*'s attribute *name* was used outside its own context."""
     record = request._ctxguard_record
     if record is not None:
-        if record.state == ARMED:
+        if record.phase == ARMED:
             note_endpoint(record, request)
         # Frames: this one and the property's getter.
         report_access(record, "request", name, 2)
@@ -140,7 +142,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
 
         def get_slot(obj: Any) -> Any:
             ctx = _request_get(NO_CONTEXT)
-            if ctx.request is not obj or not ctx._cv_tokens:
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             try:
                 return slot_get(obj, None)
@@ -154,7 +156,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
 
         def get_plain(obj: Any) -> Any:
             ctx = _request_get(NO_CONTEXT)
-            if ctx.request is not obj or not ctx._cv_tokens:
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             try:
                 return obj.__dict__[name]
@@ -169,7 +171,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
 
         def get_method(obj: Any) -> Any:
             ctx = _request_get(NO_CONTEXT)
-            if ctx.request is not obj or not ctx._cv_tokens:
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             value = obj.__dict__.get(name, _MISSING)
             return base_get(obj, type(obj)) if value is _MISSING else value
@@ -183,7 +185,7 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
 
         def get_data(obj: Any) -> Any:
             ctx = _request_get(NO_CONTEXT)
-            if ctx.request is not obj or not ctx._cv_tokens:
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             return base_get(obj, type(obj))
 
@@ -223,7 +225,7 @@ def _dict_deleter(name: str) -> Callable[[Any], None]:
 
 def is_guarded_request_class(cls: type) -> bool:
     """Whether *cls* is one of our guarded (or retired) request classes."""
-    return cls in _our_request_classes
+    return registry.role(cls) in REQUEST_ROLES
 
 
 def guarded_request_class(base: type) -> type:
@@ -231,7 +233,7 @@ def guarded_request_class(base: type) -> type:
     The guarded subclass of the request class *base* (cached), to install
     as ``app.request_class``: plain attributes it checks are kept in slots.
     """
-    return _request_class(base, _guarded_requests, slotted=True)
+    return _request_class(base, REQUEST)
 
 
 def late_request_class(base: type) -> type:
@@ -239,42 +241,33 @@ def late_request_class(base: type) -> type:
     The guarded subclass of *base* that an existing request of class
     *base* can be switched to: it adds no slots.
     """
-    return _request_class(base, _late_requests, slotted=False)
+    return _request_class(base, LATE_REQUEST)
 
 
-def retired_class(cls: type) -> type:
-    """
-    The retired class for a request of class *cls*: cached for the
-    guarded classes, made on first use for a subclass of one that the app
-    defined after ``init_app`` (``class MyRequest(app.request_class)``).
-    """
-    try:
-        return retired_requests[cls]
-    except KeyError:
-        pass
-    with lock:
-        retired = retired_requests.get(cls)
-        if retired is None:
-            retired = _make_retired_request_class(cls)
-            _our_request_classes.add(retired)
-            retired_requests[cls] = retired
-        return retired
-
-
-def _request_class(
-    base: type, cache: dict[type, type], *, slotted: bool
-) -> type:
+def _request_class(base: type, role: str) -> type:
     if is_guarded_request_class(base):
         return base
-    with lock:
-        cls = cache.get(base)
-        if cls is None:
-            cls = _make_guarded_request_class(base, slotted=slotted)
-            retired = _make_retired_request_class(cls)
-            _our_request_classes.update((cls, retired))
-            retired_requests[cls] = retired
-            cache[base] = cls
-        return cls
+    cls = registry.get_or_make(
+        base,
+        role,
+        lambda base: _make_guarded_request_class(
+            base, slotted=role == REQUEST
+        ),
+    )
+    assert cls is not None
+    return cls
+
+
+def retired_request_class(guarded: type) -> type:
+    """
+    The class a request of the guarded class *guarded* is switched to when
+    it outlives its context.
+    """
+    cls = registry.get_or_make(
+        guarded, RETIRED_REQUEST, _make_retired_request_class
+    )
+    assert cls is not None
+    return cls
 
 
 def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
@@ -347,7 +340,7 @@ class _RetiredAttribute:
         if obj is None:
             return self if base is _MISSING else base
         ctx = _request_get(NO_CONTEXT)
-        if ctx.request is not obj or not ctx._cv_tokens:
+        if request_of(ctx) is not obj or not is_pushed(ctx):
             record = obj._ctxguard_record
             if record is not None:
                 report_access(record, "request", self._name, 1)

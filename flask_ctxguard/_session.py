@@ -12,32 +12,29 @@ its request is armed. A null session (no secret key) is left alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask.sessions import NullSession
 
 from ._access import NO_CONTEXT, report_access
-from ._classes import RECORD, lock, subclass
+from ._classes import RECORD, SESSION, registry, subclass
 from ._flaskcompat import request_ctx_var, session_of
 from ._tags import RequestRecord
+
+if TYPE_CHECKING:
+    from ._state import AppState
 
 __all__ = [
     "CHECKED_SESSION_METHODS",
     "NULL_SESSIONS",
-    "born_guarded_sessions",
     "guard_session",
     "guarded_session_class",
 ]
 
 _request_get = request_ctx_var.get
 _set_attribute = object.__setattr__
-_UNSEEN: Any = object()
 #: Session classes never guarded: they hold no data and refuse writes.
 NULL_SESSIONS = frozenset({NullSession})
-_guarded_sessions: dict[type, type | None] = {}
-# The guarded session classes (each also maps to itself above): a session
-# of one only needs its record.
-born_guarded_sessions: set[type] = set()
 
 # The session's dict API: every way to read or write its data. ``len()``
 # and ``bool()`` are left to dict's C implementation: Flask calls them when
@@ -131,31 +128,30 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
 
 
 def guarded_session_class(base: type) -> type | None:
-    try:
-        return _guarded_sessions[base]
-    except KeyError:
-        pass
-    with lock:
-        cls: type | None = None
-        if base in born_guarded_sessions:
-            cls = base
-        elif base.__dictoffset__:
-            # Instances need a __dict__ for the record; a session class
-            # without one (all __slots__) is not guarded.
-            namespace: dict[str, Any] = {RECORD: None}
-            for name in CHECKED_SESSION_METHODS:
-                method = getattr(base, name, None)
-                if method is not None:
-                    namespace[name] = _session_method(name, method)
-            cls = subclass(base, namespace)
-            _guarded_sessions[cls] = cls
-            born_guarded_sessions.add(cls)
-        _guarded_sessions[base] = cls
-        return cls
+    """
+    The guarded subclass of the session class *base* (cached); `None` if
+    its instances cannot carry the guard's record (no ``__dict__``).
+    """
+    if registry.role(base) == SESSION:
+        return base
+    return registry.get_or_make(base, SESSION, _make_guarded_session_class)
 
 
-def _decline_session(guard: Any, cls: type) -> None:
-    guard.reporter.declined(
+def _make_guarded_session_class(base: type) -> type | None:
+    if not base.__dictoffset__:
+        # Instances need a __dict__ for the record; a session class
+        # without one (all __slots__) is not guarded.
+        return None
+    namespace: dict[str, Any] = {RECORD: None}
+    for name in CHECKED_SESSION_METHODS:
+        method = getattr(base, name, None)
+        if method is not None:
+            namespace[name] = _session_method(name, method)
+    return subclass(base, namespace)
+
+
+def _decline_session(state: AppState, cls: type) -> None:
+    state.reporter.declined(
         f"session class {cls.__module__}.{cls.__qualname__}",
         "its instances cannot carry the guard's record (no __dict__, or a"
         " class that cannot be switched); sessions of this class are not"
@@ -164,20 +160,24 @@ def _decline_session(guard: Any, cls: type) -> None:
     )
 
 
-def guard_session(guard: Any, session: Any, record: RequestRecord) -> None:
-    cls = _guarded_sessions.get(type(session), _UNSEEN)
-    if cls is _UNSEEN:
-        cls = guarded_session_class(type(session))
+def guard_session(
+    state: AppState, session: Any, record: RequestRecord
+) -> None:
+    """
+    Give *session*, of a class not born guarded, its request's *record*,
+    switching its class to the guarded one.
+    """
+    base = type(session)
+    cls = guarded_session_class(base)
     if cls is None:
-        _decline_session(guard, type(session))
+        _decline_session(state, base)
         return
     try:
-        if type(session) is not cls:
+        if base is not cls:
             _set_attribute(session, "__class__", cls)
         _set_attribute(session, RECORD, record)
     except (TypeError, AttributeError):
         # A session class whose layout forbids the swap (a C type, slots):
         # the guard declines for sessions of this class.
-        with lock:
-            _guarded_sessions[type(session)] = None
-        _decline_session(guard, type(session))
+        registry.decline(base, SESSION)
+        _decline_session(state, base)

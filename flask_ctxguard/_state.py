@@ -18,13 +18,16 @@ from ._config import Settings
 from ._contextvars import Leak, reachable_ids
 from ._report import Reporter
 from ._tags import RequestRecord
-from ._violations import Violation
+from ._violations import Violation, contextvar_leak_message
 from .exceptions import ContaminationError
 
 if TYPE_CHECKING:
     from ._extension import CtxGuard
 
-__all__ = ["AppState"]
+__all__ = ["EXTENSION_KEY", "AppState"]
+
+#: Where an app keeps its state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "ctxguard"
 
 
 class AppState:
@@ -40,11 +43,15 @@ class AppState:
         self.app_name = app.name
         self._app_ref = weakref.ref(app)
         self.reporter = Reporter(settings, app.name, app)
-        #: Whether requests are armed by our before_request function (else
-        #: by whoever installed us, such as the pytest plugin).
-        self.arms_on_before_request = True
-        #: Installed by the pytest plugin, not by the app.
+        #: Installed by the pytest plugin, not by the app: its requests
+        #: are armed when they start (request_started), not by the
+        #: ``before_request`` fallback.
         self.auto = False
+        #: The guarded g class installed on the app, and the guarded
+        #: session class its session interface makes (`None`: not
+        #: installed): arming tells them by identity.
+        self.g_class: type | None = None
+        self.session_class: type | None = None
         #: Whether only a sample of requests is guarded.
         self.sampling = settings.sample_rate < 1
         self.sites: dict[str | None, str | None] = {}
@@ -186,24 +193,16 @@ class AppState:
         (`None`: a request that was not sampled) for *record*'s request.
         """
         accessor_tag = record.tag()
-        if origin is None:
-            rate = self.settings.sample_rate
-            message = (
-                f"ContextVar {var.name!r} held, for the whole of"
-                f" {accessor_tag}, a value that an earlier request set and"
-                " never reset; which request is unknown, as only a sample"
-                f" of requests is guarded (CTXGUARD_SAMPLE_RATE = {rate:g})."
-            )
-            origin_tag = origin_site = None
-        else:
+        origin_tag = origin_site = None
+        if origin is not None:
             origin_tag = origin.tag()
-            message = (
-                f"ContextVar {var.name!r} held, for the whole of"
-                f" {accessor_tag}, the value that {origin_tag.method}"
-                f" {origin_tag.path} (request {origin_tag.token}) set"
-                " and never reset."
-            )
-            origin_site = origin.guard.view_site(origin.endpoint)
+            origin_site = origin.app_state.view_site(origin.endpoint)
+        message = contextvar_leak_message(
+            var.name,
+            origin_tag,
+            accessor_tag,
+            sample_rate=self.settings.sample_rate,
+        )
         return self.reporter.build(
             "CG106",
             subject=f"ContextVar {var.name}",

@@ -14,13 +14,18 @@ import itertools
 import os
 import threading
 from threading import get_ident
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._state import AppState
 
 __all__ = ["RequestRecord", "RequestTag", "new_token"]
 
 #: Lifecycle of a guarded request, kept on its `RequestRecord`.
 ARMED = 1
 RETIRED = 2
+
+_tag_lock = threading.Lock()
 
 
 def _new_prefix() -> str:
@@ -115,28 +120,32 @@ class RequestRecord:
 
     Shared by the request, its session and (when the request owns its app
     context) its ``g``: retiring the record retires all three at once. It
-    holds no reference to the request's objects. Built on every request, so
-    it stores only what is cheap to get; the rest is derived in `tag`.
+    refers to none of the three; while the request is in flight it holds
+    the `contextvars.Context` it started with (``snapshot``), which holds
+    whatever the ContextVars held then, and drops it when the request
+    ends. Built on every request, so it stores only what is cheap to get;
+    the rest is derived in `tag`.
     """
 
     __slots__ = (
         "_tag",
+        "app_state",
         "ctx_id",
         "endpoint",
-        "guard",
         "method",
         "number",
         "path",
+        "phase",
         "snapshot",
         "started",
-        "state",
         "thread_id",
         "unlinked",
     )
 
     # Filled in by the guard when it arms a request (no __init__: this is
     # built on every request, and the call would cost more than the rest).
-    guard: Any
+    #: The per-app state of the guard that armed the request.
+    app_state: AppState
     ctx_id: int
     method: str
     path: str
@@ -144,7 +153,8 @@ class RequestRecord:
     # From `next_number` at arming; the token is built from it when needed.
     number: int
     snapshot: contextvars.Context | None
-    state: int
+    #: `ARMED` while the request is in flight, then `RETIRED`.
+    phase: int
     thread_id: int
     started: float
     # 1 once a copy of the request's context was popped: its environ no
@@ -160,29 +170,32 @@ class RequestRecord:
         try:
             tag = self._tag
         except AttributeError:
+            pass
+        else:
+            if tag.endpoint == self.endpoint:
+                return tag
+        # Two threads reporting on one request at once must agree on its
+        # token: a record never armed is numbered under a lock (only
+        # reports get here).
+        with _tag_lock:
             try:
                 number = self.number
             except AttributeError:  # a record that was never armed
                 number = self.number = next_number()
-            token = f"{_prefix}-{number:x}"
-        else:
-            if tag.endpoint == self.endpoint:
-                return tag
-            token = tag.token
-        tag = self._tag = RequestTag(
-            token=token,
-            thread_id=self.thread_id,
-            thread_name=thread_name(self.thread_id),
-            method=self.method,
-            path=self.path,
-            endpoint=self.endpoint,
-            started=self.started,
-        )
+            tag = self._tag = RequestTag(
+                token=f"{_prefix}-{number:x}",
+                thread_id=self.thread_id,
+                thread_name=thread_name(self.thread_id),
+                method=self.method,
+                path=self.path,
+                endpoint=self.endpoint,
+                started=self.started,
+            )
         return tag
 
     def __repr__(self) -> str:
-        state = "in flight" if self.state == ARMED else "ended"
-        return f"<RequestRecord {self.method} {self.path} {state}>"
+        phase = "in flight" if self.phase == ARMED else "ended"
+        return f"<RequestRecord {self.method} {self.path} {phase}>"
 
 
 def thread_name(ident: int) -> str:

@@ -1,8 +1,11 @@
 """
-Violations: the rule table and the one object every finding becomes.
+Violations: the rule table, the one object every finding becomes, and
+every violation message.
 
 `str(violation)` (for people) and `Violation.log_fields` (for structlog) are
-both rendered from the same fields here, so they never drift apart.
+both rendered from the same fields here, so they never drift apart. Each
+code's message is built by one function here (`g_leak_message` ...), from
+the data its detector passes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,18 @@ from typing import Any
 
 from ._tags import RequestTag
 
-__all__ = ["RULES", "Rule", "Violation", "escape_controls"]
+__all__ = [
+    "RULES",
+    "Rule",
+    "Violation",
+    "context_leak_message",
+    "contextvar_leak_message",
+    "cross_request_message",
+    "cross_thread_message",
+    "escape_controls",
+    "g_leak_message",
+    "stale_access_message",
+]
 
 DOCS = "docs/rules.md"
 
@@ -309,3 +323,116 @@ class Violation:
 
 def _indent(stack: str) -> list[str]:
     return ["    " + line for line in stack.rstrip("\n").splitlines()]
+
+
+# -- the messages, one per code ---------------------------------------------
+
+
+def _of(subject: str, attribute: str, origin: RequestTag) -> str:
+    what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
+    return (
+        f"{what} of {origin.method} {origin.path} (request"
+        f" {origin.token}, thread {origin.thread_name!r})"
+    )
+
+
+def g_leak_message(
+    name: str, how: str, origin: RequestTag, accessor: RequestTag
+) -> str:
+    """CG101: ``g.<name>`` set during *origin*, *how* during *accessor*."""
+    return (
+        f"'g.{name}' was {how} during {accessor}"
+        f" but was set during {origin.method} {origin.path}"
+        f" (request {origin.token})."
+    )
+
+
+def stale_access_message(
+    subject: str, attribute: str, origin: RequestTag, thread: str
+) -> str:
+    """CG102: *subject* of the ended request *origin* used in *thread*."""
+    return (
+        f"{_of(subject, attribute, origin)} was used after that request"
+        f" ended, outside any request, in thread {thread!r}."
+    )
+
+
+def cross_request_message(
+    subject: str,
+    attribute: str,
+    origin: RequestTag,
+    accessor: RequestTag | None,
+    *,
+    ended: bool,
+) -> str:
+    """
+    CG103: *subject* of *origin* used during *accessor* (`None`: a request
+    that was not sampled).
+    """
+    when = (
+        "after that request ended"
+        if ended
+        else "while that request was still in flight"
+    )
+    what = _of(subject, attribute, origin)
+    during = (
+        "another request (one that was not sampled, so it is not named)"
+        if accessor is None
+        else str(accessor)
+    )
+    return f"{what} was used during {during}, {when}."
+
+
+def cross_thread_message(
+    subject: str, attribute: str, origin: RequestTag, thread: str
+) -> str:
+    """CG104: *subject* of the in-flight *origin* used from *thread*."""
+    return (
+        f"{_of(subject, attribute, origin)} was used from thread"
+        f" {thread!r}, which has no context of that request, while it was"
+        " in flight."
+    )
+
+
+def context_leak_message(
+    app_name: str, thread: str, request: tuple[str, str] | None
+) -> str:
+    """
+    CG105: a context of the app *app_name* is still pushed in *thread*;
+    *request* is ``(method, path)`` for a request context.
+    """
+    if request is None:
+        what, shared = "an app context", ""
+    else:
+        what = f"the request context of {request[0]} {request[1]}"
+        shared = "request, session and "
+    return (
+        f"{what} of the app {app_name!r} is still pushed in thread"
+        f" {thread!r}; everything that runs after it shares its"
+        f" {shared}'g'."
+    )
+
+
+def contextvar_leak_message(
+    var_name: str,
+    origin: RequestTag | None,
+    accessor: RequestTag,
+    *,
+    sample_rate: float = 1.0,
+) -> str:
+    """
+    CG106: *var_name* held *origin*'s value for the whole of *accessor*
+    (*origin* `None`: a request that was not sampled).
+    """
+    if origin is None:
+        return (
+            f"ContextVar {var_name!r} held, for the whole of {accessor}, a"
+            " value that an earlier request set and never reset; which"
+            " request is unknown, as only a sample of requests is guarded"
+            f" (CTXGUARD_SAMPLE_RATE = {sample_rate:g})."
+        )
+    return (
+        f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
+        f" value that {origin.method} {origin.path} (request"
+        f" {origin.token}) set and never reset."
+    )

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from flask import Flask, appcontext_pushed, request_started
 
-from ._extension import EXTENSION_KEY, CtxGuard, context_leak
+from ._contexts import context_leak
+from ._extension import EXTENSION_KEY, CtxGuard
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -189,7 +190,7 @@ class _Plugin:
 
     def _on_request_started(self, sender: Flask, **_: Any) -> None:
         state = self.ensure_guarded(sender)
-        if state is None or state.arms_on_before_request:
+        if state is None or not state.auto:
             return
         if state.settings.mode != "off":
             arm_request(state)
@@ -434,6 +435,11 @@ def pytest_terminal_summary(
         f"ctxguard: {total} violation{'' if total == 1 else 's'} in"
         f" {tests} test{'' if tests == 1 else 's'}"
     )
+
+    # hammer's crossovers, in their own section (issue 13).
+    from ._hammer import write_crossover_summary
+
+    write_crossover_summary(terminalreporter)
 
 
 class CtxGuardFixture:

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import structlog
 from flask import Flask
-from flask.globals import _cv_app, _cv_request
 
 from flask_ctxguard import CtxGuard
+from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
+from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
 from tests.helpers import TIMEOUT
 
 

@@ -22,10 +22,11 @@ from typing import Any, Protocol
 
 import structlog
 from flask import Flask, g, request, session
-from flask.globals import _cv_app, _cv_request
 from werkzeug.serving import make_server
 
 from flask_ctxguard import ContaminationError, CtxGuard, Violation
+from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
+from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
 
 #: Bound of every wait: a test that needs longer is stuck.
 TIMEOUT = 10.0

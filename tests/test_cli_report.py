@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from flask_ctxguard import _cli, _findings
+from tests._compat import needs_shared_g
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,6 +133,7 @@ def _worker_logs(tmp_path):
 
 
 class TestWorkers:
+    @needs_shared_g  # the workers' logs hold a CG101
     def test_two_workers_logs_become_findings(self, worker_logs):
         """
         Two workers' logs, one gzipped, give each bug once with counts summed
@@ -164,6 +166,7 @@ class TestWorkers:
         assert cg101["first_seen"] == cg101["last_seen"]
         assert cg101["first_seen"].endswith("Z")
 
+    @needs_shared_g  # the workers' logs hold a CG101
     def test_text_report_of_two_workers(self, worker_logs):
         """
         The text report has a table, worst first, and each finding's full
@@ -194,6 +197,7 @@ class TestWorkers:
         assert "      used at:    tests/logworker.py:" in result.stdout
         assert "      docs: docs/rules.md#cg101" in result.stdout
 
+    @needs_shared_g  # the workers' logs hold a CG101
     def test_standard_input_and_dash(self, worker_logs):
         """
         Logs piped in, as '-' or with no file, give the same findings as the

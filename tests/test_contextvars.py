@@ -8,6 +8,7 @@ import structlog
 from flask import Flask, after_this_request, request, request_started
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests._compat import raises_at_teardown
 from tests.helpers import kept_request_control
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
@@ -166,9 +167,11 @@ class TestTestClientThread:
         def run():
             client = app.test_client()
             client.get("/t/acme")
-            with pytest.raises(ContaminationError) as excinfo:
+            with raises_at_teardown(ContaminationError) as caught:
                 client.get("/whoami")
-            return excinfo.value.violation.code
+            error = caught[0]
+            assert isinstance(error, ContaminationError)
+            return error.violation.code
 
         assert "CG106" == fresh_context.run(run)
 

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from example_app import buggy, create_app, demo
 from example_app.db import DEMO_USERS
 from flask_ctxguard import ContaminationError
+from tests._compat import needs_shared_g
 from tests.helpers import codes, kept_request_control
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -449,6 +450,7 @@ class TestBuggyRoutes:
         assert "ContextVar structlog_import_id" == violation.subject
         assert "buggy.import_notes" == violation.origin.endpoint
 
+    @needs_shared_g
     def test_digest_job_in_an_app_context_is_cg101(self, guard, log_in):
         """The digest job's requests share its app context, and the first
         user's 'g._login_user': CG101."""
@@ -463,6 +465,7 @@ class TestBuggyRoutes:
             digest["recipient"] for digest in digests
         ]
 
+    @needs_shared_g
     def test_digest_command_is_cg101(self, app, guard, worker):
         """'flask buggy send-digests' renders every digest as the first
         user: CG101."""
@@ -520,6 +523,7 @@ class TestLogs:
 
 
 class TestDemo:
+    @needs_shared_g
     def test_demo_reports_every_code(self):
         """'python -m example_app.demo' exits 0 and shows a full report of
         each runtime code."""

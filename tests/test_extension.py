@@ -12,6 +12,7 @@ from flask_ctxguard import (
     CtxGuardError,
     _extension,
 )
+from tests._compat import needs_shared_g
 
 
 def _app(name="app", **config):
@@ -38,6 +39,7 @@ class TestInitApp:
 
         assert app.extensions["ctxguard"].guard is guard
 
+    @needs_shared_g
     def test_factory_pattern(self):
         """CtxGuard() then init_app(app) works like CtxGuard(app)."""
         guard = CtxGuard()
@@ -91,6 +93,7 @@ class TestInitApp:
         with pytest.raises(ConfigurationError, match="cannot guard"):
             CtxGuard(app)
 
+    @needs_shared_g
     def test_unsupported_flask_log_mode(self, monkeypatch):
         """If a Flask internal is missing, log mode degrades with one error
         log and installs nothing."""
@@ -114,6 +117,7 @@ class TestInitApp:
 
 
 class TestSeveralApps:
+    @needs_shared_g
     def test_each_app_has_its_own_guard(self):
         """Two apps, two guards: each sees only its own app's violations."""
         one, two = _app("one"), _app("two")
@@ -128,6 +132,7 @@ class TestSeveralApps:
         assert ["one"] == [v.app for v in guard_one.violations]
         assert [] == guard_two.violations
 
+    @needs_shared_g
     def test_unguarded_app_is_untouched(self):
         """A guard never changes an app it was not installed on; the same
         leak in the app it guards is reported."""
@@ -149,6 +154,7 @@ class TestSeveralApps:
         assert [] == unguarded
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_one_guard_several_apps(self):
         """One guard may serve several apps; violations merge in order."""
         guard = CtxGuard()

@@ -17,6 +17,7 @@ from flask_ctxguard import (
     CtxGuard,
     contamination_detected,
 )
+from tests._compat import needs_shared_g
 from tests.helpers import (
     TIMEOUT,
     Worker,
@@ -50,6 +51,7 @@ def healthy_run() -> tuple[list[tuple[int, bytes]], list[tuple[str, str]]]:
 
 
 class TestFaults:
+    @needs_shared_g
     def test_raising_log_pipeline(self, caplog):
         """
         A structlog pipeline that raises on every event: responses are
@@ -81,6 +83,7 @@ class TestFaults:
         ] == [(r.levelname, r.getMessage()) for r in records]
         assert "pipeline down" == str(records[0].exc_info[1])
 
+    @needs_shared_g
     def test_pipeline_failing_for_contamination_events(self, events):
         """
         A pipeline that only fails on 'contamination' events: the failure is
@@ -109,6 +112,7 @@ class TestFaults:
         ]
         assert isinstance(events[0]["exc_info"], ValueError)
 
+    @needs_shared_g
     def test_raising_receiver_and_pipeline(self, caplog):
         """
         A raising receiver and a raising pipeline together: requests are
@@ -144,6 +148,7 @@ class TestFaults:
             "flask_ctxguard: logging a violation failed",
         ] == said
 
+    @needs_shared_g
     def test_pipeline_reading_the_current_request(self, events):
         """
         An app's log processor that adds the current request's path, 'g'

@@ -5,6 +5,7 @@ import pytest
 from flask import Flask, appcontext_pushed, g
 
 from flask_ctxguard import ContaminationError, CtxGuard
+from tests._compat import needs_shared_g
 from tests.helpers import kept_request_control
 
 
@@ -51,6 +52,7 @@ READ_PATHS = {
 
 
 class TestEveryReadPath:
+    @needs_shared_g
     @pytest.mark.parametrize("path", sorted(READ_PATHS))
     def test_read_in_another_request_is_cg101(self, app, path):
         """A g attribute set in one request and read in the next is CG101,
@@ -76,6 +78,7 @@ class TestEveryReadPath:
         assert "str" == violation.value_type
 
     @pytest.mark.parametrize("path", sorted(READ_PATHS))
+    @needs_shared_g
     def test_same_answer_as_bare_flask(self, app, path):
         """Log mode changes no response, whichever way g is read, while the
         read is reported."""
@@ -96,6 +99,7 @@ class TestEveryReadPath:
 
 
 class TestSilence:
+    @needs_shared_g
     def test_fresh_app_context_per_request(self, app):
         """Ordinary requests, each with its own app context, are clean."""
         _read_route(app, lambda: getattr(g, "user", None))
@@ -109,6 +113,7 @@ class TestSilence:
         assert [] == guard.violations
         assert ["CG101"] == _shared_g_control(app, guard)
 
+    @needs_shared_g
     def test_value_injected_outside_requests(self, app):
         """A value a test sets on g outside any request is not flagged."""
         _read_route(app, lambda: g.user)
@@ -124,6 +129,7 @@ class TestSilence:
         assert [] == guard.violations
         assert ["CG101"] == _shared_g_control(app, guard)
 
+    @needs_shared_g
     def test_value_injected_through_appcontext_pushed(self, app):
         """Flask's documented appcontext_pushed fake is not flagged."""
         _read_route(app, lambda: g.user)
@@ -139,6 +145,7 @@ class TestSilence:
         assert [] == guard.violations
         assert ["CG101"] == _shared_g_control(app, guard)
 
+    @needs_shared_g
     def test_reinjected_after_a_request(self, app):
         """A value re-set outside requests loses its request owner."""
         _read_route(app, lambda: g.user)
@@ -173,6 +180,7 @@ class TestSilence:
         assert [] == guard.violations
         assert ["CG104"] == kept_request_control(app, guard)
 
+    @needs_shared_g
     def test_test_code_reads_after_the_request(self, app):
         """Test code reading g between requests is not a request: clean."""
         guard = CtxGuard(app)
@@ -186,6 +194,7 @@ class TestSilence:
         assert [] == guard.violations
         assert ["CG104"] == kept_request_control(app, guard)
 
+    @needs_shared_g
     def test_deleted_attribute(self, app):
         """An attribute deleted outside requests is no longer tracked."""
         _read_route(app, lambda: getattr(g, "user", None))
@@ -203,6 +212,7 @@ class TestSilence:
 
 
 class TestSharedContexts:
+    @needs_shared_g
     def test_request_context_pushed_around_requests(self, app):
         """A test_request_context pushed around client requests (as
         pytest-flask does) shares g: CG101."""
@@ -216,6 +226,7 @@ class TestSharedContexts:
 
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_flask_login_current_user(self):
         """Flask-Login's current_user of one request is seen by the next
         when an app context is pushed around them."""
@@ -254,6 +265,7 @@ class TestSharedContexts:
         assert "g._login_user" == violation.subject
         assert violation.access_site.endswith("in me")
 
+    @needs_shared_g
     def test_raise_mode_raises_at_the_read(self, app):
         """In raise mode the read raises ContaminationError in the view."""
         _read_route(app, lambda: g.user)

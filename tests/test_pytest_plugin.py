@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests._compat import needs_shared_g
+
 #: The app every inner test file builds: one view per kind of mistake.
 APP = """
     import contextvars
@@ -227,6 +229,7 @@ def assert_inert(result: pytest.RunResult) -> None:
 
 
 class TestOptions:
+    @needs_shared_g
     def test_no_option_is_inert(self, ourtester):
         """Without option or ini key, a leaking test passes, silently."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -237,6 +240,7 @@ class TestOptions:
         assert_inert(result)
         assert_leak_caught(ourtester)
 
+    @needs_shared_g
     @pytest.mark.parametrize("args", [["--ctxguard"], ["--ctxguard=strict"]])
     def test_strict(self, ourtester, args):
         """--ctxguard and --ctxguard=strict fail the leaking test."""
@@ -265,6 +269,7 @@ class TestOptions:
         result.assert_outcomes(failed=1, passed=1)
         result.stdout.fnmatch_lines([HEADER["strict"]])
 
+    @needs_shared_g
     def test_warn(self, ourtester):
         """--ctxguard=warn: tests pass and the violation is summarized."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -282,6 +287,7 @@ class TestOptions:
             ]
         )
 
+    @needs_shared_g
     def test_off(self, ourtester):
         """--ctxguard=off is the same as no option at all."""
         ourtester.makepyfile(test_leaky=LEAKY)
@@ -304,6 +310,7 @@ class TestOptions:
             ("off", ["--ctxguard=strict"], "strict"),
         ],
     )
+    @needs_shared_g
     def test_ini_and_command_line(self, ourtester, ini, args, mode):
         """The ini key sets the mode; the command line overrides it."""
         write_ini(ourtester, f"ctxguard = {ini}")
@@ -360,6 +367,7 @@ class TestEveryCode:
     ContextVar of CG106 and the context of CG105 must not reach this run.
     """
 
+    @needs_shared_g
     def test_strict(self, ourtester):
         """Strict mode fails the test of every code, and only those; a
         context left pushed is found after the test's teardown, so it is an
@@ -394,6 +402,7 @@ class TestEveryCode:
         )
         result.stdout.fnmatch_lines(["ctxguard: 6 violations in 6 tests"])
 
+    @needs_shared_g
     def test_warn(self, ourtester):
         """Warn mode passes every test and lists each violation by test."""
         ourtester.makepyfile(test_codes=CODES)
@@ -422,6 +431,7 @@ class TestEveryCode:
         )
         result.stdout.no_fnmatch_line("test_codes.py::test_clean")
 
+    @needs_shared_g
     def test_off(self, ourtester):
         """With the plugin off, every test passes and nothing is said."""
         ourtester.makepyfile(test_codes=CODES)
@@ -435,6 +445,7 @@ class TestEveryCode:
 
 
 class TestStrictMode:
+    @needs_shared_g
     def test_failure_text(self, ourtester):
         """The failure is the violation's full report at the user's lines."""
         ourtester.makepyfile(
@@ -485,6 +496,7 @@ class TestStrictMode:
             consecutive=True,
         )
 
+    @needs_shared_g
     def test_failing_test_keeps_its_own_error(self, ourtester):
         """A test that fails anyway shows its error and a ctxguard section."""
         ourtester.makepyfile(
@@ -719,6 +731,7 @@ class TestContextLeaks:
 
 
 class TestApps:
+    @needs_shared_g
     def test_every_kind_of_app_is_guarded(self, ourtester):
         """
         Apps from fixtures, factories, with their own guard (reused), and
@@ -790,6 +803,7 @@ class TestApps:
         result.stdout.no_fnmatch_line("*AlreadyRegisteredError*")
         result.stdout.no_fnmatch_line("*AssertionError*")
 
+    @needs_shared_g
     def test_factory_that_pushes_a_context_before_init_app(self, ourtester):
         """
         An app factory may push an app context (to create tables, say)
@@ -860,6 +874,7 @@ class TestApps:
 
 
 class TestFixture:
+    @needs_shared_g
     def test_fixture_without_option(self, ourtester):
         """
         The ctxguard fixture guards its test without the option: its
@@ -962,6 +977,7 @@ class TestFixture:
 
 
 class TestMarker:
+    @needs_shared_g
     def test_allow(self, ourtester):
         """
         Allowed codes do not fail a test, others still do, and an unknown
@@ -1023,6 +1039,7 @@ class TestWarnings:
         ("mode", "outcomes"),
         [("warn", {"passed": 2}), ("strict", {"passed": 1, "failed": 1})],
     )
+    @needs_shared_g
     def test_no_warnings(self, ourtester, mode, outcomes):
         """Under filterwarnings = error the plugin reports as usual."""
         write_ini(ourtester, "filterwarnings = error")

@@ -16,6 +16,7 @@ from flask_ctxguard import (
     Violation,
     contamination_detected,
 )
+from tests._compat import needs_shared_g
 
 
 def _tag(token, path):
@@ -160,6 +161,7 @@ class TestViolation:
 
 
 class TestStructuredLog:
+    @needs_shared_g
     def test_one_event_per_violation(self):
         """A violation is one 'contamination' warning with the documented
         keys (docs/logs.md)."""
@@ -188,6 +190,7 @@ class TestStructuredLog:
             "/set/alice", ""
         )
 
+    @needs_shared_g
     def test_error_level_in_raise_mode(self):
         """In raise mode the event is logged at error level."""
         app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
@@ -198,6 +201,7 @@ class TestStructuredLog:
 
         assert ["error"] == [e["log_level"] for e in logs]
 
+    @needs_shared_g
     def test_values_only_when_asked(self):
         """CTXGUARD_LOG_VALUES adds a short repr of the leaked value."""
         app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_LOG_VALUES=True)
@@ -208,6 +212,7 @@ class TestStructuredLog:
 
         assert "'alice'" == logs[0]["value"]
 
+    @needs_shared_g
     def test_stacks_only_when_asked(self):
         """CTXGUARD_STACKS adds both full stacks to the event."""
         app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_STACKS=True)
@@ -219,6 +224,7 @@ class TestStructuredLog:
         assert "in get_user" in logs[0]["access_stack"]
         assert "in set_user" in logs[0]["origin_stack"]
 
+    @needs_shared_g
     def test_no_stacks_by_default(self):
         """Without CTXGUARD_STACKS only the first user frame is kept."""
         app = _leaky_app(CTXGUARD_MODE="log")
@@ -230,6 +236,7 @@ class TestStructuredLog:
         assert "access_stack" not in logs[0]
         assert "origin_stack" not in logs[0]
 
+    @needs_shared_g
     def test_never_configures_structlog(self):
         """The app's structlog configuration applies to our events."""
         seen = []
@@ -249,6 +256,7 @@ class TestStructuredLog:
 
 
 class TestRateLimit:
+    @needs_shared_g
     def test_repeats_are_counted_not_flooded(self):
         """3000 identical violations: every one kept, few logged."""
         app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_MAX_VIOLATIONS=5000)
@@ -262,6 +270,7 @@ class TestRateLimit:
         counts = [e.get("repeats", 1) for e in logs]
         assert [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] == counts
 
+    @needs_shared_g
     def test_different_sites_are_logged_separately(self):
         """Each (code, subject, sites) is rate-limited on its own."""
         app = _leaky_app(CTXGUARD_MODE="log")
@@ -280,6 +289,7 @@ class TestRateLimit:
 
         assert [None, None] == [e.get("repeats") for e in logs]
 
+    @needs_shared_g
     def test_buffer_is_bounded(self):
         """guard.violations keeps only the newest CTXGUARD_MAX_VIOLATIONS."""
         app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_MAX_VIOLATIONS=3)
@@ -291,6 +301,7 @@ class TestRateLimit:
         assert sorted(timestamps) == timestamps
         assert 3 == len(timestamps)
 
+    @needs_shared_g
     def test_clear(self):
         """guard.clear() forgets every violation and every repeat count."""
         app = _leaky_app(CTXGUARD_MODE="log")
@@ -310,6 +321,7 @@ class TestRateLimit:
 
 
 class TestSignal:
+    @needs_shared_g
     def test_sent_for_every_violation(self):
         """contamination_detected is sent with the app and the violation."""
         app = _leaky_app(CTXGUARD_MODE="log")
@@ -325,6 +337,7 @@ class TestSignal:
         assert [(app, v) for v in guard.violations] == received
         assert 3 == len(received)
 
+    @needs_shared_g
     def test_sent_in_raise_mode_before_raising(self):
         """In raise mode receivers still see the violation."""
         app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
@@ -344,6 +357,7 @@ class TestSignal:
 
 
 class TestModes:
+    @needs_shared_g
     def test_raise_at_the_offending_access(self):
         """Raise mode raises ContaminationError at the line that read."""
         app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
@@ -362,6 +376,7 @@ class TestModes:
         assert "get_user" in frames
         assert "get_user" == user[-1].name
 
+    @needs_shared_g
     def test_log_mode_is_transparent(self):
         """Log mode returns exactly what bare Flask returns."""
         bare = _leak(_leaky_app())
@@ -376,6 +391,7 @@ class TestModes:
         assert [b"alice"] == [r.data for r in guarded]
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_off_installs_nothing(self):
         """Off mode leaves the app's classes and handlers untouched."""
         app = _leaky_app(CTXGUARD_MODE="off")
@@ -396,6 +412,7 @@ class TestModes:
 
         assert ["CG101"] == [v.code for v in control_guard.violations]
 
+    @needs_shared_g
     def test_ignore_by_code_and_subject(self):
         """CTXGUARD_IGNORE drops codes, subjects and subject patterns, and
         nothing else."""
@@ -417,6 +434,7 @@ class TestModes:
 
 
 class TestContainment:
+    @needs_shared_g
     def test_raising_log_pipeline(self, caplog):
         """A structlog pipeline that raises: the request is unaffected,
         the failure is reported once at error level."""
@@ -438,6 +456,7 @@ class TestContainment:
         assert "logging a violation failed" in errors[0].getMessage()
         assert "pipeline down" == str(errors[0].exc_info[1])
 
+    @needs_shared_g
     def test_raising_receiver(self):
         """A signal receiver that raises does not break the request."""
         app = _leaky_app(CTXGUARD_MODE="log")

@@ -25,6 +25,7 @@ from flask_ctxguard import (
     ContaminationError,
     CtxGuard,
 )
+from tests._compat import needs_acyclic_request, needs_shared_g
 from tests.helpers import (
     TIMEOUT,
     buggy_app,
@@ -114,6 +115,7 @@ class TestResources:
             ("/leave", "/clean", ["CG106"]),
         ],
     )
+    @needs_acyclic_request
     def test_objects_die_with_their_request(
         self, before, path, expected, events
     ):
@@ -245,6 +247,7 @@ class TestResources:
         assert [2**n for n in range(12)] == repeats
 
     @pytest.mark.parametrize("varying", ["subject", "site"])
+    @needs_shared_g
     def test_ever_changing_violations_keep_tables_bounded(
         self, varying, events
     ):
@@ -303,6 +306,7 @@ class TestResources:
         assert len(repeats) <= _MAX_KEYS
         assert 1000 == len(guard.violations)
 
+    @needs_shared_g
     def test_shared_g_bookkeeping_stays_bounded(self):
         """
         A g shared by many requests, each setting and deleting an attribute

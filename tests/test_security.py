@@ -20,6 +20,7 @@ from werkzeug.datastructures import Headers
 from flask_ctxguard import (
     CtxGuard,
 )
+from tests._compat import needs_shared_g
 from tests.helpers import (
     TIMEOUT,
     codes,
@@ -95,6 +96,7 @@ def leak_secrets(app: Flask, kept: list) -> list[str]:
 
 class TestSecurity:
     @pytest.mark.parametrize("stacks", [False, True])
+    @needs_shared_g
     def test_leaked_values_are_not_logged_by_default(self, stacks, rendered):
         """
         Requests carrying a secret everywhere, leaked in every way: every
@@ -171,6 +173,7 @@ class TestSecurity:
             ),
         ],
     )
+    @needs_shared_g
     def test_log_values_truncates_and_redacts(
         self, name, value, shown, rendered
     ):
@@ -213,6 +216,7 @@ class TestSecurity:
         ],
         ids=["nested-dict", "list-of-dicts", "headers"],
     )
+    @needs_shared_g
     def test_log_values_redacts_nested_secret_keys(self, value, rendered):
         """
         With CTXGUARD_LOG_VALUES, values under secret-looking keys are

@@ -371,7 +371,15 @@ def hammer_replies(app: Any, plan: Plan) -> tuple[list[Reply], Any]:
         headers = (("X-Client", str(client)),)
         return [RequestSpec(path, headers=headers) for path in plan(client)]
 
-    result = hammer(app, specs, threads=CLIENTS, timeout=TIMEOUT)
+    # Werkzeug's own server, as `flask run` serves; hammer's default pooled
+    # server stands for gunicorn gthread and waitress (tests/test_hammer.py).
+    result = hammer(
+        app,
+        specs,
+        threads=CLIENTS,
+        timeout=TIMEOUT,
+        server="thread-per-connection",
+    )
     replies = [
         Reply(r.client, r.request.path, r.status, r.text)
         for r in result.responses

@@ -194,7 +194,7 @@ class TestRequestRecord:
         record.method, record.path, record.endpoint = "GET", "/a", None
         record.thread_id = threading.get_ident()
         record.started = 1.0
-        record.state = ARMED
+        record.phase = ARMED
         return record
 
     def test_tag_learns_the_endpoint_and_keeps_its_token(self):
@@ -215,5 +215,5 @@ class TestRequestRecord:
 
         record = self._record()
         assert "<RequestRecord GET /a in flight>" == repr(record)
-        record.state = RETIRED
+        record.phase = RETIRED
         assert "<RequestRecord GET /a ended>" == repr(record)

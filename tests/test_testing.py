@@ -1,12 +1,11 @@
 """
-flask_ctxguard.testing: capture_violations(), assert_no_contamination() and
-hammer() against real apps, real threads and a real server.
+flask_ctxguard.testing: capture_violations() and assert_no_contamination()
+against real apps and real threads (hammer() is tested in test_hammer.py).
 """
 
 from __future__ import annotations
 
 import gc
-import re
 import threading
 from typing import Any
 
@@ -17,8 +16,8 @@ from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import (
     assert_no_contamination,
     capture_violations,
-    hammer,
 )
+from tests._compat import needs_shared_g
 
 #: Bound of every wait on a thread or an event.
 TIMEOUT = 5.0
@@ -90,6 +89,7 @@ def _views(app):
 
 
 class TestCaptureViolations:
+    @needs_shared_g
     def test_several_apps(self):
         """Violations of every guarded app are collected, oldest first."""
         first, second = Flask("first"), Flask("second")
@@ -123,6 +123,7 @@ class TestCaptureViolations:
             (v.code, v.thread) for v in found
         ]
 
+    @needs_shared_g
     def test_only_inside_the_block(self, app, guard, views):
         """Violations after the block are not collected."""
         with capture_violations() as found:
@@ -152,6 +153,7 @@ class TestCaptureViolations:
 
 
 class TestAssertNoContamination:
+    @needs_shared_g
     def test_clean_guard(self, app, guard, views):
         """A guard without violations passes; the same guard fails once it
         has one."""
@@ -167,6 +169,7 @@ class TestAssertNoContamination:
         ):
             assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_guard(self, app, guard, views):
         """A guard with a violation fails with its full report."""
         share_g(app)
@@ -178,6 +181,7 @@ class TestAssertNoContamination:
         ):
             assert_no_contamination(guard)
 
+    @needs_shared_g
     def test_list(self, app, guard, views):
         """Lists of violations are checked together; repeats of one
         violation are shown once, with their count."""
@@ -196,6 +200,7 @@ class TestAssertNoContamination:
             == (str(info.value).split("\n\n", 1)[1])
         )
 
+    @needs_shared_g
     def test_empty_list(self, app, guard, views):
         """An empty list passes; a list of one violation does not."""
         assert_no_contamination([])
@@ -205,6 +210,7 @@ class TestAssertNoContamination:
         with pytest.raises(AssertionError, match=r"\A1 "):
             assert_no_contamination(list(guard.violations))
 
+    @needs_shared_g
     def test_context_manager(self, app, guard, views):
         """As a context manager, it fails for a violation inside the block."""
         with pytest.raises(
@@ -214,6 +220,7 @@ class TestAssertNoContamination:
             with assert_no_contamination():
                 share_g(app)
 
+    @needs_shared_g
     def test_context_manager_clean(self, app, guard, views):
         """A clean block passes and yields the (empty) violations; the same
         block with a leak added fails."""
@@ -230,6 +237,7 @@ class TestAssertNoContamination:
         with pytest.raises(AssertionError, match=r"\A1 "):
             leak_in_the_block()
 
+    @needs_shared_g
     def test_context_manager_error(self, app, guard, views):
         """An error inside the block propagates unchanged, rather than the
         contamination that happened before it."""
@@ -243,131 +251,3 @@ class TestAssertNoContamination:
             leak_then_fail()
 
         assert ["CG101"] == [v.code for v in guard.violations]
-
-
-@pytest.fixture(name="stuck")
-def _stuck(app):
-    """A view '/stuck' that answers only when the test is over."""
-    release = threading.Event()
-
-    @app.route("/stuck")
-    def stuck():
-        release.wait(TIMEOUT)
-        return "late"
-
-    yield
-    release.set()
-
-
-def login_then_me(client: int) -> list[str]:
-    """Each client logs in as itself and asks who it is."""
-    return [f"/login/user{client}", "/me"]
-
-
-class TestHammer:
-    def test_clean_app(self, app, guard, views):
-        """Under 8 threads, every client gets its own data, nothing else."""
-        result = hammer(app, login_then_me, threads=8, rounds=3)
-
-        assert [] == result.violations
-        assert 8 * 3 * 2 == len(result.responses)
-        assert {200} == {r.status for r in result.responses}
-        for client in range(8):
-            responses = result.for_client(client)
-
-            assert [0, 0, 1, 1, 2, 2] == [r.round for r in responses]
-            assert [f"user{client}"] * 6 == [r.text for r in responses]
-        result.assert_clean()
-
-        buggy = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
-
-        assert {"CG103"} == {v.code for v in buggy.violations}
-
-    @pytest.mark.parametrize(
-        "paths", [["/remember", "/whoami"], ["/g/remember", "/g/whoami"]]
-    )
-    def test_buggy_app(self, app, guard, views, paths):
-        """
-        A request or 'g' kept across requests is reported, while the server
-        keeps answering.
-        """
-        keep, read = paths
-
-        result = hammer(
-            app,
-            lambda client: [f"{keep}?u=user{client}", f"{read}?u=x"],
-            threads=8,
-            rounds=3,
-        )
-
-        assert {200} == {r.status for r in result.responses}
-        assert 8 * 3 * 2 == len(result.responses)
-        assert {"CG103"} == {v.code for v in result.violations}
-        assert len(guard.violations) == len(result.violations)
-        with pytest.raises(
-            AssertionError, match=r"request-context contamination violation"
-        ):
-            result.assert_clean()
-
-    def test_unguarded_app(self):
-        """An app without a guard gets one in log mode, even when testing."""
-        app = Flask("unguarded")
-        app.config.update(SECRET_KEY="test", TESTING=True)
-        add_views(app)
-
-        result = hammer(app, ["/remember?u=a", "/whoami"], threads=2, rounds=2)
-
-        assert "log" == app.config["CTXGUARD_MODE"]
-        assert isinstance(app.extensions["ctxguard"].guard, CtxGuard)
-        assert {200} == {r.status for r in result.responses}
-        assert {"CG103"} == {v.code for v in result.violations}
-
-    def test_own_guard_is_kept(self, app, guard, views):
-        """An app that has a guard keeps it."""
-        result = hammer(app, ["/remember?u=a", "/whoami"], threads=1)
-
-        assert guard is app.extensions["ctxguard"].guard
-        assert ["CG103"] == [v.code for v in result.violations]
-        assert list(guard.violations) == list(result.violations)
-
-    @pytest.mark.parametrize(
-        "kwargs",
-        [{"threads": 0}, {"threads": -1}, {"rounds": 0}],
-    )
-    def test_bad_counts(self, app, guard, views, kwargs):
-        """Fewer than one thread or round is refused before any request."""
-        with pytest.raises(
-            ValueError,
-            match=r"threads and rounds must be at least 1 and timeout"
-            r" positive; got",
-        ):
-            hammer(app, ["/me"], **kwargs)
-
-    def test_bad_timeout(self, app, guard, views):
-        """A timeout that is not positive is refused before any request."""
-        # Not -1: without the check, http.client leaks its socket on a
-        # negative timeout, and the ResourceWarning hits a later test.
-        with pytest.raises(ValueError, match="timeout"):
-            hammer(app, ["/me"], timeout=0)
-
-    def test_single_path(self, app, guard, views):
-        """A bare string is one path, not a sequence of characters."""
-        result = hammer(app, "/me", threads=1)
-
-        assert ["/me"] == [r.request.path for r in result.responses]
-
-    def test_timeout(self, app, guard, stuck):
-        """A run longer than its timeout raises TimeoutError."""
-        with pytest.raises(TimeoutError):
-            hammer(app, ["/stuck"], threads=2, timeout=0.5)
-
-    def test_timeout_message(self, app, guard, stuck):
-        """The TimeoutError is hammer's own, naming the timeout and the fix."""
-        with pytest.raises(
-            TimeoutError,
-            match=re.escape(
-                "hammer: the clients did not finish within 0.5s;"
-                " pass a larger timeout= or fewer requests."
-            ),
-        ):
-            hammer(app, ["/stuck"], threads=2, timeout=0.5)

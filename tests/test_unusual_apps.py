@@ -23,6 +23,7 @@ from werkzeug.wsgi import ClosingIterator
 from flask_ctxguard import (
     CtxGuard,
 )
+from tests._compat import needs_shared_g
 from tests.helpers import (
     codes,
     isolated,
@@ -396,6 +397,7 @@ class TestUnusualApps:
         assert ["CG104"] == kept_request_control(app, guard)
 
     @pytest.mark.parametrize("g_class", [NamedG, SlottedG])
+    @needs_shared_g
     def test_custom_g_class_shared_g(self, g_class):
         """
         A custom g class shared by two requests (an app context pushed

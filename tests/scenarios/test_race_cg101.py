@@ -12,6 +12,7 @@ from flask import Flask, g, request
 from flask_login import LoginManager, UserMixin, current_user, login_user
 
 from flask_ctxguard import ContaminationError
+from tests._compat import needs_shared_g
 from tests.helpers import (
     guarded,
     isolated,
@@ -117,6 +118,7 @@ class LazyTenantInSharedAppContext:
 
 
 class TestRaceCG101:
+    @needs_shared_g
     def test_race_g_user_of_alice_seen_by_bob(self):
         """'g.user' set in alice's request and read in bob's is CG101."""
         run = run_bare_and_guarded(LoginInSharedAppContext)
@@ -131,6 +133,7 @@ class TestRaceCG101:
             violation.accessor.path,
         )
 
+    @needs_shared_g
     def test_race_flask_login_current_user_leaks(self):
         """Flask-Login's 'current_user' of a login request seen by another
         client is CG101 on 'g._login_user'."""
@@ -145,6 +148,7 @@ class TestRaceCG101:
             (v.origin.path, v.accessor.path) for v in run.violations
         }
 
+    @needs_shared_g
     def test_race_lazy_tenant_served_to_the_next_tenant(self):
         """A 'g' attribute found with 'in' and read in the next request is
         CG101."""
@@ -159,6 +163,7 @@ class TestRaceCG101:
 
 
 class TestRaceCG101RaiseMode:
+    @needs_shared_g
     def test_race_raises_at_the_read_of_g_user(self):
         """In raise mode the read of alice's 'g.user' in bob's request
         raises, and the traceback ends at that line."""
@@ -174,6 +179,7 @@ class TestRaceCG101RaiseMode:
             last_user_frame(excinfo.value.__traceback__, __file__)
         )
 
+    @needs_shared_g
     def test_race_raises_at_current_user(self):
         """In raise mode Flask-Login's leaked 'current_user' raises at the
         view line that used it."""

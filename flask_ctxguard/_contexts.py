@@ -1,0 +1,71 @@
+"""
+CG105: finding the request and app contexts left pushed.
+
+One scan, used by `CtxGuard.check_contexts` and by the pytest plugin after
+each test: the contexts pushed in the current `contextvars.Context`, less
+the app contexts a request context among them pushed for itself (popping
+the request context pops those), each reported once for its app.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._flaskcompat import is_request_context, leaked_roots, request_of
+from ._state import AppState
+from ._violations import Violation, context_leak_message
+
+__all__ = ["context_leak", "report_leaked_contexts"]
+
+
+def report_leaked_contexts(
+    contexts: list[Any],
+    state_of: Callable[[Any], AppState | None],
+    site: str | None,
+) -> list[Violation]:
+    """
+    Report CG105 for each of *contexts* (pushed ones, innermost first, as
+    `_flaskcompat.pushed_contexts` lists them) that is not popped with
+    another among them, for the app whose state ``state_of(app)`` gives
+    (none, or one in "off" mode: skipped). *site* is where the contexts
+    were found.
+
+    Returns the violations reported; raises nothing, even in raise mode:
+    the caller decides.
+    """
+    found: list[Violation] = []
+    for ctx in leaked_roots(contexts):
+        state = state_of(ctx.app)
+        if state is None or state.settings.mode == "off":
+            continue
+        violation = context_leak(state, ctx, site)
+        if violation is not None:
+            state.reporter.report(violation, raise_now=False)
+            found.append(violation)
+    return found
+
+
+def context_leak(
+    state: AppState, ctx: Any, site: str | None
+) -> Violation | None:
+    """A CG105 violation for the pushed context *ctx*, unless ignored."""
+    request = request_of(ctx) if is_request_context(ctx) else None
+    subject = "app context" if request is None else "request context"
+    if state.reporter.is_ignored("CG105", subject):
+        return None
+    thread = threading.current_thread().name
+    return state.reporter.build(
+        "CG105",
+        subject=subject,
+        message=context_leak_message(
+            state.app_name,
+            thread,
+            None if request is None else (request.method, request.path),
+        ),
+        origin=None,
+        accessor=None,
+        thread=thread,
+        access_site=site,
+    )

@@ -1,0 +1,112 @@
+"""The registry of generated classes, and what a guard keeps of gone apps."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from flask import Flask, Request, request
+
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._classes import REQUEST, RETIRED_REQUEST, registry
+from flask_ctxguard._extension import MAX_GONE_APPS
+from flask_ctxguard._request import (
+    guarded_request_class,
+    is_guarded_request_class,
+    retired_request_class,
+)
+
+
+class TestRegistry:
+    def test_roles_and_caching(self):
+        """A generated class is cached by its base and knows its role; the
+        base itself is not ours."""
+
+        class Custom(Request):
+            pass
+
+        guarded = guarded_request_class(Custom)
+        retired = retired_request_class(guarded)
+
+        assert guarded is guarded_request_class(Custom)
+        assert guarded is guarded_request_class(guarded)
+        assert REQUEST == registry.role(guarded)
+        assert RETIRED_REQUEST == registry.role(retired)
+        assert registry.role(Custom) is None
+        assert [True, True, False] == [
+            is_guarded_request_class(cls) for cls in (guarded, retired, Custom)
+        ]
+
+    def test_generated_classes_die_with_their_base(self):
+        """The registry keeps no class alive: a request class made for an
+        app, and its retired class, go once nothing uses them."""
+
+        class Custom(Request):
+            pass
+
+        guarded = guarded_request_class(Custom)
+        retired_request_class(guarded)
+        refs = [weakref.ref(Custom), weakref.ref(guarded)]
+        alive_before = [ref() is not None for ref in refs]
+        del Custom, guarded
+        gc.collect()
+
+        assert [True, True] == alive_before
+        assert [None, None] == [ref() for ref in refs]
+
+
+class TestGoneApps:
+    def test_violations_of_gone_apps_are_bounded(self):
+        """A guard keeps the violations of at most MAX_GONE_APPS apps that
+        are gone (the plugin's one guard sees every app of a suite), the
+        newest ones."""
+        guard = CtxGuard()
+
+        def one_app(number: int) -> None:
+            app = Flask(f"app{number}")
+            app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
+            kept = []
+
+            @app.route("/")
+            def keep():
+                kept.append(request._get_current_object())
+                return ""
+
+            guard.init_app(app)
+            app.test_client().get("/")
+            _ = kept[0].args  # CG102
+
+        for number in range(MAX_GONE_APPS + 5):
+            one_app(number)
+        gc.collect()
+        one_app(-1)  # installing prunes
+
+        apps = [v.app for v in guard.violations]
+        assert MAX_GONE_APPS + 1 == len(apps)
+        assert "app4" not in apps
+        assert {"app5", f"app{MAX_GONE_APPS + 4}", "app-1"} <= set(apps)
+
+    def test_clear_forgets_gone_apps(self):
+        """clear() forgets the violations of gone apps with their state."""
+        guard = CtxGuard()
+        app = Flask("gone")
+        app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
+        kept = []
+
+        @app.route("/")
+        def keep():
+            kept.append(request._get_current_object())
+            return ""
+
+        guard.init_app(app)
+        app.test_client().get("/")
+        _ = kept[0].args
+        before = [v.code for v in guard.violations]
+        del app, keep
+        kept.clear()
+        gc.collect()
+        guard.clear()
+
+        assert ["CG102"] == before
+        assert [] == guard.violations
+        assert "<CtxGuard apps=[]>" == repr(guard)
