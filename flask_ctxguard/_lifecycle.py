@@ -47,13 +47,14 @@ from ._flaskcompat import (
     request_of,
     session_of,
 )
-from ._g import late_g_class, own_g, watch_shared_g
+from ._g import late_g_class, own_g
 from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
     guard_session,
     guarded_session_class,
 )
+from ._shared_g import watch_shared_g
 from ._state import EXTENSION_KEY, AppState
 from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
