@@ -11,6 +11,17 @@ What a request sets and leaves behind is remembered, with the request, in
 one ContextVar of our own: it lives in the same context as the leaked values
 (the pooled worker thread's, or the test client's) and dies with it, so the
 guard keeps nothing alive on its own.
+
+``ContextVar.set`` with the very object a variable already holds leaves
+the context's mapping untouched at the C level (the HAMT returns itself),
+on every supported Python: a request that sets a registry entry, a module
+constant or an enum member again on every request cannot be told from one
+that inherited it by looking at the context. So a value is only reported
+when the request could not have set it itself (issue 11): it is not an
+ambient object any code can name (`is_ambient`), not part of the request's
+own data, and not reachable from the names the request's own code uses
+(`reachable_ids`). Both live in `_reachable`, the rule's static walk. The
+limits of that rule are in ``docs/rules.md#cg106``.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from contextvars import Context, ContextVar
 from typing import Any
 
 from ._flaskcompat import FLASK_CONTEXT_VARS
+from ._reachable import INTERNS, is_ambient, is_interned
 from ._tags import RequestRecord
 
 __all__ = [
@@ -66,7 +78,12 @@ _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {
 # view), structlog's async call tracking (not the vars bind_contextvars
 # makes), Werkzeug's debug console. They are found by identity, so a user's
 # own asgiref Local or structlog key is still checked.
-_LIBRARY_MODULES = ("asgiref.sync", "structlog.contextvars", "werkzeug.debug")
+_LIBRARY_MODULES = (
+    "asgiref.sync",
+    "decimal",
+    "structlog.contextvars",
+    "werkzeug.debug",
+)
 _library: tuple[tuple[str, ...], frozenset[ContextVar[Any]]] = (
     (),
     frozenset(),
@@ -79,6 +96,8 @@ def _library_vars() -> frozenset[ContextVar[Any]]:
     if loaded == _library[0]:
         return _library[1]
     found: set[ContextVar[Any]] = set()
+    if "decimal" in loaded:
+        found.update(_decimal_vars())
     for name in loaded:
         for value in list(vars(sys.modules[name]).values()):
             members = [value]
@@ -97,6 +116,22 @@ def _library_vars() -> frozenset[ContextVar[Any]]:
                             found.add(data)
     _library = (loaded, frozenset(found))
     return _library[1]
+
+
+def _decimal_vars() -> set[ContextVar[Any]]:
+    """
+    The ContextVar behind ``decimal.getcontext()``: the C module keeps it
+    out of sight and sets it, lazily, on the first decimal operation of a
+    context, to a context it creates (bookkeeping, not request data).
+    """
+    import decimal  # loaded already, by the app
+
+    def probe() -> tuple[object, Context]:
+        current = decimal.getcontext()  # sets the variable: then copy
+        return current, contextvars.copy_context()
+
+    current, copied = Context().run(probe)
+    return {var for var, value in copied.items() if value is current}
 
 
 def _object_attribute(obj: object, name: str) -> object:
@@ -127,7 +162,7 @@ def _changed(start: Context, end: Context) -> Iterator[tuple[Any, object]]:
 def detect_leaks(
     start: Context,
     record: RequestRecord,
-    own_values: Callable[[], Container[int]],
+    own_values: Callable[[bool], Container[int]],
     end: Context | None = None,
 ) -> list[Leak]:
     """
@@ -139,10 +174,11 @@ def detect_leaks(
     remembers what this request leaves behind for the next one.
 
     A request that sets a var to the very object it already held cannot be
-    told from one that inherited it. *own_values* gives the ids of the
-    request's own data (its WSGI environ, its URL arguments): such a value
-    (a test client's constant ``REMOTE_ADDR`` bound again by structlog's
-    documented pattern) is taken as set by the request itself.
+    told from one that inherited it. So a value counts as set by the
+    request itself when it is ambient (`is_ambient`), or when its id is in
+    *own_values(fresh)*: the request's own data (its WSGI environ, its URL
+    arguments) and the objects its code can name (`reachable_ids`; cached
+    unless *fresh*).
     """
     if end is None:
         end = contextvars.copy_context()
@@ -154,15 +190,25 @@ def detect_leaks(
     kept: LeftBehind = {}
     missing = object()
     own: Container[int] | None = None
+    fresh = False
     if left:
         for var, (value, origin) in left.items():
             now = end.get(var, missing)
             if now is not value:
                 continue  # cleared or overwritten since
             if origin is not record and start.get(var, missing) is value:
+                if _ambient(value):
+                    kept[var] = (value, record)
+                    continue
                 if own is None:
-                    own = own_values()
-                if id(value) in own:
+                    own = own_values(False)
+                if id(value) not in own and not fresh:
+                    # Walk the request's code again before saying so: a
+                    # registry may have grown since it was last walked.
+                    own, fresh = own_values(True), True
+                if id(value) in own or (
+                    id(INTERNS) in own and is_interned(value)
+                ):
                     kept[var] = (value, record)
                     continue
                 leaks.append((var, value, origin))
@@ -186,10 +232,22 @@ def _same(kept: LeftBehind, left: LeftBehind | None) -> bool:
     )
 
 
+# -- could the request have set it itself? --------------------------------
+
+
+def _ambient(value: object) -> bool:
+    # An object whose __class__ property raises fails isinstance(): what
+    # the guard cannot examine, it does not report.
+    try:
+        return is_ambient(value)
+    except Exception:  # noqa: BLE001 - an app's object
+        return True
+
+
 def detect_unsampled_leaks(
     start: Context,
     end: Context,
-    own_values: Callable[[], Container[int]],
+    own_values: Callable[..., Container[int]],
     known: Container[ContextVar[Any]],
 ) -> list[Leak]:
     """
@@ -218,10 +276,17 @@ def detect_unsampled_leaks(
                 or end.get(var, missing) is not value
             ):
                 continue
+            if _ambient(value):
+                continue
             if own is None:
                 own = own_values()
             if id(value) not in own:
-                leaks.append((var, value, None))
+                # Walk the request's code again before saying so.
+                own = own_values(True)
+                if id(value) not in own and not (
+                    id(INTERNS) in own and is_interned(value)
+                ):
+                    leaks.append((var, value, None))
     _last_seen.set(
         {var: value for var, value in end.items() if var not in _IGNORED_VARS}
     )
