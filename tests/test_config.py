@@ -11,6 +11,7 @@ from flask_ctxguard import (
     CtxGuard,
     CtxGuardError,
 )
+from tests._compat import needs_shared_g
 
 
 def _app(**config):
@@ -44,6 +45,7 @@ def share_g(app):
 
 
 class TestDefaults:
+    @needs_shared_g
     def test_log_mode_by_default(self):
         """An app that is not testing reports in log mode: kept, not
         raised."""
@@ -53,6 +55,7 @@ class TestDefaults:
         assert 200 == share_g(app).status_code
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_raise_mode_when_testing(self):
         """An app with TESTING raises at the offending access."""
         app = _leaky(TESTING=True)
@@ -61,6 +64,7 @@ class TestDefaults:
         with pytest.raises(ContaminationError, match="CG101"):
             share_g(app)
 
+    @needs_shared_g
     def test_testing_set_after_init_app(self):
         """Flask's testing pattern, TESTING set after create_app(), turns
         raise mode on: the derived default follows app.testing."""
@@ -71,6 +75,7 @@ class TestDefaults:
         with pytest.raises(ContaminationError, match="CG101"):
             share_g(app)
 
+    @needs_shared_g
     def test_testing_unset_after_init_app(self):
         """TESTING turned off after init_app goes back to log mode."""
         app = _leaky(TESTING=True)
@@ -80,6 +85,7 @@ class TestDefaults:
         assert 200 == share_g(app).status_code
         assert ["CG101"] == [v.code for v in guard.violations]
 
+    @needs_shared_g
     def test_mode_switched_after_init_app(self):
         """CTXGUARD_MODE switched from 'log' to 'raise' after init_app is
         in effect."""
@@ -92,6 +98,7 @@ class TestDefaults:
             share_g(app)
         assert 2 == len(guard.violations)
 
+    @needs_shared_g
     def test_mode_off_after_init_app_is_said(self):
         """CTXGUARD_MODE set to 'off' after init_app cannot be followed:
         the guard says so once, and goes on in its mode."""
@@ -111,6 +118,7 @@ class TestDefaults:
         )
         assert 2 == len(guard.violations)
 
+    @needs_shared_g
     def test_stacks_follow_debug(self):
         """Full stacks follow app.debug, also when set after init_app."""
         app = _leaky()
@@ -222,6 +230,7 @@ class TestMistakes:
         """Codes, subjects and globs are accepted."""
         CtxGuard(_app(CTXGUARD_IGNORE=[entry]))
 
+    @needs_shared_g
     def test_ignored_subject_is_dropped(self):
         """An ignored subject is dropped while another is still reported
         (the positive control)."""

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests._compat import needs_shared_g
 from tests.pytester_helpers import LEAKY, line_of, run, write_ini
 
 #: An app configured as in the Quick Start: its own guard, TESTING on.
@@ -36,6 +37,7 @@ OWN_GUARD = """
 
 
 class TestPrecedence:
+    @needs_shared_g
     def test_warn_wins_over_an_apps_raise_mode(self, ourtester):
         """--ctxguard=warn: an app's own raise-mode guard raises nothing,
         tests pass and the finding is listed."""
@@ -53,6 +55,7 @@ class TestPrecedence:
         )
         result.stdout.no_fnmatch_line("*ContaminationError*")
 
+    @needs_shared_g
     def test_strict_decides_the_outcome(self, ourtester):
         """--ctxguard: the plugin fails the test with its report, not the
         app's guard with an exception in the middle of the request."""
@@ -69,6 +72,7 @@ class TestPrecedence:
         )
         result.stdout.no_fnmatch_line("*ContaminationError*")
 
+    @needs_shared_g
     def test_off_leaves_the_apps_configuration(self, ourtester):
         """--ctxguard=off: the app's own raise-mode guard raises, as it
         does without the plugin (the positive control of the two above)."""
@@ -80,6 +84,7 @@ class TestPrecedence:
         result.stdout.fnmatch_lines(["*ContaminationError: CG101 g-leak*"])
         result.stdout.no_fnmatch_line("*= ctxguard =*")
 
+    @needs_shared_g
     def test_no_structlog_copy_unless_asked(self, ourtester):
         """The plugin's report is the only channel: structlog's copy of a
         finding shows only with --ctxguard-log."""
@@ -124,6 +129,7 @@ class TestSuiteShapes:
         result.assert_outcomes(failed=1, passed=2)
         result.stdout.fnmatch_lines(["FAILED test_module_app.py::test_leaky*"])
 
+    @needs_shared_g
     def test_pytest_flask_context_per_test(self, ourtester):
         """pytest-flask's request context, pushed and popped around every
         test, is a harness context: no CG105 and no CG101 across tests;
@@ -358,6 +364,7 @@ class TestStacks:
             assert b"alice" == leak_g(app)
     """
 
+    @needs_shared_g
     def test_strict_report_has_no_pytest_frames(self, ourtester):
         """Stacks keep the user's frames and fold pytest's and pluggy's
         into one line."""
@@ -377,6 +384,7 @@ class TestStacks:
         assert "pluggy" + "/" not in failure
         assert "_pytest/" not in failure
 
+    @needs_shared_g
     def test_full_stacks_on_request(self, ourtester):
         """--ctxguard-full-stacks keeps every frame (the positive control
         of the trimming)."""
@@ -391,6 +399,7 @@ class TestStacks:
 
 
 class TestXdist:
+    @needs_shared_g
     def test_summary_counts_the_workers_findings(self, ourtester):
         """Under pytest-xdist the closing summary lists what the workers
         found."""
@@ -411,6 +420,7 @@ class TestXdist:
         result.stdout.fnmatch_lines(["test_a.py::test_leaky"])
         result.stdout.fnmatch_lines(["test_b.py::test_leaky_b"])
 
+    @needs_shared_g
     def test_strict_under_xdist(self, ourtester):
         """Strict outcomes and the short summary under pytest-xdist."""
         pytest.importorskip("xdist")

@@ -8,6 +8,7 @@ import flask_login
 from flask import Flask, g
 
 from flask_ctxguard import CtxGuard
+from tests._compat import needs_shared_g
 
 
 def _login_app() -> Flask:
@@ -48,6 +49,7 @@ def _share_g(app: Flask, path: str) -> None:
 
 
 class TestAccessSite:
+    @needs_shared_g
     def test_a_library_reading_in_a_request_is_the_site(self):
         """login_required reading 'g' before the view runs: the site is
         Flask-Login's reading frame, not the test that sent the request."""
@@ -61,6 +63,7 @@ class TestAccessSite:
         assert all("flask_login" in (site or "") for site in sites), sites
         assert not any(__file__ in (site or "") for site in sites)
 
+    @needs_shared_g
     def test_the_users_view_is_the_site(self):
         """The positive control: a view reading 'g' itself is the site."""
         app = _login_app()
@@ -75,6 +78,7 @@ class TestAccessSite:
 
 
 class TestStacks:
+    @needs_shared_g
     def test_stacks_fold_the_runner_and_the_web_stack(self):
         """Full stacks fold pytest's, pluggy's, Flask's and Werkzeug's
         frames and keep the user's."""
