@@ -10,7 +10,6 @@ cookies. While the run lasts the app's guard collects instead of raising
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import http.client
 import http.cookies
 import socket
@@ -25,6 +24,7 @@ from ._extension import EXTENSION_KEY
 from ._hammer_plan import RequestSpec
 from ._hammer_result import HammerResponse
 from ._hammer_server import Buffered, ErrorLog, PooledServer, QuietHandler
+from ._report import Reporter
 
 
 @contextlib.contextmanager
@@ -34,16 +34,13 @@ def collecting(app: Flask) -> Iterator[None]:
     ContaminationError raised into the served app would turn the request
     into a 500 and hide the rest of the run.
     """
-    reporter = getattr(app.extensions.get(EXTENSION_KEY), "reporter", None)
-    settings = getattr(reporter, "settings", None)
-    if getattr(settings, "mode", None) != "raise":
+    state = app.extensions.get(EXTENSION_KEY)
+    reporter: Reporter | None = getattr(state, "reporter", None)
+    if reporter is None:
         yield
         return
-    reporter.settings = dataclasses.replace(settings, mode="log")  # type: ignore[union-attr,type-var] # checked above
-    try:
+    with reporter.collecting():
         yield
-    finally:
-        reporter.settings = settings  # type: ignore[union-attr]
 
 
 class Run:
