@@ -42,6 +42,8 @@ class _NoContext:
 
     __slots__ = ()
     request = _request = g = session = _session = None
+    _cv_tokens = ()
+    _cv_token = None
 
 
 NO_CONTEXT: Any = _NoContext()

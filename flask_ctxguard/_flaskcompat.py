@@ -9,6 +9,9 @@ needs to know whether a request pushed its own app context or ran in one
 already pushed (the case in which ``g`` is shared between requests). And
 the guarded ``g`` class replaces ``_AppCtxGlobals.__setattr__`` (a Python
 spelling of ``object.__setattr__``) with ``object.__setattr__`` itself.
+Flask also forgets a context's token(s) when it pops it: a copy of the
+context made with ``contextvars.copy_context()`` still holds the popped
+context, and the request's checks tell it by that (`is_pushed`).
 
 Two shapes are supported, told apart by what Flask has, never by its
 version number:
@@ -45,6 +48,7 @@ __all__ = [
     "REQUESTS_SHARE_G",
     "app_ctx_var",
     "check_support",
+    "is_pushed",
     "is_request_context",
     "leaked_roots",
     "own_app_context",
@@ -80,6 +84,12 @@ request_ctx_var: ContextVar[Any] = (
 #: the null context the guard's checks use has both attributes).
 request_of: Callable[[Any], Any] = operator.attrgetter(
     "_request" if MERGED_CONTEXTS else "request"
+)
+#: Whether a request context is still pushed (truthy) or was popped: Flask
+#: empties ``_cv_tokens`` (up to 3.1) or clears ``_cv_token`` (3.2) when
+#: it pops it. One C call, on the checked accesses' path.
+is_pushed: Callable[[Any], Any] = operator.attrgetter(
+    "_cv_token" if MERGED_CONTEXTS else "_cv_tokens"
 )
 #: Whether two requests can share one ``g``: up to 3.1 a request reuses an
 #: app context already pushed (a test's ``with app.app_context():``);

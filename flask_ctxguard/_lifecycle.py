@@ -47,13 +47,14 @@ from ._flaskcompat import (
     request_of,
     session_of,
 )
-from ._g import late_g_class, own_g, watch_shared_g
+from ._g import late_g_class, own_g
 from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
     guard_session,
     guarded_session_class,
 )
+from ._shared_g import watch_shared_g
 from ._state import EXTENSION_KEY, AppState
 from ._tags import ARMED, RETIRED, RequestRecord, next_number
 
@@ -390,9 +391,16 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     record.snapshot = None
                     end = copy_context()
                     # The common case, compared in C: no ContextVar
-                    # changed, and none is left over from before.
+                    # changed, and none is left over from before. The
+                    # comparison calls the __eq__ of values that changed,
+                    # which may raise (NumPy arrays, SQLAlchemy clauses):
+                    # then they are diffed by identity.
+                    try:
+                        same = snapshot == end
+                    except Exception:  # noqa: BLE001 - an app's __eq__
+                        same = False
                     if (
-                        not (snapshot == end and _left_behind(None) is None)
+                        not (same and _left_behind(None) is None)
                         or record.app_state.sampling
                     ):
                         _check_contextvars(self, record, snapshot, end)
@@ -433,13 +441,13 @@ def _check_contextvars(
     if snapshot is None:
         return
     state = record.app_state
-    found: list[set[int]] = []
+    found: dict[bool, set[int]] = {}
 
-    def own() -> set[int]:
-        # Worked out once, and only if a comparison needs it.
-        if not found:
-            found.append(_own_ids(request, state))
-        return found[0]
+    def own(fresh: bool = False) -> set[int]:
+        # Worked out once (and once fresh), only if a comparison needs it.
+        if fresh not in found:
+            found[fresh] = _own_ids(request, state, fresh)
+        return found[fresh]
 
     try:
         leaks = detect_leaks(snapshot, record, own, end)
@@ -453,10 +461,11 @@ def _check_contextvars(
         state.report_contextvar_leaks(record, leaks)
 
 
-def _own_ids(request: Any, state: AppState) -> set[int]:
+def _own_ids(request: Any, state: AppState, fresh: bool) -> set[int]:
     """
     The ids of values the request could have set itself: its environ and
-    URL values, and the constants of the code that runs for its endpoint.
+    URL values, and the objects the code that runs for its endpoint can
+    name (*fresh*: walked again, not cached).
     """
     attributes = request.__dict__
     values = list(attributes.get("environ", {}).values())
@@ -465,9 +474,10 @@ def _own_ids(request: Any, state: AppState) -> set[int]:
     rule = attributes.get("url_rule")
     if rule is not None:
         ids.update((id(rule.endpoint), id(rule.rule)))
-    ids |= state.code_constants(
+    ids |= state.request_code_ids(
         rule.endpoint if rule is not None else None,
         attributes.get("blueprints") or _blueprints_of(request),
+        fresh=fresh,
     )
     return ids
 

@@ -26,7 +26,7 @@ from ._classes import (
     registry,
     subclass,
 )
-from ._flaskcompat import request_ctx_var, request_of
+from ._flaskcompat import is_pushed, request_ctx_var, request_of
 from ._tags import ARMED
 
 __all__ = [
@@ -101,9 +101,13 @@ CHECKED_REQUEST_ATTRIBUTES = (
 class _CheckedProperty(property):
     """
     A checked attribute of a guarded request class: a property whose getter
-    checks that the request is used in its own context, then resolves the
-    attribute as the class it replaces would. A property, not a descriptor
-    class: its ``__get__`` runs in C, and only the check is Python.
+    checks that the request is used in its own context, and that this
+    context is still pushed, then resolves the attribute as the class it
+    replaces would. (A copy of the context, ``copy_context().run`` handed
+    to an executor, still holds the request's context once it is popped:
+    Flask empties its ``_cv_tokens`` then, see `_flaskcompat`.) A
+    property, not a descriptor class: its ``__get__`` runs in C, and only
+    the check is Python.
     """
 
     name: str
@@ -137,7 +141,8 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         slot_get = slot.__get__
 
         def get_slot(obj: Any) -> Any:
-            if request_of(_request_get(NO_CONTEXT)) is not obj:
+            ctx = _request_get(NO_CONTEXT)
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             try:
                 return slot_get(obj, None)
@@ -150,7 +155,8 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         # stays in the instance's __dict__, under its own name.
 
         def get_plain(obj: Any) -> Any:
-            if request_of(_request_get(NO_CONTEXT)) is not obj:
+            ctx = _request_get(NO_CONTEXT)
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             try:
                 return obj.__dict__[name]
@@ -164,7 +170,8 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_method(obj: Any) -> Any:
-            if request_of(_request_get(NO_CONTEXT)) is not obj:
+            ctx = _request_get(NO_CONTEXT)
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             value = obj.__dict__.get(name, _MISSING)
             return base_get(obj, type(obj)) if value is _MISSING else value
@@ -177,7 +184,8 @@ def _checked_property(name: str, base: Any, slot: Any) -> _CheckedProperty:
         base_get = base.__get__
 
         def get_data(obj: Any) -> Any:
-            if request_of(_request_get(NO_CONTEXT)) is not obj:
+            ctx = _request_get(NO_CONTEXT)
+            if request_of(ctx) is not obj or not is_pushed(ctx):
                 _check_request_use(obj, name)
             return base_get(obj, type(obj))
 
@@ -331,7 +339,8 @@ class _RetiredAttribute:
         base = self._base
         if obj is None:
             return self if base is _MISSING else base
-        if request_of(_request_get(NO_CONTEXT)) is not obj:
+        ctx = _request_get(NO_CONTEXT)
+        if request_of(ctx) is not obj or not is_pushed(ctx):
             record = obj._ctxguard_record
             if record is not None:
                 report_access(record, "request", self._name, 1)

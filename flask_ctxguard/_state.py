@@ -4,16 +4,18 @@ The per-app state: what the guard keeps for one app.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import flask.signals
 from flask import Flask
 
 from . import _sites
 from ._config import Settings
-from ._contextvars import Leak
+from ._contextvars import Leak, reachable_ids
 from ._report import Reporter
 from ._tags import RequestRecord
 from ._violations import Violation, contextvar_leak_message
@@ -63,53 +65,76 @@ class AppState:
         return self._app_ref()
 
     def view_site(self, endpoint: str | None) -> str | None:
-        """``"path.py:12 in func"`` of the view serving *endpoint*."""
+        """
+        ``"path.py:12 in func"`` of the view serving *endpoint*, or `None`
+        if it cannot be told (never raises: views can be any callable).
+        """
         try:
             return self.sites[endpoint]
         except KeyError:
             pass
-        site = None
-        app = self.app
-        view = app.view_functions.get(endpoint) if app and endpoint else None
-        if view is not None:
-            view = getattr(view, "view_class", view)
-            func = inspect.unwrap(view)
-            code = getattr(func, "__code__", None)
-            if code is not None:
-                site = (
-                    f"{_sites.relative(code.co_filename)}:"
-                    f"{code.co_firstlineno} in {code.co_name}"
-                )
-            else:
-                try:
-                    filename = inspect.getsourcefile(func) or "?"
-                    line = inspect.getsourcelines(func)[1]
-                    site = (
-                        f"{_sites.relative(filename)}:{line} in"
-                        f" {func.__name__}"
-                    )
-                except (OSError, TypeError):
-                    site = None
+        try:
+            site = self._find_view_site(endpoint)
+        except Exception:  # noqa: BLE001 - a view the guard cannot read
+            site = None
         if len(self.sites) < 4096:
             self.sites[endpoint] = site
         return site
 
-    def code_constants(
-        self, endpoint: str | None, blueprints: tuple[str, ...]
+    def _find_view_site(self, endpoint: str | None) -> str | None:
+        app = self.app
+        view = app.view_functions.get(endpoint) if app and endpoint else None
+        if view is None:
+            return None
+        view = getattr(view, "view_class", view)
+        # A __wrapped__ chain that loops makes inspect.unwrap raise: then
+        # the outermost layer is the view's site.
+        try:
+            func = inspect.unwrap(view)
+        except ValueError:
+            func = view
+        if isinstance(func, functools.partial):
+            func = func.func
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            return (
+                f"{_sites.relative(code.co_filename)}:"
+                f"{code.co_firstlineno} in {code.co_name}"
+            )
+        if not isinstance(func, type) and not inspect.isroutine(func):
+            func = type(func)  # a callable instance: its class
+        try:
+            filename = inspect.getsourcefile(func) or "?"
+            line = inspect.getsourcelines(func)[1]
+        except (OSError, TypeError):
+            return None
+        return f"{_sites.relative(filename)}:{line} in {func.__name__}"
+
+    def request_code_ids(
+        self,
+        endpoint: str | None,
+        blueprints: tuple[str, ...],
+        *,
+        fresh: bool = False,
     ) -> frozenset[int]:
         """
-        The ids of the constants in the code that runs for *endpoint*: its
-        view and the app's and blueprints' ``before_request`` and URL value
-        preprocessors (cached).
+        The ids of the objects that the code running for *endpoint* can
+        name (see `reachable_ids`), and the app's state (its config): its
+        view and the app's and blueprints'
+        URL value preprocessors, ``before_request``, ``after_request`` and
+        ``teardown_request`` functions. Cached; *fresh* walks again (a
+        registry may have grown since).
 
-        A ContextVar a request sets to such a constant (structlog's
-        ``bind_contextvars(user="-")`` after ``clear_contextvars()``) is the
-        very object the previous request left: the request set it itself.
+        A ContextVar a request sets to such an object (``PLANS[org]``,
+        ``Role.MEMBER``, structlog's ``bind_contextvars(user="-")``) is the
+        very object the previous request left: the request may have set
+        it itself, and CG106 stays silent.
         """
         key = (endpoint, blueprints)
-        cached = self._constants.get(key)
-        if cached is not None:
-            return cached
+        if not fresh:
+            cached = self._constants.get(key)
+            if cached is not None:
+                return cached
         app = self.app
         functions: list[Any] = []
         if app is not None:
@@ -117,12 +142,19 @@ class AppState:
             if view is not None:
                 functions.append(view)
             for name in (None, *blueprints):
-                functions.extend(app.before_request_funcs.get(name, ()))
-                functions.extend(app.url_value_preprocessors.get(name, ()))
-        found = frozenset(
-            id(constant) for constant in _constants_of(functions)
-        )
-        if len(self._constants) < 1024:
+                for hooks in (
+                    app.url_value_preprocessors,
+                    app.before_request_funcs,
+                    app.after_request_funcs,
+                    app.teardown_request_funcs,
+                ):
+                    functions.extend(hooks.get(name, ()))
+            # Code that also runs for every request: a WSGI middleware
+            # installed as app.wsgi_app, and receivers of Flask's signals.
+            functions.append(app.wsgi_app)
+            functions.extend(_signal_receivers(app))
+        found = reachable_ids(functions, () if app is None else (app,))
+        if len(self._constants) < 1024 or key in self._constants:
             self._constants[key] = found
         return found
 
@@ -186,23 +218,21 @@ class AppState:
         )
 
 
-def _constants_of(functions: list[Any]) -> list[object]:
-    """Every constant of *functions*, their wrappers and nested code."""
-    codes = []
-    for function in functions:
-        layer, depth = function, 0
-        while layer is not None and depth < 16:
-            code = getattr(layer, "__code__", None)
-            if code is not None:
-                codes.append(code)
-            layer = getattr(layer, "__wrapped__", None)
-            depth += 1
-    constants: list[object] = []
-    while codes:
-        code = codes.pop()
-        for constant in code.co_consts:
-            if isinstance(constant, types.CodeType):
-                codes.append(constant)
-            else:
-                constants.append(constant)
-    return constants
+_REQUEST_SIGNALS = (
+    flask.signals.appcontext_pushed,
+    flask.signals.request_started,
+    flask.signals.request_finished,
+    flask.signals.request_tearing_down,
+    flask.signals.appcontext_tearing_down,
+)
+
+
+def _signal_receivers(app: Flask) -> list[Any]:
+    """The receivers of Flask's per-request signals for *app*."""
+    found: list[Any] = []
+    for signal in _REQUEST_SIGNALS:
+        try:
+            found.extend(signal.receivers_for(app))
+        except Exception:  # noqa: BLE001 - a receiver gone meanwhile
+            continue
+    return found

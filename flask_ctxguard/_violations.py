@@ -11,6 +11,7 @@ the data its detector passes.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Any
 
@@ -24,11 +25,42 @@ __all__ = [
     "contextvar_leak_message",
     "cross_request_message",
     "cross_thread_message",
+    "escape_controls",
     "g_leak_message",
     "stale_access_message",
 ]
 
 DOCS = "docs/rules.md"
+
+# What must never reach a terminal or a plain-text log raw: C0 controls
+# (newline, ESC...), DEL, C1 controls, Unicode line and paragraph
+# separators, and the bidirectional overrides and isolates that reorder
+# what a reader sees. A request path is attacker-controlled, and
+# percent-decoding puts any of them into it (issue 11).
+_CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+# Stacks are multi-line by nature: only their newlines are kept.
+_STACK_CONTROLS = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """
+    *text* with every control character written as a Python escape
+    (``\\n`` as ``\\x0a``, ESC as ``\\x1b``), so that it reads as one
+    line and cannot drive a terminal; *keep_newlines* keeps line feeds.
+    """
+    pattern = _STACK_CONTROLS if keep_newlines else _CONTROLS
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(_escaped, text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,6 +209,32 @@ class Violation:
     value_repr: str | None = None
     app: str | None = None
     timestamp: float = dataclasses.field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # Every text field may carry request data (a path in the message,
+        # a thread named after a client, a site in a file the app named):
+        # escaped once here, so that str(), message and the logs agree.
+        for name in (
+            "message",
+            "subject",
+            "thread",
+            "origin_site",
+            "access_site",
+            "hint",
+            "value_type",
+            "value_repr",
+        ):
+            text = getattr(self, name)
+            if isinstance(text, str):
+                safe = escape_controls(text)
+                if safe is not text:
+                    object.__setattr__(self, name, safe)
+        for name in ("origin_stack", "access_stack"):
+            text = getattr(self, name)
+            if isinstance(text, str):
+                safe = escape_controls(text, keep_newlines=True)
+                if safe is not text:
+                    object.__setattr__(self, name, safe)
 
     @property
     def rule(self) -> Rule:

@@ -300,11 +300,14 @@ class TestSameObjectAgain:
         assert [] == fresh_context.run(run)
         assert ["ContextVar tenant"] == [v.subject for v in guard.violations]
 
-    def test_constant_from_elsewhere_is_reported(self, fresh_context):
-        """A module-level constant bound again by every request cannot be
-        told from one inherited: CG106, a documented limit."""
-        app = Flask("constants")
-        app.config["CTXGUARD_MODE"] = "log"
+    def test_module_constant_bound_by_a_helper_is_the_requests_own(
+        self, fresh_context
+    ):
+        """A module-level constant bound again by every request through a
+        helper is the request's own (its code names the helper, which
+        names the constant); held by an endpoint that never binds it, it
+        is CG106."""
+        app = _app()
 
         def bind_anonymous():
             user.set(ANONYMOUS)
@@ -318,7 +321,15 @@ class TestSameObjectAgain:
 
         def run():
             client = app.test_client()
-            return [client.get("/page").data for _ in range(2)]
+            pages = [client.get("/page").data for _ in range(3)]
+            silent = list(guard.violations)
+            client.get("/whoami")
+            return pages, silent
 
-        assert [ANONYMOUS.encode()] * 2 == fresh_context.run(run)
-        assert ["ContextVar user"] == [v.subject for v in guard.violations]
+        pages, silent = fresh_context.run(run)
+
+        assert [ANONYMOUS.encode()] * 3 == pages
+        assert [] == silent
+        assert [("ContextVar user", "/whoami")] == [
+            (v.subject, v.accessor.path) for v in guard.violations
+        ]
