@@ -15,7 +15,8 @@ from flask import Flask
 
 from . import _sites
 from ._config import Settings
-from ._contextvars import Leak, reachable_ids
+from ._contextvars import Leak
+from ._reachable import reachable_ids
 from ._report import Reporter
 from ._tags import RequestRecord
 from ._violations import Violation, contextvar_leak_message
