@@ -15,7 +15,7 @@ import contextlib
 import reprlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._config import Settings
@@ -122,6 +122,10 @@ class Reporter:
             collections.OrderedDict()
         )
         self._errors: set[tuple[str, str]] = set()
+        # collecting(): how many blocks are open, and the settings to
+        # restore when the last one closes.
+        self._collectors = 0
+        self._raise_settings: Settings | None = None
         # CTXGUARD_OTEL (issue 16): OpenTelemetry is imported only when on.
         self._otel: Callable[[Violation], None] | None = None
         if settings.otel:
@@ -133,6 +137,31 @@ class Reporter:
     def raising(self) -> bool:
         """Whether violations raise at the offending access."""
         return self.settings.mode == "raise"
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """
+        While the block runs, raise mode acts as log mode: violations are
+        buffered, logged and signalled, never raised.
+
+        For `hammer`, where a ContaminationError raised into the served
+        app would turn the request into a 500 and hide the rest of the
+        run. Blocks may nest and overlap across threads: raise mode comes
+        back when the last one closes. `raising` itself is not touched.
+        """
+        with self._lock:
+            if self._collectors == 0 and self.settings.mode == "raise":
+                self._raise_settings = self.settings
+                self.settings = self.settings.collecting()
+            self._collectors += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._collectors -= 1
+                if self._collectors == 0 and self._raise_settings is not None:
+                    self.settings = self._raise_settings
+                    self._raise_settings = None
 
     def is_ignored(self, code: str, subject: str) -> bool:
         """Whether the configuration drops this violation."""

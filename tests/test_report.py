@@ -377,6 +377,43 @@ class TestModes:
         assert "get_user" == user[-1].name
 
     @needs_shared_g
+    def test_collecting_suspends_raise_mode(self):
+        """Within Reporter.collecting() raise mode collects, then raises."""
+        app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
+        guard = CtxGuard(app)
+        reporter = app.extensions["ctxguard"].reporter
+
+        with reporter.collecting():
+            assert not reporter.raising
+            responses = _leak(app)
+
+        assert [b"alice"] == [r.data for r in responses]
+        assert ["CG101"] == [v.code for v in guard.violations]
+        assert reporter.raising
+        with pytest.raises(ContaminationError):
+            _leak(app)
+
+    @needs_shared_g
+    def test_collecting_blocks_nest(self):
+        """Raise mode returns only when the last collecting() block closes."""
+        app = _leaky_app(CTXGUARD_MODE="raise", TESTING=True)
+        CtxGuard(app)
+        reporter = app.extensions["ctxguard"].reporter
+        outer = reporter.collecting()
+        inner = reporter.collecting()
+
+        outer.__enter__()
+        inner.__enter__()
+        outer.__exit__(None, None, None)  # overlapping, not nested
+        still_collecting = _leak(app)
+        inner.__exit__(None, None, None)
+
+        assert [b"alice"] == [r.data for r in still_collecting]
+        assert "raise" == reporter.settings.mode
+        with pytest.raises(ContaminationError):
+            _leak(app)
+
+    @needs_shared_g
     def test_log_mode_is_transparent(self):
         """Log mode returns exactly what bare Flask returns."""
         bare = _leak(_leaky_app())
