@@ -32,6 +32,7 @@ version number:
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -213,12 +214,43 @@ POP_UNLINKS_REQUEST: int = int(
     _pop_code() is not None and "werkzeug.request" in _pop_code().co_consts
 )
 
+def _refs_held_by_the_call(bound_first: bool) -> int:
+    """
+    How many references to an object ``close()`` finds while it runs: one
+    held by its owner (standing in for the context), the ones the call
+    itself holds, and getrefcount()'s argument. Measured, not assumed, in
+    the shape Flask calls it in: through a bound method kept in a local
+    variable (*bound_first*, Flask up to 3.1), or as
+    ``self._request.close()``, which before Python 3.11 also keeps the
+    object on the caller's stack.
+    """
+    counts: list[int] = []
+
+    class Probe:
+        def close(self) -> None:
+            counts.append(sys.getrefcount(self))
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    owner.probe = Probe()  # type: ignore[attr-defined]
+    if bound_first:
+        probe_close = getattr(owner.probe, "close", None)  # type: ignore[attr-defined]
+        if probe_close is not None:
+            probe_close()
+    else:
+        owner.probe.close()  # type: ignore[attr-defined]
+    return counts[0]
+
+
 #: How many references a request has when Flask closes it, if nothing
-#: else keeps it: its context, its environ ('werkzeug.request', counted
-#: even when a copy of the context popped earlier cleared it, see
-#: `POP_UNLINKS_REQUEST`), close()'s own frame and getrefcount()'s
-#: argument; plus, up to 3.1, the bound ``close`` that ``pop()`` keeps in
-#: a local variable (3.2 calls ``self._request.close()`` directly).
-REFS_AT_CLOSE: int = 4 + int(
+#: else keeps it: its context, the call's (close()'s own frame, plus the
+#: bound ``close`` that ``pop()`` keeps in a local variable up to Flask
+#: 3.1, or, before Python 3.11, the caller's stack when Flask 3.2 calls
+#: ``self._request.close()`` directly), getrefcount()'s argument, and its
+#: environ ('werkzeug.request', counted even when a copy of the context
+#: popped earlier cleared it, see `POP_UNLINKS_REQUEST`).
+REFS_AT_CLOSE: int = 1 + _refs_held_by_the_call(
     _pop_code() is not None and "request_close" in _pop_code().co_varnames
 )
