@@ -1,3 +1,10 @@
+"""
+The checks on a request's own objects (request, session and 'g'): their
+use after the request (CG102), by another request (CG103) and by another
+thread (CG104); the sanctioned patterns that stay silent; when a request
+is retired; and the generated request classes.
+"""
+
 from __future__ import annotations
 
 import inspect
