@@ -8,10 +8,11 @@ import pytest
 import structlog
 from flask import Flask
 
-from flask_ctxguard import CtxGuard
+from flask_ctxguard import CtxGuard, _lifecycle
 from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
 from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
-from tests.helpers import TIMEOUT
+from flask_ctxguard._request import is_guarded_request_class
+from tests.helpers import KEPT, TIMEOUT
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +35,32 @@ def _leak_detector():
         leaks.append(ctx)
         ctx.pop()
     assert leaks == []
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept():
+    """What a test's views kept ('tests.helpers.KEPT') dies with the test."""
+    yield
+    KEPT.clear()
+
+
+@pytest.fixture(name="switches")
+def _switches(monkeypatch):
+    """
+    Every class switch of a request at its end, by class; the reference
+    count that decides it starts from its known value.
+    """
+    seen: list[type] = []
+    set_attribute = _lifecycle._set_attribute
+
+    def spy(obj, name, value):
+        if name == "__class__" and is_guarded_request_class(value):
+            seen.append(value)
+        set_attribute(obj, name, value)
+
+    monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
+    monkeypatch.setattr(_lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE)
+    return seen
 
 
 @pytest.fixture(name="events")

@@ -31,6 +31,10 @@ from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
 #: Bound of every wait: a test that needs longer is stuck.
 TIMEOUT = 10.0
 
+#: What a test's views keep past their request; ``tests/conftest.py``
+#: empties it after every test.
+KEPT: list[Any] = []
+
 
 class Program(Protocol):
     """A scenario: an app built in ``__init__``, exercised by `drive`."""

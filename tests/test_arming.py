@@ -17,14 +17,7 @@ from flask import Flask, copy_current_request_context, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from flask_ctxguard import CtxGuard
-
-KEPT: list = []
-
-
-@pytest.fixture(autouse=True)
-def _forget_kept():
-    yield
-    KEPT.clear()
+from tests.helpers import KEPT
 
 
 class OwnSessions(SecureCookieSessionInterface):

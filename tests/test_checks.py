@@ -25,17 +25,8 @@ from flask import (
 from flask_ctxguard import ContaminationError, CtxGuard, _lifecycle
 from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
-    is_guarded_request_class,
 )
-from tests.helpers import codes, kept_request_control
-
-KEPT: list = []
-
-
-@pytest.fixture(autouse=True)
-def _forget_kept():
-    yield
-    KEPT.clear()
+from tests.helpers import KEPT, codes, kept_request_control
 
 
 @pytest.fixture(name="app")
@@ -449,28 +440,13 @@ class TestRetiring:
     context: the switch costs about as much as everything else the guard
     does per request."""
 
-    @pytest.fixture(name="switches")
-    def _switches(self, app, monkeypatch):
-        seen: list[type] = []
-        set_attribute = _lifecycle._set_attribute
-
-        def spy(obj, name, value):
-            if name == "__class__" and is_guarded_request_class(value):
-                seen.append(value)
-            set_attribute(obj, name, value)
-
-        monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
-        monkeypatch.setattr(
-            _lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE
-        )
-
+    @pytest.fixture(autouse=True)
+    def _use(self, app):
         @app.route("/use/<name>")
         def use(name):
             session["user"] = name
             g.user = name
             return f"{request.path} {request.args} {session['user']}"
-
-        return seen
 
     def test_a_request_freed_with_its_context_is_not_switched(
         self, app, switches

@@ -9,15 +9,7 @@ from structlog.testing import capture_logs
 
 from flask_ctxguard import CtxGuard, _sites
 from tests._compat import needs_shared_g
-from tests.helpers import kept_request_control
-
-KEPT: list = []
-
-
-@pytest.fixture(autouse=True)
-def _forget_kept():
-    yield
-    KEPT.clear()
+from tests.helpers import KEPT, kept_request_control
 
 
 @pytest.fixture(name="app")
