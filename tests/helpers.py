@@ -301,6 +301,27 @@ def kept_request_control(
     return [v.code for v in guard.violations if id(v) not in seen]
 
 
+def add_keep_route(app: Flask) -> None:
+    """
+    Add ``/keep/<name>`` to *app*: it puts *name* in the session and on
+    'g', and appends its request, session and 'g' to `KEPT`, as a buggy
+    cache would.
+    """
+
+    @app.route("/keep/<name>")
+    def keep(name: str) -> str:
+        session["user"] = name
+        g.user = name
+        KEPT.append(
+            (
+                request._get_current_object(),  # type: ignore[attr-defined]
+                session._get_current_object(),  # type: ignore[attr-defined]
+                g._get_current_object(),
+            )
+        )
+        return name
+
+
 def codes(guard: CtxGuard) -> list[str]:
     """The codes of *guard*'s violations, oldest first."""
     return [violation.code for violation in guard.violations]

@@ -13,11 +13,11 @@ import textwrap
 import threading
 
 import pytest
-from flask import Flask, copy_current_request_context, g, request, session
+from flask import Flask, copy_current_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 
 from flask_ctxguard import CtxGuard
-from tests.helpers import KEPT
+from tests.helpers import KEPT, add_keep_route, codes
 
 
 class OwnSessions(SecureCookieSessionInterface):
@@ -29,12 +29,7 @@ def _app():
     app = Flask("arming")
     app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
 
-    @app.route("/keep/<name>")
-    def keep(name):
-        session["user"] = name
-        g.user = name
-        KEPT.append((request._get_current_object(), g._get_current_object()))
-        return name
+    add_keep_route(app)
 
     @app.route("/thread")
     def in_a_thread():
@@ -65,10 +60,6 @@ def _app():
     return app
 
 
-def _codes(guard):
-    return [v.code for v in guard.violations]
-
-
 class TestReplacedSessionInterface:
     def test_replaced_after_init_app(self, app):
         """An interface set after init_app, before any request (or a Flask
@@ -84,7 +75,7 @@ class TestReplacedSessionInterface:
         _ = KEPT[0][0].args
 
         assert [b"yes"] * 3 == answers
-        assert ["CG102"] == _codes(guard)
+        assert ["CG102"] == codes(guard)
 
     def test_replaced_after_requests_ran(self, app):
         """An interface set once requests ran (the guard's fallback had
@@ -98,12 +89,12 @@ class TestReplacedSessionInterface:
         client.get("/keep/alice")
         first = KEPT[0]
         _ = first[0].path
-        _ = first[1].user
+        _ = first[2].user
         armed = client.get("/armed").data
         answer = client.get("/thread?q=secret").data
 
         assert [b"yes", b"secret"] == [armed, answer]
-        assert ["CG102", "CG102", "CG104"] == _codes(guard)
+        assert ["CG102", "CG102", "CG104"] == codes(guard)
         assert ["request", "g", "request"] == [
             v.subject for v in guard.violations
         ]
@@ -117,12 +108,12 @@ class TestReplacedSessionInterface:
         client = app.test_client()
 
         copied = client.get("/copied?q=a").data
-        silent = _codes(guard)
+        silent = codes(guard)
         leaked = client.get("/thread?q=b").data
 
         assert [b"a", b"b"] == [copied, leaked]
         assert [] == silent
-        assert ["CG104"] == _codes(guard)
+        assert ["CG104"] == codes(guard)
 
 
 class TestNoWarnings:

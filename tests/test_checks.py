@@ -26,7 +26,12 @@ from flask_ctxguard import ContaminationError, CtxGuard, _lifecycle
 from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
 )
-from tests.helpers import KEPT, codes, kept_request_control
+from tests.helpers import (
+    KEPT,
+    add_keep_route,
+    codes,
+    kept_request_control,
+)
 
 
 @pytest.fixture(name="app")
@@ -34,19 +39,7 @@ def _app():
     app = Flask("objects")
     app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
 
-    @app.route("/keep/<name>")
-    def keep(name):
-        session["user"] = name
-        g.user = name
-        KEPT.append(
-            (
-                request._get_current_object(),
-                session._get_current_object(),
-                g._get_current_object(),
-            )
-        )
-        return name
-
+    add_keep_route(app)
     return app
 
 
