@@ -25,6 +25,19 @@ def _app():
     return app
 
 
+def _add_user_routes(app):
+    """Add '/set' (sets 'g.user' to 'alice') and '/get' (reads it)."""
+
+    @app.route("/set")
+    def set_():
+        g.user = "alice"
+        return ""
+
+    @app.route("/get")
+    def get():
+        return g.user
+
+
 class TestViewSites:
     def test_class_based_view(self, app):
         """A MethodView's site is its class's definition."""
@@ -316,15 +329,7 @@ class TestPlainGClass:
         app.app_ctx_globals_class = PlainGlobals
         guard = CtxGuard(app)
 
-        @app.route("/set")
-        def set_():
-            g.user = "alice"
-            return ""
-
-        @app.route("/get")
-        def get():
-            return g.user
-
+        _add_user_routes(app)
         client = app.test_client()
         with app.app_context():
             client.get("/set")
@@ -440,15 +445,7 @@ class TestLateGuarding:
         """A g built before the guard was installed is watched when it is
         shared (its class cannot take a slot: the record is kept aside)."""
 
-        @app.route("/set")
-        def set_():
-            g.user = "alice"
-            return ""
-
-        @app.route("/get")
-        def get():
-            return g.user
-
+        _add_user_routes(app)
         client = app.test_client()
         with app.app_context():
             guard = CtxGuard(app)
@@ -482,15 +479,7 @@ class TestDeclining:
         """A failure while describing a CG101 read is logged once; the view
         gets its value."""
 
-        @app.route("/set")
-        def set_():
-            g.user = "alice"
-            return ""
-
-        @app.route("/get")
-        def get():
-            return g.user
-
+        _add_user_routes(app)
         guard = CtxGuard(app)
         client = app.test_client()
         with app.app_context():
