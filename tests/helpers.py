@@ -17,9 +17,11 @@ import pathlib
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Protocol
 
+import pytest
 import structlog
 from flask import Flask, g, request, session
 from werkzeug.serving import make_server
@@ -119,6 +121,30 @@ def run_bare_and_guarded(make: Callable[[], Program], **config: Any) -> Run:
     )
 
 
+def assert_sanctioned(run: Run) -> None:
+    """
+    Check that the guard changed none of *run*'s responses and reported
+    nothing, and that the same guard still reports the positive control.
+    """
+    __tracebackhide__ = True
+
+    assert run.bare == run.guarded
+    assert [] == reports(run.violations)
+    assert ["CG104"] == run.control()
+
+
+def drive_in_raise_mode(program: Program) -> ContaminationError:
+    """
+    Guard *program* in raise mode, drive it, and return the
+    `ContaminationError` it raised (failing the test if none).
+    """
+    __tracebackhide__ = True
+    guarded(program, CTXGUARD_MODE="raise")
+    with pytest.raises(ContaminationError) as excinfo:
+        isolated(program.drive)
+    return excinfo.value
+
+
 # -- servers and clients ---------------------------------------------------
 
 
@@ -195,6 +221,28 @@ def reply(response: Any) -> tuple[int, bytes]:
         return response.status_code, response.get_data()
     finally:
         response.close()
+
+
+def pooled(
+    app: Flask,
+    requests: list[tuple[str, dict[str, str]]],
+    *,
+    thread_name_prefix: str = "worker",
+) -> list[Any]:
+    """
+    GET each of *requests* (path, headers) with *app*'s test client, one
+    after the other on one pooled thread, as a gthread worker runs them.
+    """
+    client = app.test_client()
+
+    def get(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        return reply(client.get(path, headers=headers))
+
+    with ThreadPoolExecutor(1, thread_name_prefix=thread_name_prefix) as pool:
+        return [
+            pool.submit(get, path, headers).result(TIMEOUT)
+            for path, headers in requests
+        ]
 
 
 class Worker(threading.Thread):

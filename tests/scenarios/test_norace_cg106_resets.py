@@ -22,16 +22,14 @@ import functools
 import sys
 import types
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 from flask import Blueprint, Flask, current_app, g, request, request_started
 
 from tests.helpers import (
-    TIMEOUT,
     http_get,
-    reply,
+    pooled,
     run_bare_and_guarded,
     serve_waitress,
 )
@@ -70,22 +68,6 @@ def _trace_first_request() -> None:
         trace.set(f"trace {marker} {request.path}")
 
 
-def _pooled(
-    app: Flask, requests: list[tuple[str, dict[str, str]]]
-) -> list[Any]:
-    """Every request from one pooled thread, as a gthread worker runs."""
-    client = app.test_client()
-
-    def get(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        return reply(client.get(path, headers=headers))
-
-    with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
-        return [
-            pool.submit(get, path, headers).result(TIMEOUT)
-            for path, headers in requests
-        ]
-
-
 def _orgs(*orgs: str) -> list[tuple[str, dict[str, str]]]:
     first = [("/whoami", {"X-Org": orgs[0], "X-Trace": "1"})]
     return first + [("/whoami", {"X-Org": org}) for org in orgs[1:]]
@@ -121,7 +103,7 @@ class IssueExample:
             return f"{plan.get().name} {region.get()} {role.get().value}"
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
 
 
 class RegistryInConfig:
@@ -145,7 +127,7 @@ class RegistryInConfig:
             return f"tier {tier.get()[0]}"
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "initech"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "initech"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -172,7 +154,7 @@ class CachedLookup:
             return plan.get().name
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
 
 
 class Tenant:
@@ -229,7 +211,7 @@ class RegistryObjectAndSettings:
             return f"{self.tenant.get().name} {self.locale.get()}"
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "initech"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "initech"))
 
 
 class InternedStringsAndSmallIntsUnderWaitress:
@@ -290,7 +272,7 @@ class StructlogClearAndBind:
             return f"{context['region']} {context['plan'].name}"
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
 
 
 DONE = "request handled"
@@ -330,7 +312,7 @@ class SetInTeardownAndAfterRequestEveryTime:
         app.register_blueprint(bp)
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("a", "a", "a"))
+        return pooled(self.app, _orgs("a", "a", "a"))
 
 
 class ObjectsOnG:
@@ -352,7 +334,7 @@ class ObjectsOnG:
             return plan.get().name
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "acme"))
+        return pooled(self.app, _orgs("acme", "acme", "acme"))
 
 
 class SetBySignalReceiver:
@@ -376,7 +358,7 @@ class SetBySignalReceiver:
             return plan.get().name
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
+        return pooled(self.app, _orgs("acme", "acme", "initech", "acme"))
 
 
 class DecimalArithmetic:
@@ -400,7 +382,7 @@ class DecimalArithmetic:
             return "nobody"
 
     def drive(self) -> list[Any]:
-        return _pooled(
+        return pooled(
             self.app,
             [
                 ("/price", {"X-Trace": "1"}),

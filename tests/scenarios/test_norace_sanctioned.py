@@ -32,9 +32,9 @@ from flask import (
 from tests._compat import needs_shared_g
 from tests.helpers import (
     Worker,
+    assert_sanctioned,
     http_get,
     reply,
-    reports,
     run_bare_and_guarded,
     serve,
     wait,
@@ -484,9 +484,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"holidays@128 for holidays"),
             (200, b"pets@64 for pets"),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_copied_context_thread_outlives_request(self):
         """A thread with 'copy_current_request_context' that runs after its
@@ -497,9 +495,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"comment saved"),
             ["ada commented on engines (POST /comments)"],
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_stream_with_context(self):
         """A generator wrapped with 'stream_with_context' reading request,
@@ -510,9 +506,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"user,ada\nrow,0\nrow,1\nexports,1\n"),
             (200, b"user,ada\nrow,0\nexports,2\n"),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_background_thread_with_its_own_app_context(self):
         """A thread that pushes its own app context, fed plain values, is
@@ -523,9 +517,7 @@ class TestNoRaceThreadsAndStreams:
             (200, b"export started"),
             ["tests.scenarios.test_norace_sanctioned exported for ada"],
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
 
 class TestNoRaceAsync:
@@ -540,9 +532,7 @@ class TestNoRaceAsync:
             (200, b"ada ['news:ada', 'mail:ada'] visits=2"),
             (200, b"ok /health"),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_async_views_overlap_on_threaded_server(self):
         """Two async views in flight at once on Werkzeug's threaded server
@@ -550,9 +540,7 @@ class TestNoRaceAsync:
         run = run_bare_and_guarded(AsyncViewsOverlapOnThreadedServer)
 
         assert [(200, b"ACME=1"), (200, b"GLOBEX=1")] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
 
 class TestNoRaceTestingPatterns:
@@ -581,9 +569,7 @@ class TestNoRaceTestingPatterns:
             if flask_version < (3, 1, 2)
             else ("/profile?tab=switched", "bob", "switched")
         ) == run.bare[5]
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_fixture_pushes_and_pops_a_request_context(self):
         """Client requests inside a request context that a fixture pushes
@@ -597,9 +583,7 @@ class TestNoRaceTestingPatterns:
             (200, b"anonymous seen=3"),
             "/",
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     @needs_shared_g
     def test_norace_fake_injected_on_g_outside_requests(self):
@@ -612,9 +596,7 @@ class TestNoRaceTestingPatterns:
             (200, b"fake-guest at /whoami"),
             "/whoami",
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_session_transaction(self):
         """Preparing and inspecting the session with
@@ -622,9 +604,7 @@ class TestNoRaceTestingPatterns:
         run = run_bare_and_guarded(SessionTransaction)
 
         assert [(200, b"dark 1"), 1, (200, b"dark 2")] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
 
 class TestNoRaceHandlersAndNesting:
@@ -646,9 +626,7 @@ class TestNoRaceHandlersAndNesting:
                 ("app", "bob"),
             ],
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_nested_app_context_in_view(self):
         """A nested app context pushed inside a view is not reported."""
@@ -658,9 +636,7 @@ class TestNoRaceHandlersAndNesting:
             (200, b"all/index by ada, scratch=False"),
             (200, b"docs/index by bob, scratch=False"),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
 
 class TestNoRaceGevent:

@@ -28,6 +28,7 @@ from flask_ctxguard import CtxGuard
 from tests.helpers import (
     TIMEOUT,
     Worker,
+    assert_sanctioned,
     http_get,
     isolated,
     kept_request_control,
@@ -318,9 +319,7 @@ class TestNoRaceServers:
             (200, b"bob bought lamp (1 in cart, request bob-1)"),
             (200, b"cy bought pen (1 in cart, request cy-1)"),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_ordinary_requests_on_waitress(self):
         """Ordinary requests on waitress's pooled worker threads are not
@@ -337,9 +336,7 @@ class TestNoRaceServers:
                 (200, b"bob bought lamp (1 in cart, request bob-2)"),
             ],
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_ordinary_requests_on_pooled_threads(self):
         """Ordinary test-client requests served by a pool of reused threads
@@ -356,9 +353,7 @@ class TestNoRaceServers:
                 (200, b"bob bought mug (2 in cart, request bob-mug)"),
             ],
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
     def test_norace_structlog_clear_then_bind(self):
         """structlog context cleared, then bound, at every request start
@@ -380,9 +375,7 @@ class TestNoRaceServers:
                 b'{"peer": "127.0.0.1", "request_id": "3", "view": "/home"}',
             ),
         ] == run.bare
-        assert run.bare == run.guarded
-        assert [] == reports(run.violations)
-        assert ["CG104"] == run.control()
+        assert_sanctioned(run)
 
 
 class TestNoRaceSeveralApps:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -18,10 +17,10 @@ from flask import Flask, request
 from flask_ctxguard import ContaminationError
 from tests._compat import raises_at_teardown
 from tests.helpers import (
-    TIMEOUT,
     guarded,
     http_get,
     isolated,
+    pooled,
     reply,
     run_bare_and_guarded,
     serve_waitress,
@@ -51,17 +50,11 @@ class TenantVarOnAPooledThread:
             return f"invoices of {self.tenant.get('public')}"
 
     def drive(self) -> list[Any]:
-        client = self.app.test_client()
-        headers: list[dict[str, str]] = [{"X-Tenant": "acme"}, {}]
-        # One worker: the same thread serves one request after the other,
-        # as a gthread or waitress worker does.
-        with ThreadPoolExecutor(1, thread_name_prefix="server") as pool:
-            return [
-                pool.submit(
-                    lambda h=h: reply(client.get("/invoices", headers=h))
-                ).result(TIMEOUT)
-                for h in headers
-            ]
+        return pooled(
+            self.app,
+            [("/invoices", {"X-Tenant": "acme"}), ("/invoices", {})],
+            thread_name_prefix="server",
+        )
 
 
 class StructlogBindWithoutClearUnderWaitress:
@@ -145,15 +138,11 @@ class TenantInAsgirefLocal:
             return f"invoices of {getattr(self.current, 'tenant', 'public')}"
 
     def drive(self) -> list[Any]:
-        client = self.app.test_client()
-        headers: list[dict[str, str]] = [{"X-Tenant": "acme"}, {}]
-        with ThreadPoolExecutor(1, thread_name_prefix="server") as pool:
-            return [
-                pool.submit(
-                    lambda h=h: reply(client.get("/invoices", headers=h))
-                ).result(TIMEOUT)
-                for h in headers
-            ]
+        return pooled(
+            self.app,
+            [("/invoices", {"X-Tenant": "acme"}), ("/invoices", {})],
+            thread_name_prefix="server",
+        )
 
 
 class LocaleSetInAsyncView:

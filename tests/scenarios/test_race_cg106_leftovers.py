@@ -10,35 +10,17 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 from flask import Blueprint, Flask, g, request
 
 from tests.helpers import (
-    TIMEOUT,
     http_get,
-    reply,
+    pooled,
     run_bare_and_guarded,
     serve_waitress,
 )
-
-
-def _pooled(
-    app: Flask, requests: list[tuple[str, dict[str, str]]]
-) -> list[Any]:
-    """Every request from one pooled thread, as a gthread worker runs."""
-    client = app.test_client()
-
-    def get(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        return reply(client.get(path, headers=headers))
-
-    with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
-        return [
-            pool.submit(get, path, headers).result(TIMEOUT)
-            for path, headers in requests
-        ]
 
 
 class TenantFromAHeaderUnderWaitress:
@@ -98,7 +80,7 @@ class SetByLoginReadByProfile:
             return f"profile of {g.user.name if g.user else 'nobody'}"
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, [("/login/alice", {}), ("/profile", {})])
+        return pooled(self.app, [("/login/alice", {}), ("/profile", {})])
 
 
 class SetInABlueprintsTeardown:
@@ -128,7 +110,7 @@ class SetInABlueprintsTeardown:
         app.register_blueprint(admin)
 
     def drive(self) -> list[Any]:
-        return _pooled(self.app, [("/admin/purge?all=1", {}), ("/status", {})])
+        return pooled(self.app, [("/admin/purge?all=1", {}), ("/status", {})])
 
 
 class SetInAfterRequestForSomeEndpoints:
@@ -153,7 +135,7 @@ class SetInAfterRequestForSomeEndpoints:
             return f"policy {policy.get('none')}"
 
     def drive(self) -> list[Any]:
-        return _pooled(
+        return pooled(
             self.app, [("/page?cache=60", {}), ("/page", {}), ("/page", {})]
         )
 
@@ -182,7 +164,7 @@ class StructlogRequestIdWithoutClear:
             return json.dumps(context, sort_keys=True)
 
     def drive(self) -> list[Any]:
-        return _pooled(
+        return pooled(
             self.app,
             [
                 ("/log-context", {"X-Request-Id": " req-1 "}),
