@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask import Flask, g, request
 from flask_login import LoginManager, UserMixin, current_user, login_user
 
-from flask_ctxguard import ContaminationError
 from tests._compat import needs_shared_g
 from tests.helpers import (
-    guarded,
-    isolated,
+    drive_in_raise_mode,
     last_user_frame,
     line_of,
     reply,
@@ -169,14 +166,11 @@ class TestRaceCG101RaiseMode:
         raises, and the traceback ends at that line."""
         program = LoginInSharedAppContext()
         program.app.testing = True  # let the error reach the test
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG101" == excinfo.value.violation.code
+        assert "CG101" == error.violation.code
         assert (line_of(__file__, "# <- CG101 g.user"), "whoami") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )
 
     @needs_shared_g
@@ -185,12 +179,9 @@ class TestRaceCG101RaiseMode:
         view line that used it."""
         program = FlaskLoginInSharedAppContext()
         program.app.testing = True
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG101" == excinfo.value.violation.code
+        assert "CG101" == error.violation.code
         assert (line_of(__file__, "# <- CG101 current_user"), "account") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )

@@ -8,15 +8,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pytest
 from flask import Flask, g, request, session
 
-from flask_ctxguard import ContaminationError
 from tests.helpers import (
     Worker,
-    guarded,
+    drive_in_raise_mode,
     http_get,
-    isolated,
     last_user_frame,
     line_of,
     reply,
@@ -208,14 +205,11 @@ class TestRaceCG103RaiseMode:
         second request, at that line."""
         program = BackLinkFromLastRequest()
         program.app.testing = True
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG103" == excinfo.value.violation.code
+        assert "CG103" == error.violation.code
         assert (line_of(__file__, "# <- CG103 full_path"), "remember") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )
 
     def test_race_raises_in_the_service_using_another_session(self):
@@ -223,12 +217,9 @@ class TestRaceCG103RaiseMode:
         session raises at that line."""
         program = CartServiceBoundToFirstSession()
         program.app.testing = True
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG103" == excinfo.value.violation.code
+        assert "CG103" == error.violation.code
         assert (line_of(__file__, "# <- CG103 session"), "items") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )

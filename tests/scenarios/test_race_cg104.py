@@ -10,16 +10,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from flask import Flask, g, has_request_context, request
 
-from flask_ctxguard import ContaminationError
 from tests.helpers import (
     TIMEOUT,
     Worker,
-    guarded,
+    drive_in_raise_mode,
     http_get,
-    isolated,
     last_user_frame,
     line_of,
     reply,
@@ -238,26 +235,20 @@ class TestRaceCG104RaiseMode:
         the view through the future; the traceback ends at that line."""
         program = PdfRenderedOnAPool()
         program.app.testing = True
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG104" == excinfo.value.violation.code
+        assert "CG104" == error.violation.code
         assert (line_of(__file__, "# <- CG104 args"), "render") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )
 
     def test_race_raises_in_the_mail_worker(self):
         """In raise mode the mail worker's read of alice's request raises
         in the worker, at that line; alice's request is unaffected."""
         program = MailWorkerReadsTheActiveRequest()
-        guarded(program, CTXGUARD_MODE="raise")
+        error = drive_in_raise_mode(program)
 
-        with pytest.raises(ContaminationError) as excinfo:
-            isolated(program.drive)
-
-        assert "CG104" == excinfo.value.violation.code
+        assert "CG104" == error.violation.code
         assert (line_of(__file__, "# <- CG104"), "mail_worker") == (
-            last_user_frame(excinfo.value.__traceback__, __file__)
+            last_user_frame(error.__traceback__, __file__)
         )
