@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import math
+import pathlib
 import random
 from typing import Any
 
@@ -43,6 +44,26 @@ def _app(rate: float, **config: Any) -> Flask:
 def _run_isolated(function: Any) -> Any:
     """Run *function* in a context of its own, as a fresh worker thread."""
     return contextvars.Context().run(function)
+
+
+def _logs_of_kept_requests(rate: float) -> list[dict[str, Any]]:
+    """The log events of 20 kept requests read later, at *rate*."""
+    app = _app(rate)
+    CtxGuard(app)
+    kept: list[Any] = []
+
+    @app.get("/keep")
+    def keep() -> str:
+        kept.append(request._get_current_object())  # type: ignore[attr-defined]
+        return "kept"
+
+    client = app.test_client()
+    for _ in range(20):
+        client.get("/keep")
+    with capture_logs() as logs:
+        for kept_request in kept:
+            kept_request.args.to_dict()
+    return logs
 
 
 class TestSetting:
@@ -194,21 +215,7 @@ class TestSampledRequests:
 
     def test_every_log_event_carries_the_rate(self):
         """Each 'contamination' event states the sample rate."""
-        app = _app(0.5)
-        CtxGuard(app)
-        kept: list[Any] = []
-
-        @app.get("/keep")
-        def keep() -> str:
-            kept.append(request._get_current_object())  # type: ignore[attr-defined]
-            return "kept"
-
-        client = app.test_client()
-        for _ in range(20):
-            client.get("/keep")
-        with capture_logs() as logs:
-            for kept_request in kept:
-                kept_request.args.to_dict()
+        logs = _logs_of_kept_requests(0.5)
 
         assert logs
         assert {0.5} == {event["sample_rate"] for event in logs}
@@ -358,24 +365,14 @@ class TestRecurringBugs:
         assert [] == guard.violations
 
 
-def _sampled_events(rate: float) -> list[dict[str, Any]]:
-    """The log events of kept requests read later, at *rate*."""
-    app = _app(rate)
-    CtxGuard(app)
-    kept: list[Any] = []
-
-    @app.get("/keep")
-    def keep() -> str:
-        kept.append(request._get_current_object())  # type: ignore[attr-defined]
-        return "kept"
-
-    client = app.test_client()
-    for _ in range(20):
-        client.get("/keep")
-    with capture_logs() as logs:
-        for kept_request in kept:
-            kept_request.args.to_dict()
-    return [{**event, "event": "contamination"} for event in logs]
+def _write_sampled_log(path: pathlib.Path, rate: float) -> None:
+    """Write the JSON log of kept requests read later, at *rate*."""
+    path.write_text(
+        "".join(
+            json.dumps({**event, "event": "contamination"}, default=str) + "\n"
+            for event in _logs_of_kept_requests(rate)
+        )
+    )
 
 
 class TestReportCommand:
@@ -383,12 +380,7 @@ class TestReportCommand:
         """The report of a sampled app's log says it was sampled, and at
         which rate, in its header and its JSON."""
         log = tmp_path / "app.log"
-        log.write_text(
-            "".join(
-                json.dumps(event, default=str) + "\n"
-                for event in _sampled_events(0.5)
-            )
-        )
+        _write_sampled_log(log, 0.5)
 
         status = _cli.main(["report", str(log)])
         text = capsys.readouterr().out
@@ -403,12 +395,7 @@ class TestReportCommand:
         """A log of an app guarding every request gets no sampling line;
         the sampled log above does (the positive control)."""
         log = tmp_path / "app.log"
-        log.write_text(
-            "".join(
-                json.dumps(event, default=str) + "\n"
-                for event in _sampled_events(1.0)
-            )
-        )
+        _write_sampled_log(log, 1.0)
 
         status = _cli.main(["report", "--format", "json", str(log)])
         data = json.loads(capsys.readouterr().out)
