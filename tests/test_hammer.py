@@ -131,6 +131,22 @@ def make_app(kind: str, *, testing: bool = False) -> Flask:
     return app
 
 
+def _remembering_the_last_name(app_name: str) -> tuple[Flask, list[str]]:
+    """
+    An app whose '/hello/<name>' keeps *name* in a list that every request
+    shares (returned with the app, for the test's reading views).
+    """
+    app = Flask(app_name)
+    last: list[str] = ["nobody"]
+
+    @app.route("/hello/<name>")
+    def hello(name):
+        last[0] = name
+        return "ok"
+
+    return app, last
+
+
 def crossing(result: HammerResult) -> set[tuple[str, str]]:
     """(request, where) of every crossover."""
     return {(c.request.describe(), c.where) for c in result.crossovers}
@@ -538,13 +554,7 @@ class TestCanaries:
 
     def test_upper_cased_canary_is_found(self):
         """An app that changes the canary's case still shows a crossover."""
-        app = Flask("upper")
-        last: list[str] = ["nobody"]
-
-        @app.route("/hello/<name>")
-        def hello(name):
-            last[0] = name
-            return "ok"
+        app, last = _remembering_the_last_name("upper")
 
         @app.route("/shout")
         def shout():
@@ -586,13 +596,7 @@ class TestCanaries:
 
     def test_crossover_in_a_header(self):
         """A canary in a response header is found there."""
-        app = Flask("header")
-        last: list[str] = ["nobody"]
-
-        @app.route("/hello/<name>")
-        def hello(name):
-            last[0] = name
-            return "ok"
+        app, last = _remembering_the_last_name("header")
 
         @app.route("/greet")
         def greet():
@@ -656,13 +660,7 @@ class TestReport:
 
     def test_control_characters_are_escaped(self):
         """Request-derived text reaches the report with escapes only."""
-        app = Flask("ansi")
-        last: list[str] = ["nobody"]
-
-        @app.route("/hello/<name>")
-        def hello(name):
-            last[0] = name
-            return "ok"
+        app, last = _remembering_the_last_name("ansi")
 
         @app.route("/\x1b[31mred")
         def red():
