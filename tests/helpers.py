@@ -349,6 +349,34 @@ def kept_request_control(
     return [v.code for v in guard.violations if id(v) not in seen]
 
 
+def add_g_user_views(app: Flask) -> None:
+    """
+    Add ``/set/<name>``, which puts *name* on 'g.user', and ``/get``, which
+    reads it ('None' when unset).
+    """
+
+    @app.route("/set/<name>")
+    def set_user(name: str) -> str:
+        g.user = name
+        return name
+
+    @app.route("/get")
+    def get_user() -> str:
+        return str(getattr(g, "user", None))
+
+
+def share_g(app: Flask, *, gets: int = 1) -> list[Any]:
+    """
+    Request ``/set/alice``, then ``/get`` *gets* times, with *app*'s test
+    client inside one pushed app context, so that they share 'g' (CG101
+    where Flask shares it); return the responses of ``/get``.
+    """
+    client = app.test_client()
+    with app.app_context():
+        client.get("/set/alice")
+        return [client.get("/get") for _ in range(gets)]
+
+
 def add_keep_route(app: Flask) -> None:
     """
     Add ``/keep/<name>`` to *app*: it puts *name* in the session and on

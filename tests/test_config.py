@@ -12,6 +12,7 @@ from flask_ctxguard import (
     CtxGuardError,
 )
 from tests._compat import needs_shared_g
+from tests.helpers import add_g_user_views, share_g
 
 
 def _app(**config):
@@ -21,27 +22,10 @@ def _app(**config):
 
 
 def _leaky(**config):
-    """An app whose '/set' and '/get' share 'g' inside one app context."""
+    """An app whose '/set/<name>' and '/get' share 'g' in one app context."""
     app = _app(**config)
-
-    @app.route("/set")
-    def set_user():
-        g.user = "alice"
-        return "set"
-
-    @app.route("/get")
-    def get_user():
-        return str(g.get("user"))
-
+    add_g_user_views(app)
     return app
-
-
-def share_g(app):
-    """Two requests in one pushed app context: CG101 on the second."""
-    client = app.test_client()
-    with app.app_context():
-        client.get("/set")
-        return client.get("/get")
 
 
 class TestDefaults:
@@ -52,7 +36,7 @@ class TestDefaults:
         app = _leaky()
         guard = CtxGuard(app)
 
-        assert 200 == share_g(app).status_code
+        assert 200 == share_g(app)[0].status_code
         assert ["CG101"] == [v.code for v in guard.violations]
 
     @needs_shared_g
@@ -82,7 +66,7 @@ class TestDefaults:
         guard = CtxGuard(app)
         app.testing = False
 
-        assert 200 == share_g(app).status_code
+        assert 200 == share_g(app)[0].status_code
         assert ["CG101"] == [v.code for v in guard.violations]
 
     @needs_shared_g

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask, g, request
+from flask import Flask, request
 from structlog.testing import capture_logs
 
 from flask_ctxguard import (
@@ -13,21 +13,13 @@ from flask_ctxguard import (
     _extension,
 )
 from tests._compat import needs_shared_g
+from tests.helpers import add_g_user_views, share_g
 
 
 def _app(name="app", **config):
     app = Flask(name)
     app.config.update({"SECRET_KEY": "k", "CTXGUARD_MODE": "log", **config})
-
-    @app.route("/set/<v>")
-    def set_(v):
-        g.user = v
-        return v
-
-    @app.route("/get")
-    def get():
-        return str(getattr(g, "user", None))
-
+    add_g_user_views(app)
     return app
 
 
@@ -46,9 +38,7 @@ class TestInitApp:
         app = _app()
         guard.init_app(app)
 
-        with app.app_context():
-            app.test_client().get("/set/alice")
-            app.test_client().get("/get")
+        share_g(app)
 
         assert ["CG101"] == [v.code for v in guard.violations]
 
@@ -105,9 +95,7 @@ class TestInitApp:
 
         with capture_logs() as logs:
             guard = CtxGuard(app)
-            with app.app_context():
-                app.test_client().get("/set/alice")
-                response = app.test_client().get("/get")
+            [response] = share_g(app)
 
         assert b"alice" == response.data
         assert request_class is app.request_class
@@ -123,9 +111,7 @@ class TestSeveralApps:
         one, two = _app("one"), _app("two")
         guard_one, guard_two = CtxGuard(one), CtxGuard(two)
 
-        with one.app_context():
-            one.test_client().get("/set/alice")
-            one.test_client().get("/get")
+        share_g(one)
         with two.app_context():
             two.test_client().get("/set/bob")
 
@@ -140,13 +126,9 @@ class TestSeveralApps:
         request_class = bare.request_class
         guard = CtxGuard(guarded)
 
-        with bare.app_context():
-            bare.test_client().get("/set/alice")
-            response = bare.test_client().get("/get")
+        [response] = share_g(bare)
         unguarded = [v.code for v in guard.violations]
-        with guarded.app_context():
-            guarded.test_client().get("/set/alice")
-            guarded.test_client().get("/get")
+        share_g(guarded)
 
         assert b"alice" == response.data
         assert request_class is bare.request_class
@@ -163,9 +145,7 @@ class TestSeveralApps:
         guard.init_app(two)
 
         for app in (one, two):
-            with app.app_context():
-                app.test_client().get("/set/alice")
-                app.test_client().get("/get")
+            share_g(app)
 
         assert ["one", "two"] == [v.app for v in guard.violations]
         guard.clear()

@@ -17,6 +17,7 @@ from flask_ctxguard import (
     contamination_detected,
 )
 from tests._compat import needs_shared_g
+from tests.helpers import add_g_user_views, share_g
 
 
 def _tag(token, path):
@@ -59,24 +60,8 @@ def _leaky_app(**config):
     app context is pushed around both requests."""
     app = Flask("leaky")
     app.config.update(SECRET_KEY="k", **config)
-
-    @app.route("/set/<name>")
-    def set_user(name):
-        g.user = name
-        return name
-
-    @app.route("/get")
-    def get_user():
-        return str(getattr(g, "user", None))
-
+    add_g_user_views(app)
     return app
-
-
-def _leak(app, times=1):
-    client = app.test_client()
-    with app.app_context():
-        client.get("/set/alice")
-        return [client.get("/get") for _ in range(times)]
 
 
 class TestRules:
@@ -169,7 +154,7 @@ class TestStructuredLog:
         CtxGuard(app)
 
         with capture_logs() as logs:
-            _leak(app)
+            share_g(app)
 
         assert 1 == len(logs)
         event = logs[0]
@@ -197,7 +182,7 @@ class TestStructuredLog:
         CtxGuard(app)
 
         with capture_logs() as logs, pytest.raises(ContaminationError):
-            _leak(app)
+            share_g(app)
 
         assert ["error"] == [e["log_level"] for e in logs]
 
@@ -208,7 +193,7 @@ class TestStructuredLog:
         CtxGuard(app)
 
         with capture_logs() as logs:
-            _leak(app)
+            share_g(app)
 
         assert "'alice'" == logs[0]["value"]
 
@@ -219,7 +204,7 @@ class TestStructuredLog:
         CtxGuard(app)
 
         with capture_logs() as logs:
-            _leak(app)
+            share_g(app)
 
         assert "in get_user" in logs[0]["access_stack"]
         assert "in set_user" in logs[0]["origin_stack"]
@@ -231,7 +216,7 @@ class TestStructuredLog:
         CtxGuard(app)
 
         with capture_logs() as logs:
-            _leak(app)
+            share_g(app)
 
         assert "access_stack" not in logs[0]
         assert "origin_stack" not in logs[0]
@@ -249,7 +234,7 @@ class TestStructuredLog:
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
 
-        _leak(app)
+        share_g(app)
 
         assert ["contamination"] == seen
         assert [spy] == structlog.get_config()["processors"]
@@ -263,7 +248,7 @@ class TestRateLimit:
         guard = CtxGuard(app)
 
         with capture_logs() as logs:
-            _leak(app, times=3000)
+            share_g(app, gets=3000)
 
         assert 3000 == len(guard.violations)
         assert len(logs) <= 100
@@ -295,7 +280,7 @@ class TestRateLimit:
         app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_MAX_VIOLATIONS=3)
         guard = CtxGuard(app)
 
-        _leak(app, times=10)
+        share_g(app, gets=10)
 
         timestamps = [v.timestamp for v in guard.violations]
         assert sorted(timestamps) == timestamps
@@ -306,13 +291,13 @@ class TestRateLimit:
         """guard.clear() forgets every violation and every repeat count."""
         app = _leaky_app(CTXGUARD_MODE="log")
         guard = CtxGuard(app)
-        _leak(app)
+        share_g(app)
         before = [v.code for v in guard.violations]
 
         guard.clear()
         cleared = list(guard.violations)
         with capture_logs() as logs:
-            _leak(app)
+            share_g(app)
 
         assert ["CG101"] == before
         assert [] == cleared
@@ -332,7 +317,7 @@ class TestSignal:
             received.append((sender, violation))
 
         with contamination_detected.connected_to(receiver):
-            _leak(app, times=3)
+            share_g(app, gets=3)
 
         assert [(app, v) for v in guard.violations] == received
         assert 3 == len(received)
@@ -351,7 +336,7 @@ class TestSignal:
             contamination_detected.connected_to(receiver),
             pytest.raises(ContaminationError),
         ):
-            _leak(app)
+            share_g(app)
 
         assert ["CG101"] == received
 
@@ -364,7 +349,7 @@ class TestModes:
         CtxGuard(app)
 
         with pytest.raises(ContaminationError) as excinfo:
-            _leak(app)
+            share_g(app)
 
         assert isinstance(excinfo.value, RuntimeError)
         assert "CG101" == excinfo.value.violation.code
@@ -385,13 +370,13 @@ class TestModes:
 
         with reporter.collecting():
             assert not reporter.raising
-            responses = _leak(app)
+            responses = share_g(app)
 
         assert [b"alice"] == [r.data for r in responses]
         assert ["CG101"] == [v.code for v in guard.violations]
         assert reporter.raising
         with pytest.raises(ContaminationError):
-            _leak(app)
+            share_g(app)
 
     @needs_shared_g
     def test_collecting_blocks_nest(self):
@@ -405,22 +390,22 @@ class TestModes:
         outer.__enter__()
         inner.__enter__()
         outer.__exit__(None, None, None)  # overlapping, not nested
-        still_collecting = _leak(app)
+        still_collecting = share_g(app)
         inner.__exit__(None, None, None)
 
         assert [b"alice"] == [r.data for r in still_collecting]
         assert "raise" == reporter.settings.mode
         with pytest.raises(ContaminationError):
-            _leak(app)
+            share_g(app)
 
     @needs_shared_g
     def test_log_mode_is_transparent(self):
         """Log mode returns exactly what bare Flask returns."""
-        bare = _leak(_leaky_app())
+        bare = share_g(_leaky_app())
         app = _leaky_app(CTXGUARD_MODE="log")
         guard = CtxGuard(app)
 
-        guarded = _leak(app)
+        guarded = share_g(app)
 
         assert [(r.status, r.data) for r in bare] == [
             (r.status, r.data) for r in guarded
@@ -436,7 +421,7 @@ class TestModes:
         g_class = app.app_ctx_globals_class
         guard = CtxGuard(app)
 
-        _leak(app)
+        share_g(app)
 
         assert request_class is app.request_class
         assert g_class is app.app_ctx_globals_class
@@ -445,7 +430,7 @@ class TestModes:
 
         control = _leaky_app(CTXGUARD_MODE="log")
         control_guard = CtxGuard(control)
-        _leak(control)
+        share_g(control)
 
         assert ["CG101"] == [v.code for v in control_guard.violations]
 
@@ -457,7 +442,7 @@ class TestModes:
             app = _leaky_app(CTXGUARD_MODE="raise", CTXGUARD_IGNORE=ignore)
             guard = CtxGuard(app)
 
-            _leak(app)
+            share_g(app)
 
             assert [] == guard.violations
 
@@ -465,7 +450,7 @@ class TestModes:
             app = _leaky_app(CTXGUARD_MODE="log", CTXGUARD_IGNORE=ignore)
             guard = CtxGuard(app)
 
-            _leak(app)
+            share_g(app)
 
             assert ["CG101"] == [v.code for v in guard.violations], ignore
 
@@ -484,7 +469,7 @@ class TestContainment:
         guard = CtxGuard(app)
 
         with caplog.at_level(logging.ERROR, logger="flask_ctxguard"):
-            responses = _leak(app, times=3)
+            responses = share_g(app, gets=3)
 
         assert [b"alice"] * 3 == [r.data for r in responses]
         assert 3 == len(guard.violations)
@@ -506,7 +491,7 @@ class TestContainment:
             contamination_detected.connected_to(receiver),
             capture_logs() as logs,
         ):
-            responses = _leak(app, times=2)
+            responses = share_g(app, gets=2)
 
         assert [b"alice"] * 2 == [r.data for r in responses]
         assert 2 == len(guard.violations)

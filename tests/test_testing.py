@@ -18,6 +18,7 @@ from flask_ctxguard.testing import (
     capture_violations,
 )
 from tests._compat import needs_shared_g
+from tests.helpers import add_g_user_views, share_g
 
 #: Bound of every wait on a thread or an event.
 TIMEOUT = 5.0
@@ -43,14 +44,7 @@ def add_views(app: Flask) -> dict[str, Any]:
     def me():
         return g.account
 
-    @app.route("/set/<name>")
-    def set_user(name):
-        g.user = name
-        return name
-
-    @app.route("/get")
-    def get():
-        return str(g.user)
+    add_g_user_views(app)
 
     @app.route("/remember")
     def remember():
@@ -73,14 +67,6 @@ def add_views(app: Flask) -> dict[str, Any]:
         return cache["g"].account
 
     return cache
-
-
-def share_g(app: Flask) -> None:
-    """Two requests in one pushed app context: CG101."""
-    client = app.test_client()
-    with app.app_context():
-        client.get("/set/alice")
-        client.get("/get")
 
 
 @pytest.fixture(name="views")
