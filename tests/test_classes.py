@@ -55,6 +55,25 @@ class TestRegistry:
         assert [None, None] == [ref() for ref in refs]
 
 
+def _stale_read_in_a_new_app(guard: CtxGuard, name: str) -> None:
+    """
+    Install *guard* on a new app named *name*, keep a request and read it
+    after its end (CG102); the app is gone once nothing else holds it.
+    """
+    app = Flask(name)
+    app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
+    kept = []
+
+    @app.route("/")
+    def keep():
+        kept.append(request._get_current_object())
+        return ""
+
+    guard.init_app(app)
+    app.test_client().get("/")
+    _ = kept[0].args
+
+
 class TestGoneApps:
     def test_violations_of_gone_apps_are_bounded(self):
         """A guard keeps the violations of at most MAX_GONE_APPS apps that
@@ -62,24 +81,10 @@ class TestGoneApps:
         newest ones."""
         guard = CtxGuard()
 
-        def one_app(number: int) -> None:
-            app = Flask(f"app{number}")
-            app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
-            kept = []
-
-            @app.route("/")
-            def keep():
-                kept.append(request._get_current_object())
-                return ""
-
-            guard.init_app(app)
-            app.test_client().get("/")
-            _ = kept[0].args  # CG102
-
         for number in range(MAX_GONE_APPS + 5):
-            one_app(number)
+            _stale_read_in_a_new_app(guard, f"app{number}")
         gc.collect()
-        one_app(-1)  # installing prunes
+        _stale_read_in_a_new_app(guard, "app-1")  # installing prunes
 
         apps = [v.app for v in guard.violations]
         assert MAX_GONE_APPS + 1 == len(apps)
@@ -89,21 +94,8 @@ class TestGoneApps:
     def test_clear_forgets_gone_apps(self):
         """clear() forgets the violations of gone apps with their state."""
         guard = CtxGuard()
-        app = Flask("gone")
-        app.config.update(SECRET_KEY="k", CTXGUARD_MODE="log")
-        kept = []
-
-        @app.route("/")
-        def keep():
-            kept.append(request._get_current_object())
-            return ""
-
-        guard.init_app(app)
-        app.test_client().get("/")
-        _ = kept[0].args
+        _stale_read_in_a_new_app(guard, "gone")
         before = [v.code for v in guard.violations]
-        del app, keep
-        kept.clear()
         gc.collect()
         guard.clear()
 
