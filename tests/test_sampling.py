@@ -19,7 +19,7 @@ import pytest
 from flask import Flask, g, request, session
 from structlog.testing import capture_logs
 
-from flask_ctxguard import ConfigurationError, CtxGuard, _cli
+from flask_ctxguard import ConfigurationError, CtxGuard, Violation, _cli
 
 TENANT: contextvars.ContextVar[object] = contextvars.ContextVar(
     "sampling_tenant"
@@ -221,35 +221,46 @@ class TestSampledRequests:
         assert {0.5} == {event["sample_rate"] for event in logs}
 
 
+def _tenant_violations(*, reset: bool) -> list[Violation]:
+    """
+    The violations of 60 logins that set a ContextVar (and *reset* it, or
+    not), each followed by a page that does not, at a rate of 0.5.
+    """
+    app = _app(0.5)
+    guard = CtxGuard(app)
+
+    @app.get("/login/<name>")
+    def login(name: str) -> str:
+        token = TENANT.set(object())
+        if reset:
+            TENANT.reset(token)
+        return name
+
+    @app.get("/page")
+    def page() -> str:
+        return "page"
+
+    def drive() -> None:
+        client = app.test_client()
+        for n in range(60):
+            client.get(f"/login/u{n}")
+            client.get("/page")
+
+    _run_isolated(drive)
+    return guard.violations
+
+
 class TestSampledContextVars:
     def test_var_left_by_any_request_is_caught(self):
         """A ContextVar left set is reported when a later sampled request
         holds it: with its origin if that request was sampled, as unknown
         if not; a request that resets it is never reported."""
-        app = _app(0.5)
-        guard = CtxGuard(app)
+        violations = _tenant_violations(reset=False)
+        known = [v for v in violations if v.origin is not None]
+        unknown = [v for v in violations if v.origin is None]
 
-        @app.get("/login/<name>")
-        def login(name: str) -> str:
-            TENANT.set(object())  # never reset
-            return name
-
-        @app.get("/page")
-        def page() -> str:
-            return "page"
-
-        def drive() -> None:
-            client = app.test_client()
-            for n in range(60):
-                client.get(f"/login/u{n}")
-                client.get("/page")
-
-        _run_isolated(drive)
-        known = [v for v in guard.violations if v.origin is not None]
-        unknown = [v for v in guard.violations if v.origin is None]
-
-        assert {"CG106"} == {v.code for v in guard.violations}
-        assert {"/page"} == {v.accessor.path for v in guard.violations}
+        assert {"CG106"} == {v.code for v in violations}
+        assert {"/page"} == {v.accessor.path for v in violations}
         assert known
         assert all(v.origin.path.startswith("/login/u") for v in known)
         assert unknown
@@ -259,33 +270,11 @@ class TestSampledContextVars:
     def test_var_reset_by_each_request_is_silent(self):
         """Requests that set and reset a ContextVar are not reported under
         sampling; the positive control, left set, is."""
+        silent = _tenant_violations(reset=True)
+        control = _tenant_violations(reset=False)
 
-        def run(reset: bool) -> list[str]:
-            app = _app(0.5)
-            guard = CtxGuard(app)
-
-            @app.get("/login/<name>")
-            def login(name: str) -> str:
-                token = TENANT.set(object())
-                if reset:
-                    TENANT.reset(token)
-                return name
-
-            @app.get("/page")
-            def page() -> str:
-                return "page"
-
-            def drive() -> None:
-                client = app.test_client()
-                for n in range(60):
-                    client.get(f"/login/u{n}")
-                    client.get("/page")
-
-            _run_isolated(drive)
-            return [v.code for v in guard.violations]
-
-        assert [] == run(reset=True)
-        assert "CG106" in run(reset=False)
+        assert [] == [v.code for v in silent]
+        assert "CG106" in [v.code for v in control]
 
 
 class TestRecurringBugs:
