@@ -94,6 +94,18 @@ def leak_secrets(app: Flask, kept: list) -> list[str]:
     return [*seen, kept[0].form["note"]]
 
 
+def _set_then_get_in_one_app_context(app: Flask) -> None:
+    """Request '/set', then '/get', inside one pushed app context."""
+
+    def drive() -> None:
+        client = app.test_client()
+        with app.app_context():
+            client.get("/set")
+            client.get("/get")
+
+    isolated(drive)
+
+
 class TestSecurity:
     @pytest.mark.parametrize("stacks", [False, True])
     @needs_shared_g
@@ -195,13 +207,7 @@ class TestSecurity:
 
         guard = CtxGuard(app)
 
-        def drive() -> None:
-            client = app.test_client()
-            with app.app_context():
-                client.get("/set")
-                client.get("/get")
-
-        isolated(drive)
+        _set_then_get_in_one_app_context(app)
 
         assert [shown] == [v.value_repr for v in guard.violations]
         assert [shown] == [json.loads(line)["value"] for line in rendered]
@@ -239,13 +245,7 @@ class TestSecurity:
 
         guard = CtxGuard(app)
 
-        def drive() -> None:
-            client = app.test_client()
-            with app.app_context():
-                client.get("/set")
-                client.get("/get")
-
-        isolated(drive)
+        _set_then_get_in_one_app_context(app)
 
         assert ["CG101", "CG106"] == sorted(codes(guard))
         assert [] == [
