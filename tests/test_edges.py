@@ -9,7 +9,12 @@ from structlog.testing import capture_logs
 
 from flask_ctxguard import CtxGuard, _sites
 from tests._compat import needs_shared_g
-from tests.helpers import KEPT, kept_request_control
+from tests.helpers import (
+    KEPT,
+    add_g_user_views,
+    kept_request_control,
+    share_g,
+)
 
 
 @pytest.fixture(name="app")
@@ -23,19 +28,6 @@ def _app():
         return "kept"
 
     return app
-
-
-def _add_user_routes(app):
-    """Add '/set' (sets 'g.user' to 'alice') and '/get' (reads it)."""
-
-    @app.route("/set")
-    def set_():
-        g.user = "alice"
-        return ""
-
-    @app.route("/get")
-    def get():
-        return g.user
 
 
 class TestViewSites:
@@ -329,11 +321,8 @@ class TestPlainGClass:
         app.app_ctx_globals_class = PlainGlobals
         guard = CtxGuard(app)
 
-        _add_user_routes(app)
-        client = app.test_client()
-        with app.app_context():
-            client.get("/set")
-            response = client.get("/get")
+        add_g_user_views(app)
+        [response] = share_g(app)
 
         assert b"alice" == response.data
         assert ["g.user"] == [v.subject for v in guard.violations]
@@ -445,11 +434,11 @@ class TestLateGuarding:
         """A g built before the guard was installed is watched when it is
         shared (its class cannot take a slot: the record is kept aside)."""
 
-        _add_user_routes(app)
+        add_g_user_views(app)
         client = app.test_client()
         with app.app_context():
             guard = CtxGuard(app)
-            client.get("/set")
+            client.get("/set/alice")
             response = client.get("/get")
 
         assert b"alice" == response.data
@@ -479,11 +468,11 @@ class TestDeclining:
         """A failure while describing a CG101 read is logged once; the view
         gets its value."""
 
-        _add_user_routes(app)
+        add_g_user_views(app)
         guard = CtxGuard(app)
         client = app.test_client()
         with app.app_context():
-            client.get("/set")
+            client.get("/set/alice")
 
             def broken(depth=0):
                 raise RuntimeError("no frames")
