@@ -74,6 +74,19 @@ class Settings:
     wrk: bool
 
 
+def _subset(option: str, known: Sequence[str], what: str) -> list[str]:
+    """The comma-separated names of a subset *option*, each one *known*."""
+    wanted = option.split(",")
+    unknown = set(wanted) - set(known)
+    if unknown:
+        msg = (
+            f"unknown {what}(s) {', '.join(sorted(unknown))};"
+            f" use {', '.join(known)}"
+        )
+        raise SystemExit(msg)
+    return wanted
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     parts = tuple(args.parts.split(",")) if args.parts else DEFAULT_PARTS
     unknown = set(parts) - set(PARTS)
@@ -83,28 +96,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     parts = tuple(p for p in parts if p not in set(args.skip or ()))
     modes = list(_apps.MODES)
     if args.modes:
-        wanted = args.modes.split(",")
-        unknown = set(wanted) - set(_apps.MODES)
-        if unknown:
-            msg = (
-                f"unknown mode(s) {', '.join(sorted(unknown))};"
-                f" use {', '.join(_apps.MODES)}"
-            )
-            raise SystemExit(msg)
+        wanted = _subset(args.modes, _apps.MODES, "mode")
         # Bare Flask is what every ratio is taken against.
         modes = [m for m in modes if m in wanted or m == "bare"]
     if args.no_sentry or importlib.util.find_spec("sentry_sdk") is None:
         modes = [m for m in modes if m not in _apps.SENTRY_MODES]
     workloads = list(_apps.WORKLOADS)
     if args.workloads:
-        wanted = args.workloads.split(",")
-        unknown = set(wanted) - set(_apps.WORKLOADS)
-        if unknown:
-            msg = (
-                f"unknown workload(s) {', '.join(sorted(unknown))};"
-                f" use {', '.join(_apps.WORKLOADS)}"
-            )
-            raise SystemExit(msg)
+        wanted = _subset(args.workloads, list(_apps.WORKLOADS), "workload")
         workloads = [w for w in workloads if w in wanted]
     quick = args.quick
     return Settings(
