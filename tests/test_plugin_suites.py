@@ -455,17 +455,26 @@ NOTHING_HEAVY = """
 """
 
 
+def _run_a_plain_suite_with_w_error(
+    pytester: pytest.Pytester, *args: str
+) -> pytest.RunResult:
+    """
+    Run pytest with *args* under 'python -W error' on a suite of one plain
+    test, with a conftest that fails the run if anything heavy was imported.
+    """
+    write_ini(pytester)
+    pytester.makeconftest(NOTHING_HEAVY)
+    pytester.makepyfile(test_plain="def test_plain():\n    assert 1\n")
+    return pytester.run(
+        sys.executable, "-W", "error", "-m", "pytest", "-p", "no:xdist", *args
+    )
+
+
 class TestLazyPlugin:
     def test_off_imports_nothing_heavy(self, pytester):
         """With the plugin off, a non-Flask suite under 'python -W error'
         passes and imports neither Flask, structlog nor our internals."""
-        write_ini(pytester)
-        pytester.makeconftest(NOTHING_HEAVY)
-        pytester.makepyfile(test_plain="def test_plain():\n    assert 1\n")
-
-        result = pytester.run(
-            sys.executable, "-W", "error", "-m", "pytest", "-p", "no:xdist"
-        )
+        result = _run_a_plain_suite_with_w_error(pytester)
 
         assert 0 == result.ret, result.stdout.str()
         result.stdout.fnmatch_lines(["*1 passed*"])
@@ -473,20 +482,7 @@ class TestLazyPlugin:
     def test_enabled_imports_the_guard(self, pytester):
         """The positive control: with --ctxguard the same check fails,
         because the guard is imported."""
-        write_ini(pytester)
-        pytester.makeconftest(NOTHING_HEAVY)
-        pytester.makepyfile(test_plain="def test_plain():\n    assert 1\n")
-
-        result = pytester.run(
-            sys.executable,
-            "-W",
-            "error",
-            "-m",
-            "pytest",
-            "-p",
-            "no:xdist",
-            "--ctxguard",
-        )
+        result = _run_a_plain_suite_with_w_error(pytester, "--ctxguard")
 
         assert 0 != result.ret
         result.stdout.fnmatch_lines(["*flask*"])
