@@ -12,7 +12,13 @@ from flask_ctxguard import CtxGuard, _lifecycle
 from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
 from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
 from flask_ctxguard._request import is_guarded_request_class
-from tests.helpers import KEPT, TIMEOUT
+
+# The shared helpers' asserts explain a failure as a test's own do: pytest
+# rewrites the asserts of other modules only if told before they are
+# imported.
+pytest.register_assert_rewrite("tests.helpers", "tests.pytester_helpers")
+
+from tests.helpers import KEPT, TIMEOUT  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
