@@ -24,13 +24,14 @@ def report_leaked_contexts(
     contexts: list[Any],
     state_of: Callable[[Any], AppState | None],
     site: str | None,
+    pushed_at: Callable[[Any], str | None] | None = None,
 ) -> list[Violation]:
     """
     Report CG105 for each of *contexts* (pushed ones, innermost first, as
     `_flaskcompat.pushed_contexts` lists them) that is not popped with
     another among them, for the app whose state ``state_of(app)`` gives
     (none, or one in "off" mode: skipped). *site* is where the contexts
-    were found.
+    were found; ``pushed_at(ctx)``, where one was pushed, if known.
 
     Returns the violations reported; raises nothing, even in raise mode:
     the caller decides.
@@ -40,7 +41,8 @@ def report_leaked_contexts(
         state = state_of(ctx.app)
         if state is None or state.settings.mode == "off":
             continue
-        violation = context_leak(state, ctx, site)
+        pushed = None if pushed_at is None else pushed_at(ctx)
+        violation = context_leak(state, ctx, site, pushed)
         if violation is not None:
             state.reporter.report(violation, raise_now=False)
             found.append(violation)
@@ -48,9 +50,12 @@ def report_leaked_contexts(
 
 
 def context_leak(
-    state: AppState, ctx: Any, site: str | None
+    state: AppState, ctx: Any, site: str | None, pushed: str | None = None
 ) -> Violation | None:
-    """A CG105 violation for the pushed context *ctx*, unless ignored."""
+    """
+    A CG105 violation for the pushed context *ctx* (pushed at *pushed*, if
+    known), unless ignored.
+    """
     request = request_of(ctx) if is_request_context(ctx) else None
     subject = "app context" if request is None else "request context"
     if state.reporter.is_ignored("CG105", subject):
@@ -67,5 +72,6 @@ def context_leak(
         origin=None,
         accessor=None,
         thread=thread,
+        origin_site=pushed,
         access_site=site,
     )

@@ -214,6 +214,7 @@ POP_UNLINKS_REQUEST: int = int(
     _pop_code() is not None and "werkzeug.request" in _pop_code().co_consts
 )
 
+
 def _refs_held_by_the_call(bound_first: bool) -> int:
     """
     How many references to an object ``close()`` finds while it runs: one

@@ -29,13 +29,12 @@ from flask import Flask, appcontext_pushed, request_started
 
 from . import _config, _sites
 from ._config import RunOverride
-from ._contexts import context_leak
+from ._contexts import report_leaked_contexts as _report_leaked
 from ._contextvars import LEFT_BEHIND, LeftBehind
 from ._extension import EXTENSION_KEY, CtxGuard
 from ._flaskcompat import (
     app_ctx_var,
     is_request_context,
-    leaked_roots,
     pushed_contexts,
     request_ctx_var,
 )
@@ -183,19 +182,7 @@ def report_leaked_contexts(
     found at *site*; pop them too with *pop*.
     """
     leaked = [ctx for ctx in pushed_contexts() if id(ctx) not in known]
-    found = []
-    for ctx in leaked_roots(leaked):
-        state = auto.ensure_guarded(ctx.app)
-        if state is None or state.settings.mode == "off":
-            continue
-        violation = context_leak(state, ctx, site)
-        if violation is None:
-            continue
-        pushed = auto.pushed_at(ctx)
-        if pushed is not None:
-            violation = dataclasses.replace(violation, origin_site=pushed)
-        state.reporter.report(violation, raise_now=False)
-        found.append(violation)
+    found = _report_leaked(leaked, auto.ensure_guarded, site, auto.pushed_at)
     if pop:
         _pop_all(leaked)
     return found

@@ -183,10 +183,11 @@ class Reporter:
         value: object = None,
         has_value: bool = False,
         value_name: str = "",
+        hint: str | None = None,
     ) -> Violation:
         """
-        A `Violation` of *code*, with the rule's hint and the value shown
-        only as the configuration allows.
+        A `Violation` of *code*, with *hint* (by default the rule's) and
+        the value shown only as the configuration allows.
         """
         rule = RULES[code]
         value_type = value_repr = None
@@ -206,7 +207,7 @@ class Reporter:
             access_site=access_site,
             origin_stack=origin_stack if self.settings.stacks else None,
             access_stack=access_stack if self.settings.stacks else None,
-            hint=rule.hint,
+            hint=rule.hint if hint is None else hint,
             value_type=value_type,
             value_repr=value_repr,
             app=self.app_name,

@@ -7,6 +7,11 @@ session is used in its own request's context. Sessions are born of the
 guarded class when the session interface builds them from its
 ``session_class`` (Flask's does); another session's class is switched when
 its request is armed. A null session (no secret key) is left alone.
+
+A session is in its own context when the current request context holds
+it and is still pushed: a copy of the context
+(``contextvars.copy_context()``) that runs after the request ended still
+holds it, popped (CG102).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from flask.sessions import NullSession
 
 from ._access import NO_CONTEXT, report_access
 from ._classes import RECORD, SESSION, registry, subclass
-from ._flaskcompat import request_ctx_var, session_of
+from ._flaskcompat import is_pushed, request_ctx_var, session_of
 from ._tags import RequestRecord
 
 if TYPE_CHECKING:
@@ -80,7 +85,8 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     ):
 
         def checked_0(self: Any) -> Any:
-            if session_of(_request_get(NO_CONTEXT)) is not self:
+            ctx = _request_get(NO_CONTEXT)
+            if session_of(ctx) is not self or not is_pushed(ctx):
                 _session_used(self)
             return method(self)
 
@@ -88,7 +94,8 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     elif name in {"__contains__", "__delitem__", "__getitem__"}:
 
         def checked_1(self: Any, key: Any) -> Any:
-            if session_of(_request_get(NO_CONTEXT)) is not self:
+            ctx = _request_get(NO_CONTEXT)
+            if session_of(ctx) is not self or not is_pushed(ctx):
                 _session_used(self)
             return method(self, key)
 
@@ -96,7 +103,8 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     elif name == "__setitem__":
 
         def checked_2(self: Any, key: Any, value: Any) -> Any:
-            if session_of(_request_get(NO_CONTEXT)) is not self:
+            ctx = _request_get(NO_CONTEXT)
+            if session_of(ctx) is not self or not is_pushed(ctx):
                 _session_used(self)
             return method(self, key, value)
 
@@ -106,7 +114,8 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
         def checked_default(
             self: Any, key: Any, default: Any = _NO_DEFAULT
         ) -> Any:
-            if session_of(_request_get(NO_CONTEXT)) is not self:
+            ctx = _request_get(NO_CONTEXT)
+            if session_of(ctx) is not self or not is_pushed(ctx):
                 _session_used(self)
             if default is _NO_DEFAULT:
                 return method(self, key)
@@ -116,7 +125,8 @@ def _session_method(name: str, method: Callable[..., Any]) -> Any:
     else:
 
         def checked_any(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if session_of(_request_get(NO_CONTEXT)) is not self:
+            ctx = _request_get(NO_CONTEXT)
+            if session_of(ctx) is not self or not is_pushed(ctx):
                 _session_used(self)
             return method(self, *args, **kwargs)
 

@@ -4,7 +4,6 @@ The per-app state: what the guard keeps for one app.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import types
@@ -211,7 +210,7 @@ class AppState:
             accessor_tag,
             sample_rate=self.settings.sample_rate,
         )
-        violation = self.reporter.build(
+        return self.reporter.build(
             "CG106",
             subject=f"ContextVar {var.name}",
             message=message,
@@ -223,8 +222,8 @@ class AppState:
             value=value,
             has_value=True,
             value_name=var.name,
+            hint=contextvar_hint(var.name),
         )
-        return dataclasses.replace(violation, hint=contextvar_hint(var.name))
 
 
 _REQUEST_SIGNALS = (

@@ -572,7 +572,9 @@ class TestNoRaceTestingPatterns:
         # Flask's choice: the first one before Flask 3.1.2, the last since
         # (3.1.2 keeps the redirect's final state, pallets/flask#5786).
         flask_version = tuple(
-            int(part) for part in version("flask").split(".")[:3] if part.isdigit()
+            int(part)
+            for part in version("flask").split(".")[:3]
+            if part.isdigit()
         )
         assert (
             ("/switch/bob?", "bob", None)

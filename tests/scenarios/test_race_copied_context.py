@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from flask import Flask, copy_current_request_context, request
+from flask import Flask, copy_current_request_context, request, session
 
 from tests.helpers import TIMEOUT, reply, run_bare_and_guarded, wait
 
@@ -28,8 +28,11 @@ class ReportInTheBackground:
     when it runs (here: once the response is out).
     """
 
-    def __init__(self, *, helper: str = "submit") -> None:
+    def __init__(
+        self, *, helper: str = "submit", reads: str = "request"
+    ) -> None:
         self.app = app = Flask(__name__)
+        app.secret_key = "reports"
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="jobs")
         self.response_sent = threading.Event()
         self.jobs: list[Future[str]] = []
@@ -39,10 +42,13 @@ class ReportInTheBackground:
             # the response is out.
             if not awaited:
                 wait(self.response_sent)
+            if reads == "session":
+                return f"report for {session['user']}"
             return f"report for {request.args['user']}"
 
         @app.get("/report")
         def report() -> str:
+            session["user"] = request.args["user"]
             awaited = request.args.get("wait") == "1"
             context = contextvars.copy_context()
             if helper == "run_in_executor":
@@ -79,21 +85,26 @@ class ReportInTheBackground:
 class CopiedRequestContextThread:
     """
     The sanctioned way: 'copy_current_request_context' around a thread
-    that outlives the request and reads 'request.args' afterwards.
+    that outlives the request and reads 'request.args' and the session
+    afterwards.
     """
 
     def __init__(self) -> None:
         self.app = app = Flask(__name__)
+        app.secret_key = "notify"
         self.response_sent = threading.Event()
         self.threads: list[threading.Thread] = []
         self.seen: list[str] = []
 
         @app.get("/notify")
         def notify() -> str:
+            session["user"] = request.args["user"]
+
             @copy_current_request_context
             def send() -> None:
                 wait(self.response_sent)
                 self.seen.append(request.args["user"])
+                self.seen.append(session["user"])
 
             thread = threading.Thread(target=send, name="notifier")
             thread.start()
@@ -164,6 +175,27 @@ class TestRaceCopiedContext:
         assert run.bare == run.guarded
         assert ["CG102"] == run.codes
 
+    def test_race_copy_reads_the_session_after_its_request(self):
+        """The session read through a copy of the context after its
+        request ended is CG102 too; read while the view waits, silent."""
+        run = run_bare_and_guarded(
+            lambda: ReportInTheBackground(reads="session")
+        )
+
+        assert [
+            (200, b"report for alice"),
+            (200, b"queued"),
+            ["report for alice", "report for bob"],
+        ] == run.bare
+        assert run.bare == run.guarded
+        assert ["CG102"] == run.codes
+        violation = run.violations[0]
+        assert ("session", "/report", "jobs_0") == (
+            violation.subject,
+            violation.origin.path,
+            violation.thread,
+        )
+
 
 class TestNoRaceCopiedContext:
     def test_norace_copy_current_request_context_outliving(self):
@@ -171,7 +203,7 @@ class TestNoRaceCopiedContext:
         is silent (the control: the copy_context().run test above)."""
         run = run_bare_and_guarded(CopiedRequestContextThread)
 
-        assert [(200, b"sending"), ["carol"]] == run.bare
+        assert [(200, b"sending"), ["carol", "carol"]] == run.bare
         assert run.bare == run.guarded
         assert [] == run.codes
 
