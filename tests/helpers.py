@@ -13,7 +13,13 @@ import contextlib
 import contextvars
 import dataclasses
 import http.client
+import json
+import os
 import pathlib
+import re
+import signal
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -215,6 +221,152 @@ def http_get(
         conn.close()
 
 
+#: The project's root: server processes run from there, so that they
+#: import this checkout's ``tests`` (and package).
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: Bound of a server process's start and stop.
+START_TIMEOUT = 30.0
+
+
+class ServerProcess:
+    """
+    A server running in its own process group (gunicorn's arbiter, a gevent
+    program), and every line it and its workers wrote to stderr: where it
+    listens ("Listening at: http://127.0.0.1:<port>", gunicorn's words) and
+    the JSON lines of the app's structured log.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], workers: int) -> None:
+        self.proc = proc
+        self.workers = workers
+        self.lines: list[str] = []
+        self.port = 0
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def read(self) -> None:
+        """Collect stderr until the server exits (a thread's target)."""
+        assert self.proc.stderr is not None
+        ready = 0
+        for line in self.proc.stderr:
+            with self._lock:
+                self.lines.append(line)
+            if not self.port and (
+                found := re.search(r"Listening at: http://[\d.]+:(\d+)", line)
+            ):
+                self.port = int(found[1])
+            if '"event": "worker-ready"' in line:
+                ready += 1
+                if ready == self.workers:
+                    self.ready.set()
+        self.ready.set()  # the server is gone: stop waiting
+
+    def events(self) -> list[dict[str, Any]]:
+        """The structured log: every JSON line, parsed."""
+        with self._lock:
+            lines = list(self.lines)
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM (graceful), bounded; then SIGKILL to the process group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=START_TIMEOUT)
+    # Workers that outlived their arbiter (they should not) die with it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def serve_process(
+    name: str, command: list[str], *, workers: int = 1
+) -> Iterator[ServerProcess]:
+    """
+    Run the server *command* (*name*, for errors) from the project's root,
+    in a new process group, and yield it once it listens and its *workers*
+    logged ``worker-ready``; stop it (bounded) on the way out.
+    """
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        server = ServerProcess(proc, workers)
+        reader = threading.Thread(target=server.read, name="server-stderr")
+        reader.start()
+        try:
+            server.ready.wait(START_TIMEOUT)
+            if proc.poll() is not None or not server.port:
+                msg = f"{name} did not start:\n{server.output()}"
+                raise RuntimeError(msg)
+            if not server.ready.is_set():
+                msg = f"{name}'s workers did not boot:\n{server.output()}"
+                raise TimeoutError(msg)
+            yield server
+        finally:
+            _stop(proc)
+            reader.join(START_TIMEOUT)
+
+
+def _gunicorn_options() -> list[str]:
+    """``--no-control-socket`` where this gunicorn has a control socket."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=True,
+    ).stdout
+    return ["--no-control-socket"] if "--no-control-socket" in shown else []
+
+
+@contextlib.contextmanager
+def gunicorn(
+    app: str = "tests.serverapp:gunicorn_app()",
+    *,
+    workers: int = 2,
+    threads: int = 8,
+) -> Iterator[ServerProcess]:
+    """
+    Run ``gunicorn -k gthread`` serving *app* on 127.0.0.1 (a port the OS
+    picks) and yield it once every worker has built the app (the app logs
+    ``worker-ready`` as JSON to stderr).
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-k",
+        "gthread",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-b",
+        "127.0.0.1:0",
+        "--graceful-timeout",
+        "10",
+        *_gunicorn_options(),
+        app,
+    ]
+    with serve_process("gunicorn", command, workers=workers) as server:
+        yield server
+
+
 def reply(response: Any) -> tuple[int, bytes]:
     """What the response's user saw: status and body (then close it)."""
     try:
@@ -396,6 +548,16 @@ def add_keep_route(app: Flask) -> None:
             )
         )
         return name
+
+
+def contamination(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``contamination`` events among logged *events*."""
+    return [e for e in events if e["event"] == "contamination"]
+
+
+def internal_errors(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The guard's own failures among logged *events*."""
+    return [e for e in events if e["event"] == "internal-error"]
 
 
 def codes(guard: CtxGuard) -> list[str]:

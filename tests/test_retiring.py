@@ -3,21 +3,42 @@ Retiring requests on real servers: the reference count that decides
 whether a finished request is still held (``REFS_AT_CLOSE``) must hold on
 each server, so that kept requests are switched to their checking class
 (and their later use caught) while ordinary ones are not switched at all.
+
+Werkzeug's threaded server and waitress run the app in the test's process,
+where a spy counts the switches; gunicorn's gthread workers and gevent
+(monkey-patched) run it in a process of their own, where
+`tests.retiringapp` counts them and answers what it counted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import json
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, g, request, session
+from flask import Flask, g, request, session, stream_with_context
 
 from flask_ctxguard import CtxGuard, _lifecycle
 from flask_ctxguard._request import is_guarded_request_class
-from tests.helpers import http_get, serve, serve_waitress
+from tests.helpers import (
+    TIMEOUT,
+    ServerProcess,
+    contamination,
+    gunicorn,
+    http_get,
+    internal_errors,
+    serve,
+    serve_process,
+    serve_waitress,
+)
+from tests.loadclient import Reply, run_load
+from tests.retiringapp import read_later
+
+#: No server, pool, reader or client thread outlives its test.
+pytestmark = pytest.mark.usefixtures("no_thread_left")
 
 KEPT: list[Any] = []
 
@@ -54,6 +75,11 @@ def _app() -> Flask:
         g.user = name
         return f"{request.path} {request.args.get('q')} {session['user']}"
 
+    @app.get("/stream/<name>")
+    def stream(name: str) -> Any:
+        # Popped when the server closes the response, not in wsgi_app.
+        return stream_with_context(iter([name, request.args["q"]]))
+
     @app.get("/keep/<name>")
     def keep(name: str) -> str:
         KEPT.append(request._get_current_object())  # type: ignore[attr-defined]
@@ -77,16 +103,6 @@ SERVERS: dict[str, Server] = {
 }
 
 
-def _read_later(kept: Any) -> Any:
-    """Read a kept request's args from a thread of its own, after it
-    ended."""
-    seen: list[Any] = []
-    reader = threading.Thread(target=lambda: seen.append(kept.args.get("q")))
-    reader.start()
-    reader.join(timeout=10)
-    return seen
-
-
 class TestRealServers:
     @pytest.mark.parametrize("server", sorted(SERVERS))
     def test_ordinary_requests_are_not_switched(self, server, switches):
@@ -97,10 +113,12 @@ class TestRealServers:
 
         with SERVERS[server](app) as port:
             replies = [http_get(port, f"/use/u{n}?q={n}") for n in range(20)]
+            streamed = [http_get(port, f"/stream/s{n}?q={n}") for n in (1, 2)]
 
         assert [(200, f"/use/u{n} {n} u{n}".encode()) for n in range(20)] == (
             replies
         )
+        assert [(200, b"s11"), (200, b"s22")] == streamed
         assert [] == switches
         assert _lifecycle.REFS_AT_CLOSE == _lifecycle._refs_at_close
         assert [] == guard.violations
@@ -117,11 +135,112 @@ class TestRealServers:
             for n in range(3):
                 http_get(port, f"/use/u{n}")
                 http_get(port, f"/keep/k{n}?q={n}")
-        seen = [_read_later(kept) for kept in KEPT]
+        seen = [read_later(kept) for kept in KEPT]
 
-        assert [["0"], ["1"], ["2"]] == seen
+        assert ["0", "1", "2"] == seen
         assert 3 == len(switches)
         assert ["CG102"] * 3 == [v.code for v in guard.violations]
+
+
+def _gunicorn() -> contextlib.AbstractContextManager[ServerProcess]:
+    # One worker process, so that one process counts every request.
+    return gunicorn("tests.retiringapp:gunicorn_app()", workers=1, threads=4)
+
+
+def _gevent() -> contextlib.AbstractContextManager[ServerProcess]:
+    command = [sys.executable, "-m", "tests.gevent_server"]
+    return serve_process("gevent", command)
+
+
+#: Servers running `tests.retiringapp` in a process of their own.
+PROCESSES: dict[str, Callable[[], Any]] = {
+    "gunicorn-gthread": _gunicorn,
+    "gevent": _gevent,
+}
+
+
+def _ordinary(client: int) -> list[str]:
+    """A client's ordinary requests, on one keep-alive connection."""
+    return [
+        path
+        for n in range(10)
+        for path in (f"/use/c{client}-{n}?q={n}", f"/stream/c{client}?q={n}")
+    ]
+
+
+def _expected(client: int) -> list[Reply]:
+    """What a client of `_ordinary` is answered."""
+    return [
+        Reply(client, path, 200, body)
+        for n in range(10)
+        for path, body in (
+            (
+                f"/use/c{client}-{n}?q={n}",
+                f"/use/c{client}-{n} {n} c{client}-{n}",
+            ),
+            (f"/stream/c{client}?q={n}", f"c{client}{n}"),
+        )
+    ]
+
+
+def _get_json(port: int, path: str) -> Any:
+    status, body = http_get(port, path)
+    assert 200 == status, body
+    return json.loads(body)
+
+
+class TestServerProcesses:
+    @pytest.mark.parametrize("server", sorted(PROCESSES))
+    def test_ordinary_requests_are_not_switched(self, server):
+        """Ordinary requests of concurrent keep-alive clients on a server
+        in its own process are never switched, and the count learnt there
+        stays the constant this Python and Flask measure."""
+        with PROCESSES[server]() as process:
+            replies = run_load(
+                process.port, _ordinary, clients=4, timeout=TIMEOUT
+            )
+            seen = _get_json(process.port, "/_retiring")
+        events = process.events()
+
+        assert [r for c in range(4) for r in _expected(c)] == sorted(
+            replies, key=lambda r: r.client
+        )
+        assert [] == seen["switched"]
+        assert _lifecycle.REFS_AT_CLOSE == seen["refs_at_close"]
+        assert seen["refs_at_close"] == seen["learnt"]
+        assert [] == seen["codes"]
+        assert [] == internal_errors(events)
+        # gevent served them monkey-patched: its greenlets are the threads.
+        ready = [e for e in events if e["event"] == "worker-ready"]
+        assert [server == "gevent"] == [e.get("patched", False) for e in ready]
+
+    @pytest.mark.parametrize("server", sorted(PROCESSES))
+    def test_kept_requests_are_switched_and_caught(self, server):
+        """Each request a view keeps on a server in its own process is
+        switched when it ends, and reading it later from a thread there is
+        CG102; the ordinary requests around them are not switched."""
+        with PROCESSES[server]() as process:
+            port = process.port
+            around = []
+            for n in range(3):
+                around.append(http_get(port, f"/use/u{n}?q={n}"))
+                http_get(port, f"/keep/k{n}?q={n}")
+                around.append(http_get(port, f"/stream/s{n}?q={n}"))
+            read = _get_json(port, "/_read_kept")
+            seen = _get_json(port, "/_retiring")
+        events = process.events()
+
+        assert ["0", "1", "2"] == read
+        assert ["/keep/k0", "/keep/k1", "/keep/k2"] == seen["switched"]
+        assert seen["refs_at_close"] == seen["learnt"]
+        assert ["CG102"] * 3 == seen["codes"]
+        # One violation repeated at one site: its log has the 1st and 2nd.
+        assert [("CG102", "/keep/k0", None), ("CG102", "/keep/k1", 2)] == [
+            (e["code"], e["origin"]["path"], e.get("repeats"))
+            for e in contamination(events)
+        ]
+        assert [] == internal_errors(events)
+        assert 6 * [200] == [status for status, _ in around]
 
 
 class TestRequestSubclassAfterInitApp:
@@ -138,9 +257,9 @@ class TestRequestSubclassAfterInitApp:
         app.request_class = AppRequest
 
         app.test_client().get("/keep/alice?q=1")
-        seen = _read_later(KEPT[0])
+        seen = read_later(KEPT[0])
 
-        assert [["1"]] == [seen]
+        assert "1" == seen
         assert isinstance(KEPT[0], AppRequest)
         assert 1 == len(switches)
         assert ["CG102"] == [v.code for v in guard.violations]

@@ -11,24 +11,26 @@ client is bounded in time, and nothing is left running.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
-import os
 import pathlib
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard.testing import RequestSpec, hammer
-from tests.helpers import kept_request_control, serve_waitress
+from tests.helpers import (
+    ROOT,
+    START_TIMEOUT,
+    contamination,
+    gunicorn,
+    internal_errors,
+    kept_request_control,
+    serve_waitress,
+)
 from tests.loadclient import (
     Plan,
     Reply,
@@ -39,12 +41,9 @@ from tests.loadclient import (
 )
 from tests.serverapp import create_app
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLIENTS = 32
 #: Bound of every load run and of every client's socket.
 TIMEOUT = 60.0
-#: Bound of a server's start and stop.
-START_TIMEOUT = 30.0
 
 
 #: No server, pool, reader or client thread outlives its test.
@@ -57,19 +56,9 @@ def guarded_app(name: str) -> tuple[Any, CtxGuard]:
     return app, CtxGuard(app)
 
 
-def contamination(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``contamination`` events among *events*."""
-    return [e for e in events if e["event"] == "contamination"]
-
-
 def messages(events: list[dict[str, Any]]) -> list[str]:
     """What each of *events* says, for a readable failure."""
     return [f"{e.get('code')} {e.get('message', e)}" for e in events]
-
-
-def internal_errors(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The guard's own failures among *events*."""
-    return [e for e in events if e["event"] == "internal-error"]
 
 
 def codes_and_subjects(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -86,124 +75,6 @@ def buggy_replies(replies: list[Reply]) -> list[Reply]:
 
 
 # -- gunicorn -----------------------------------------------------------------
-
-
-class Gunicorn:
-    """
-    A gunicorn arbiter serving ``tests.serverapp`` in its own process group,
-    and every line it and its workers wrote to stderr.
-    """
-
-    def __init__(self, proc: subprocess.Popen[str], workers: int) -> None:
-        self.proc = proc
-        self.workers = workers
-        self.lines: list[str] = []
-        self.port = 0
-        self.ready = threading.Event()
-        self._lock = threading.Lock()
-
-    def read(self) -> None:
-        """Collect stderr until the arbiter exits (a thread's target)."""
-        assert self.proc.stderr is not None
-        ready = 0
-        for line in self.proc.stderr:
-            with self._lock:
-                self.lines.append(line)
-            if not self.port and (
-                found := re.search(r"Listening at: http://[\d.]+:(\d+)", line)
-            ):
-                self.port = int(found[1])
-            if '"event": "worker-ready"' in line:
-                ready += 1
-                if ready == self.workers:
-                    self.ready.set()
-        self.ready.set()  # the arbiter is gone: stop waiting
-
-    def events(self) -> list[dict[str, Any]]:
-        """The structured log: every JSON line, parsed."""
-        with self._lock:
-            lines = list(self.lines)
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def output(self) -> str:
-        with self._lock:
-            return "".join(self.lines)
-
-
-def _gunicorn_options() -> list[str]:
-    """``--no-control-socket`` where this gunicorn has a control socket."""
-    shown = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=True,
-    ).stdout
-    return ["--no-control-socket"] if "--no-control-socket" in shown else []
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM (graceful), bounded; then SIGKILL to the process group."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=START_TIMEOUT)
-    # Workers that outlived their arbiter (they should not) die with it.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def gunicorn(*, workers: int = 2, threads: int = 8) -> Iterator[Gunicorn]:
-    """
-    Run ``gunicorn -k gthread`` on 127.0.0.1 (a port the OS picks) and
-    yield it once every worker has built the app.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-k",
-        "gthread",
-        "-w",
-        str(workers),
-        "--threads",
-        str(threads),
-        "-b",
-        "127.0.0.1:0",
-        "--graceful-timeout",
-        "10",
-        *_gunicorn_options(),
-        "tests.serverapp:gunicorn_app()",
-    ]
-    with subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as proc:
-        server = Gunicorn(proc, workers)
-        reader = threading.Thread(target=server.read, name="gunicorn-stderr")
-        reader.start()
-        try:
-            server.ready.wait(START_TIMEOUT)
-            if proc.poll() is not None or not server.port:
-                msg = f"gunicorn did not start:\n{server.output()}"
-                raise RuntimeError(msg)
-            if not server.ready.is_set():
-                msg = f"gunicorn's workers did not boot:\n{server.output()}"
-                raise TimeoutError(msg)
-            yield server
-        finally:
-            _stop(proc)
-            reader.join(START_TIMEOUT)
 
 
 def same_request_same_token(events: list[dict[str, Any]]) -> dict[str, Any]:
