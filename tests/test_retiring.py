@@ -22,8 +22,8 @@ import pytest
 from flask import Flask, g, request, session, stream_with_context
 
 from flask_ctxguard import CtxGuard, _lifecycle
-from flask_ctxguard._request import is_guarded_request_class
 from tests.helpers import (
+    KEPT,
     TIMEOUT,
     ServerProcess,
     contamination,
@@ -39,30 +39,6 @@ from tests.retiringapp import read_later
 
 #: No server, pool, reader or client thread outlives its test.
 pytestmark = pytest.mark.usefixtures("no_thread_left")
-
-KEPT: list[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def _forget_kept():
-    yield
-    KEPT.clear()
-
-
-@pytest.fixture(name="switches")
-def _switches(monkeypatch):
-    """Every class switch of a request at its end, by class."""
-    seen: list[type] = []
-    set_attribute = _lifecycle._set_attribute
-
-    def spy(obj, name, value):
-        if name == "__class__" and is_guarded_request_class(value):
-            seen.append(value)
-        set_attribute(obj, name, value)
-
-    monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
-    monkeypatch.setattr(_lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE)
-    return seen
 
 
 def _app() -> Flask:
