@@ -91,7 +91,9 @@ SUMMARY_RE = re.compile(
 )
 COUNT_RE = re.compile(r"(\d+) ([a-z]+)")
 VIOLATIONS_RE = re.compile(
-    r"ctxguard: (?P<violations>\d+) violations? in (?P<tests>\d+) tests?"
+    # 'findings' since the plugin groups a test's violations by crossing.
+    r"ctxguard: (?P<violations>\d+) (?:violations?|findings?)"
+    r" in (?P<tests>\d+) tests?"
 )
 # The first line of each violation report in a failure message.
 REPORT_RE = re.compile(r"^\s*(CG\d{3}) ([a-z-]+): (?:'([^']+)')?", re.M)
@@ -664,7 +666,7 @@ def print_table(
             say("  ".join("-" * w for w in widths))
     say()
     say("p/f/e/s = passed/failed/errors/skipped (xfailed count as skipped);")
-    say("viol = violations in the plugin's 'ctxguard: N violations' line;")
+    say("viol = findings in the plugin's 'ctxguard: N findings' line;")
     say("time = all its runs together.")
 
 
