@@ -206,9 +206,6 @@ def guarded_session_interface(
         # The sessions stay Flask's: a sampled one is switched when its
         # request is armed.
         object.__setattr__(guarded, _RATE, sample_rate)
-        session_class = getattr(interface, "session_class", None)
-        if isinstance(session_class, type):
-            guarded_session_class(session_class)  # made now, not then
         return guarded
     # Sessions born guarded: an interface that builds its sessions from
     # `session_class` (Flask's own does) then needs no class switch per
@@ -224,12 +221,20 @@ def guarded_session_interface(
 
 def prepare_sampling(app: Any, state: AppState) -> None:
     """
-    Make the classes a sampled request of *app* and its ``g`` are switched
-    to now, rather than during the first sampled request. Never raises.
+    Make the classes a sampled request of *app*, its session and its
+    ``g`` are switched to now, rather than during the first sampled
+    request, and keep them on *state* for as long as the app. Never
+    raises.
     """
     try:
-        late_request_class(app.request_class)
-        late_g_class(app.app_ctx_globals_class)
+        made: list[type | None] = [
+            late_request_class(app.request_class),
+            late_g_class(app.app_ctx_globals_class),
+        ]
+        session_class = getattr(app.session_interface, "session_class", None)
+        if isinstance(session_class, type):
+            made.append(guarded_session_class(session_class))
+        state.sampled_classes = [cls for cls in made if cls is not None]
     except Exception as exc:  # noqa: BLE001 - they are made when needed
         state.reporter.internal_error("preparing to sample", exc)
 

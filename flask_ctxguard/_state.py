@@ -59,6 +59,10 @@ class AppState:
         self.session_class: type | None = None
         #: Whether only a sample of requests is guarded.
         self.sampling = settings.sample_rate < 1
+        #: The classes sampled requests are switched to, made once: the
+        #: class registry holds its classes weakly, and nothing else
+        #: would keep these between two sampled requests.
+        self.sampled_classes: list[type] = []
         self.sites: dict[str | None, str | None] = {}
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]

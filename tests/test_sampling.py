@@ -9,10 +9,12 @@ detection that sampling must keep is lost.
 from __future__ import annotations
 
 import contextvars
+import gc
 import json
 import math
 import pathlib
 import random
+import weakref
 from typing import Any
 
 import pytest
@@ -129,6 +131,38 @@ class TestSampledRequests:
 
         assert 60 < guarded < 140
         assert all(was != plain for was, plain in seen)
+        assert [] == guard.violations
+
+    def test_the_classes_of_sampled_requests_are_made_once(self):
+        """The request, session and g classes sampled requests are
+        switched to are made by init_app and kept for the app: a garbage
+        collection between sampled requests does not make them again."""
+        app = _app(0.5)
+        guard = CtxGuard(app)
+        seen: list[tuple[weakref.ref[type], ...]] = []
+
+        @app.get("/")
+        def index() -> str:
+            session["visits"] = session.get("visits", 0) + 1
+            g.user = "ada"
+            if guard.current() is not None:
+                objects = (request, session, g)
+                seen.append(
+                    tuple(
+                        weakref.ref(type(o._get_current_object()))  # type: ignore[attr-defined]
+                        for o in objects
+                    )
+                )
+            return "ok"
+
+        client = app.test_client()
+        for _ in range(40):
+            client.get("/")
+            gc.collect()
+
+        assert len(seen) > 10
+        assert 1 == len(set(seen))
+        assert all(ref() is not None for ref in seen[0])
         assert [] == guard.violations
 
     def test_kept_request_of_a_sampled_request_is_caught(self):
