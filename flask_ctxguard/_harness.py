@@ -40,7 +40,11 @@ from ._flaskcompat import (
 )
 from ._lifecycle import arm_request
 from ._state import AppState
-from ._violations import Violation, contextvar_hint
+from ._violations import (
+    Violation,
+    contextvar_hint,
+    contextvar_left_by_test_message,
+)
 
 __all__ = [
     "AutoGuard",
@@ -260,15 +264,10 @@ def report_contextvars_left(
         tag = origin.tag()
         if reported(subject, tag.token):
             continue
-        message = (
-            f"ContextVar {var.name!r} still held, when the test ended, the"
-            f" value that {tag.method} {tag.path} (request {tag.token}) set"
-            " and never reset; the next test's requests would inherit it."
-        )
         violation = state.reporter.build(
             "CG106",
             subject=subject,
-            message=message,
+            message=contextvar_left_by_test_message(var.name, tag),
             origin=tag,
             accessor=None,
             thread=threading.current_thread().name,
@@ -277,9 +276,7 @@ def report_contextvars_left(
             value=value,
             has_value=True,
             value_name=var.name,
-        )
-        violation = dataclasses.replace(
-            violation, hint=contextvar_hint(var.name)
+            hint=contextvar_hint(var.name),
         )
         state.reporter.report(violation, raise_now=False)
         found.append(violation)

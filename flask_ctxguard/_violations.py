@@ -24,6 +24,7 @@ __all__ = [
     "context_leak_message",
     "contextvar_hint",
     "contextvar_leak_message",
+    "contextvar_left_by_test_message",
     "cross_request_message",
     "cross_thread_message",
     "escape_controls",
@@ -436,6 +437,16 @@ def contextvar_leak_message(
         f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
         f" value that {origin.method} {origin.path} (request"
         f" {origin.token}) set and never reset."
+    )
+
+
+def contextvar_left_by_test_message(var_name: str, origin: RequestTag) -> str:
+    """CG106 at a test's teardown: *var_name* still holds *origin*'s value."""
+    return (
+        f"ContextVar {var_name!r} still held, when the test ended, the"
+        f" value that {origin.method} {origin.path} (request"
+        f" {origin.token}) set and never reset; the next test's requests"
+        " would inherit it."
     )
 
 
