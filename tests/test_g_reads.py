@@ -132,7 +132,69 @@ class SlotsOnlyG:
     __slots__ = ("__weakref__", "user")
 
 
+class DescriptorG(_AppCtxGlobals):
+    """A Flask g class with a slot and a read-only property of its own."""
+
+    __slots__ = ("tenant",)
+
+    @property
+    def region(self) -> str:
+        return "eu-west"
+
+
+def _descriptor_app() -> Flask:
+    app = Flask("descriptors")
+    app.app_ctx_globals_class = DescriptorG
+    kept: list[Any] = []
+    app.config["KEPT"] = kept
+
+    @app.get("/")
+    def index() -> str:
+        seen: list[Any] = []
+        g.tenant = "acme"
+        seen.append(g.tenant)
+        try:
+            g.region = "us-east"
+            seen.append("region set")
+        except AttributeError:
+            seen.append("AttributeError")
+        seen.append(g.region)
+        del g.tenant
+        try:
+            del g.tenant
+        except AttributeError:
+            seen.append("AttributeError")
+        seen.append(getattr(g, "tenant", "gone"))
+        seen.append(sorted(g))
+        kept.append(g._get_current_object())  # type: ignore[attr-defined]
+        return repr(seen)
+
+    return app
+
+
 class TestCustomGClasses:
+    def test_g_class_with_a_slot_and_a_property(self):
+        """A g class whose names are a slot and a property of its own
+        answers as on plain Flask, request after request; its kept g's
+        property read later is CG102."""
+        bare = _descriptor_app().test_client()
+        app = _descriptor_app()
+        guard = CtxGuard(app)
+        guarded = app.test_client()
+
+        expected = [bare.get("/").text for _ in range(2)]
+        answers = [guarded.get("/").text for _ in range(2)]
+        silent = list(guard.violations)
+        late = app.config["KEPT"][-1].region
+
+        assert expected == answers
+        assert "acme" in answers[0]
+        assert [] == silent
+        assert "eu-west" == late
+        assert [("CG102", "g")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
+
     def test_dict_like_g_class(self):
         """A g class with its own dict methods reads as without the guard
         in its request, and each use of it kept is reported once."""
