@@ -60,13 +60,12 @@ def read_later(kept: Any) -> Any:
     return seen[0] if seen else "not read"
 
 
-def create_app() -> tuple[Flask, CtxGuard]:
-    """The guarded app, in log mode, with its switches counted."""
-    count_switches()
-    app = Flask("retiringapp")
-    app.config.update(SECRET_KEY="retiring", CTXGUARD_MODE="log")
-    guard = CtxGuard(app)
-    read = [0]
+def add_request_views(app: Flask, kept: list[Any]) -> None:
+    """
+    The views whose requests end ordinarily (``/use/<name>``,
+    ``/stream/<name>``) and the one that keeps its request in *kept*
+    (``/keep/<name>``).
+    """
 
     @app.get("/use/<name>")
     def use(name: str) -> str:
@@ -81,8 +80,18 @@ def create_app() -> tuple[Flask, CtxGuard]:
 
     @app.get("/keep/<name>")
     def keep(name: str) -> str:
-        KEPT.append(request._get_current_object())  # type: ignore[attr-defined]
+        kept.append(request._get_current_object())  # type: ignore[attr-defined]
         return name
+
+
+def create_app() -> tuple[Flask, CtxGuard]:
+    """The guarded app, in log mode, with its switches counted."""
+    count_switches()
+    app = Flask("retiringapp")
+    app.config.update(SECRET_KEY="retiring", CTXGUARD_MODE="log")
+    guard = CtxGuard(app)
+    read = [0]
+    add_request_views(app, KEPT)
 
     @app.get("/_read_kept")
     def read_kept() -> str:

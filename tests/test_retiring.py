@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, g, request, session, stream_with_context
+from flask import Flask
 
 from flask_ctxguard import CtxGuard, _lifecycle
 from tests.helpers import (
@@ -35,7 +35,7 @@ from tests.helpers import (
     serve_waitress,
 )
 from tests.loadclient import Reply, run_load
-from tests.retiringapp import read_later
+from tests.retiringapp import add_request_views, read_later
 
 #: No server, pool, reader or client thread outlives its test.
 pytestmark = pytest.mark.usefixtures("no_thread_left")
@@ -44,23 +44,7 @@ pytestmark = pytest.mark.usefixtures("no_thread_left")
 def _app() -> Flask:
     app = Flask("retiring")
     app.config.update(SECRET_KEY="test", CTXGUARD_MODE="log")
-
-    @app.get("/use/<name>")
-    def use(name: str) -> str:
-        session["user"] = name
-        g.user = name
-        return f"{request.path} {request.args.get('q')} {session['user']}"
-
-    @app.get("/stream/<name>")
-    def stream(name: str) -> Any:
-        # Popped when the server closes the response, not in wsgi_app.
-        return stream_with_context(iter([name, request.args["q"]]))
-
-    @app.get("/keep/<name>")
-    def keep(name: str) -> str:
-        KEPT.append(request._get_current_object())  # type: ignore[attr-defined]
-        return name
-
+    add_request_views(app, KEPT)
     return app
 
 
