@@ -814,7 +814,7 @@ def run_all(
             run = run_suite(project, source, mode, timeout)
             runs[project.name, mode] = run
             violations = (
-                f", {run.violations} violations"
+                f", {run.violations} findings"
                 if run.violations is not None
                 else ""
             )
