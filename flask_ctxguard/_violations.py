@@ -338,14 +338,18 @@ def _of(subject: str, attribute: str, origin: RequestTag) -> str:
     )
 
 
+def _request_named(origin: RequestTag) -> str:
+    """*origin* as the messages name it: ``GET /path (request TOKEN)``."""
+    return f"{origin.method} {origin.path} (request {origin.token})"
+
+
 def g_leak_message(
     name: str, how: str, origin: RequestTag, accessor: RequestTag
 ) -> str:
     """CG101: ``g.<name>`` set during *origin*, *how* during *accessor*."""
     return (
         f"'g.{name}' was {how} during {accessor}"
-        f" but was set during {origin.method} {origin.path}"
-        f" (request {origin.token})."
+        f" but was set during {_request_named(origin)}."
     )
 
 
@@ -435,8 +439,7 @@ def contextvar_leak_message(
         )
     return (
         f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
-        f" value that {origin.method} {origin.path} (request"
-        f" {origin.token}) set and never reset."
+        f" value that {_request_named(origin)} set and never reset."
     )
 
 
@@ -444,9 +447,8 @@ def contextvar_left_by_test_message(var_name: str, origin: RequestTag) -> str:
     """CG106 at a test's teardown: *var_name* still holds *origin*'s value."""
     return (
         f"ContextVar {var_name!r} still held, when the test ended, the"
-        f" value that {origin.method} {origin.path} (request"
-        f" {origin.token}) set and never reset; the next test's requests"
-        " would inherit it."
+        f" value that {_request_named(origin)} set and never reset; the"
+        " next test's requests would inherit it."
     )
 
 
