@@ -72,13 +72,19 @@ SESSION_INTERFACE = "session interface"  #: arms requests in open_session
 SAMPLING_SESSION_INTERFACE = "sampling session interface"
 G = "g"  #: installed as app.app_ctx_globals_class, record in a slot
 LATE_G = "late g"  #: an existing g is switched to it, record aside
+#: a request's own g that escaped its request, made from G
+ESCAPED_G = "escaped g"
+#: a request's own g that escaped its request, made from LATE_G
+ESCAPED_LATE_G = "escaped late g"
 WATCHED_G = "watched g"  #: a shared g (CG101), made from G
 WATCHED_LATE_G = "watched late g"  #: a shared g, made from LATE_G
 
 #: The roles whose instances keep their record in a slot.
-SLOTTED_G_ROLES = frozenset({G, WATCHED_G})
+SLOTTED_G_ROLES = frozenset({G, ESCAPED_G, WATCHED_G})
+#: The roles of a request's own g class, escaped or not.
+OWN_G_ROLES = frozenset({G, LATE_G, ESCAPED_G, ESCAPED_LATE_G})
 #: Every role of a g class.
-G_ROLES = frozenset({G, LATE_G, WATCHED_G, WATCHED_LATE_G})
+G_ROLES = OWN_G_ROLES | {WATCHED_G, WATCHED_LATE_G}
 #: Every role of a request class.
 REQUEST_ROLES = frozenset({REQUEST, LATE_REQUEST, RETIRED_REQUEST})
 

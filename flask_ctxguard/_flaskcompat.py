@@ -43,6 +43,9 @@ import flask.globals
 __all__ = [
     "FLASK_CONTEXT_VARS",
     "FLASK_G_CLASS",
+    "G_REFS_AT_CLOSE",
+    "G_REFS_AT_METHOD",
+    "G_REFS_AT_WRITE",
     "MERGED_CONTEXTS",
     "POP_UNLINKS_REQUEST",
     "REFS_AT_CLOSE",
@@ -52,7 +55,6 @@ __all__ = [
     "is_pushed",
     "is_request_context",
     "leaked_roots",
-    "own_app_context",
     "pushed_contexts",
     "request_ctx_var",
     "request_of",
@@ -120,17 +122,6 @@ def _session_getter() -> Callable[[Any], Any]:
 #: The session of a request context, read without marking it accessed
 #: (`None` if not opened yet).
 session_of: Callable[[Any], Any] = _session_getter()
-
-
-def own_app_context(ctx: Any) -> Any:
-    """
-    The app context the request context *ctx* pushed for itself, and so
-    owns the ``g`` of; `None` if it runs in one pushed before it, whose
-    ``g`` it shares. Only valid while *ctx* is pushed.
-    """
-    if MERGED_CONTEXTS:
-        return ctx
-    return ctx._cv_tokens[-1][1]
 
 
 def check_support() -> str | None:
@@ -255,3 +246,73 @@ def _refs_held_by_the_call(bound_first: bool) -> int:
 REFS_AT_CLOSE: int = 1 + _refs_held_by_the_call(
     _pop_code() is not None and "request_close" in _pop_code().co_varnames
 )
+
+
+def _refs_through_the_g_proxy() -> tuple[int, int]:
+    """
+    How many references an app context's ``g`` has when Flask's ``g``
+    proxy writes one of its attributes (``g.user = ...``), and when it
+    calls one of its methods (``g.pop(...)``), if nothing else keeps it:
+    the context's, the call's, and getrefcount()'s argument. Measured
+    through Flask's own proxy on a stand-in context, not assumed: the
+    counts depend on Werkzeug's proxy and on the interpreter (a method
+    call keeps one more before Python 3.11).
+    """
+    counts: dict[str, int] = {}
+
+    class Probe:
+        def __setattr__(self, name: str, value: Any) -> None:
+            counts["write"] = sys.getrefcount(self)
+
+        def pop(self, name: str, default: Any = None) -> Any:
+            counts["method"] = sys.getrefcount(self)
+            return default
+
+    class Context:
+        pass
+
+    context = Context()
+    context.g = Probe()  # type: ignore[attr-defined]
+    proxy = _globals_module["g"]
+    token = app_ctx_var.set(context)
+    try:
+        proxy.probe = None
+        proxy.pop("probe")
+    finally:
+        app_ctx_var.reset(token)
+    return counts["write"], counts["method"]
+
+
+def _refs_of_an_attribute() -> int:
+    """
+    How many references an object has when read from its owner into a
+    local variable, as the guard reads ``g`` from its context at a
+    request's close: the owner's, the local's and getrefcount()'s.
+    """
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    owner.g = Owner()  # type: ignore[attr-defined]
+    g = owner.g  # type: ignore[attr-defined]
+    return sys.getrefcount(g)
+
+
+try:
+    _G_PROXY_REFS = _refs_through_the_g_proxy()
+except Exception:  # noqa: BLE001 - a Flask the probe does not fit  # pragma: no cover
+    # The fewest there can be: then any g that is written to counts as
+    # escaped, and is checked on every read, as if it had.
+    _G_PROXY_REFS = (2, 2)
+
+#: How many references a request's own ``g`` has while Flask's ``g``
+#: proxy writes to it, if nothing else keeps it (4 in CPython 3.10-3.13):
+#: a write that finds more is the first sign that it escaped its request.
+G_REFS_AT_WRITE: int = _G_PROXY_REFS[0]
+#: The same, while the proxy calls one of its methods (``pop``,
+#: ``setdefault``): 3, or 4 before Python 3.11.
+G_REFS_AT_METHOD: int = _G_PROXY_REFS[1]
+#: How many references a request's own ``g`` has at the request's close,
+#: read from its context into a local, if nothing else keeps it (3).
+G_REFS_AT_CLOSE: int = _refs_of_an_attribute()

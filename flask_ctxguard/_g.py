@@ -1,18 +1,29 @@
 """
-The guarded ``g`` class of a request's own ``g``.
+The guarded ``g`` classes of a request's own ``g``.
 
-``app.app_ctx_globals_class`` is replaced by a generated subclass that
-checks every read of a request's own ``g`` against the current context
-(CG102-CG104, like the request): each attribute name written to such a
-``g`` becomes a checked property of the class, so that a read costs one
-small Python function, not a ``__getattribute__`` on every attribute
-lookup. A ``g`` shared by requests is watched instead (`._shared_g`).
+``app.app_ctx_globals_class`` is replaced by a generated subclass whose
+instances are read at full speed while their request runs: a request's
+own ``g`` is where its user and tenant live, and a page that renders
+``current_user`` reads it a hundred times (issue 15). Such a ``g`` can
+only be contaminated once something other than its app context holds
+it: a thread it was handed to, a cache, a global. The guard looks for
+that at the moments it matters, cheaply, by the ``g``'s reference count:
+at each write to it (and ``pop``, ``setdefault``, ``del``), when the
+value a holder sees could start to differ from what the request sees,
+and at the request's end, after which any read is stale. A ``g`` found
+held so is switched to its *escaped* class, on which every read of an
+attribute is checked against the current context (CG102-CG104, like the
+request): each attribute name becomes a checked property of that class,
+so that a read costs one small Python function, not a
+``__getattribute__`` on every attribute lookup. A ``g`` shared by
+requests is watched instead (`._shared_g`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -20,8 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._access import NO_CONTEXT, report_access
 from ._classes import (
+    ESCAPED_G,
+    ESCAPED_LATE_G,
     G_ROLES,
     LATE_G,
+    OWN_G_ROLES,
     RECORD,
     SLOTTED_G_ROLES,
     WATCHED_G,
@@ -32,7 +46,12 @@ from ._classes import (
     subclass,
     switch_class,
 )
-from ._flaskcompat import FLASK_G_CLASS, app_ctx_var
+from ._flaskcompat import (
+    FLASK_G_CLASS,
+    G_REFS_AT_METHOD,
+    G_REFS_AT_WRITE,
+    app_ctx_var,
+)
 from ._tags import RequestRecord
 
 if TYPE_CHECKING:
@@ -42,8 +61,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CHECKED_NAMES",
     "base_dict",
+    "escaped_g_class",
+    "g_escapes",
     "g_record",
     "guarded_g_class",
+    "is_escaped",
     "late_g_class",
     "learn_names",
     "own_g",
@@ -51,6 +73,7 @@ __all__ = [
 ]
 
 _app_get = app_ctx_var.get
+_refcount = sys.getrefcount
 
 
 # g's record cannot live in g's __dict__: users iterate it. The g class
@@ -116,16 +139,90 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
     slots = (RECORD,) if slotted else ()
     if not base.__dictoffset__:
         return _make_hooked_g_class(base, slots)
-    # g is where a request's user and tenant live, and handing it to a
-    # thread is a real bug (CG104), so every read of a request's own g is
-    # checked; but a Python-level __getattribute__ on every read of g
-    # (Flask-Login's `current_user` is two of them) costs more than all
-    # the rest of the guard on a page that reads it often (issue 15).
-    # Instead, each attribute name written to a g of this class becomes a
-    # property of the class whose getter checks the context and reads the
-    # instance's __dict__: a C-level call of one small function, and
-    # nothing for Flask's own reads of __dict__ (`in`, get, pop). The
-    # values stay in __dict__, so iterating g and vars(g) are unchanged.
+    # Reads are the base class's own: an attribute in __dict__ is read in
+    # C, and Flask's own reads of __dict__ (`in`, get, pop) are unchanged.
+    # Writes and deletes, Python functions in Flask's class too, count the
+    # g's references: one more than a write through the `g` proxy finds
+    # means something else holds this g (see g_escapes).
+    base_setattr = method(base, "__setattr__")
+    base_delattr = method(base, "__delattr__")
+    flask_setattr = base is FLASK_G_CLASS or base_setattr is object.__setattr__
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
+        state = self.__dict__
+        # Only a write that replaces a value changes what a holder of
+        # this g has seen: one that adds a name (Flask-Login loading its
+        # user, mid-template) is not counted.
+        replaces = name in state
+        if flask_setattr:
+            state[name] = value
+        else:
+            base_setattr(self, name, value)
+        if replaces and _refcount(self) > G_REFS_AT_WRITE:
+            g_escapes(self)
+
+    def __delattr__(self: Any, name: str) -> None:  # noqa: N807
+        base_delattr(self, name)
+        if _refcount(self) > G_REFS_AT_WRITE:
+            g_escapes(self)
+
+    def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
+        # A name this g does not have: `getattr(g, 'db', None)` of a kept
+        # g is a use of it, checked whether or not it escaped.
+        if _app_get(NO_CONTEXT).g is not self:
+            _g_used(self, name, 1)
+        state = self.__dict__
+        if name in state:
+            return state[name]
+        if base_getattr is not None:
+            return base_getattr(self, name)
+        raise AttributeError(name)
+
+    base_getattr = (
+        None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
+    )
+    members: dict[str, Any] = {
+        "__setattr__": __setattr__,
+        "__delattr__": __delattr__,
+        "__getattr__": __getattr__,
+    }
+    members.update(_checked_g_methods(base, None, []))
+    return subclass(base, members, slots=slots)
+
+
+def escaped_g_class(cls: type) -> type | None:
+    """
+    The escaped class of the guarded ``g`` class *cls* (cached): where a
+    request's own ``g`` is switched when something else holds it, and
+    every read of it is checked. *cls* itself if it is one; `None` if
+    *cls* is not a request's own ``g`` class, or checks every read
+    already (a ``g`` class without a ``__dict__``).
+    """
+    role = registry.role(cls)
+    if role in (ESCAPED_G, ESCAPED_LATE_G):
+        return cls
+    if role not in (G, LATE_G) or not cls.__dictoffset__:
+        return None
+    return registry.get_or_make(
+        cls, ESCAPED_G if role == G else ESCAPED_LATE_G, _make_escaped_g_class
+    )
+
+
+def is_escaped(g: Any) -> bool:
+    """Whether *g* was switched to its escaped class."""
+    return registry.role(type(g)) in (ESCAPED_G, ESCAPED_LATE_G)
+
+
+def _make_escaped_g_class(guarded: type) -> type:
+    """
+    The escaped class of the guarded ``g`` class *guarded*: the same
+    layout (it can be switched to), and each attribute name written to a
+    ``g`` of this class becomes a property of the class whose getter
+    checks the context and reads the instance's ``__dict__``: a C-level
+    call of one small function. The values stay in ``__dict__``, so
+    iterating ``g`` and ``vars(g)`` are unchanged.
+    """
+    base = guarded.__bases__[0]
     learnt: set[str] = set()
     checked: set[str] = set()
     holder: list[type] = []
@@ -162,11 +259,28 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
         "__getattr__": __getattr__,
     }
     members.update(_checked_g_methods(base, learnt, holder))
-    cls = subclass(base, members, slots=slots)
+    cls = subclass(guarded, members)
     holder.append(cls)
     _learnt_names[cls] = learnt
     _checked_names[cls] = checked
     return cls
+
+
+def g_escapes(g: Any) -> None:
+    """
+    *g* is held by more than its app context and the code using it: if it
+    is a request's own ``g``, switch it to its escaped class, on which
+    every read is checked from now on. Never raises.
+    """
+    record = g_record(g)
+    if type(record) is not RequestRecord:
+        return  # not a request's own g: outside requests, or shared
+    try:
+        cls = escaped_g_class(type(g))
+        if cls is not None and cls is not type(g) and switch_class(g, cls):
+            learn_names(g)
+    except Exception as exc:  # noqa: BLE001 - never break a request
+        record.app_state.reporter.internal_error("checking a 'g'", exc)
 
 
 def _make_hooked_g_class(base: type, slots: tuple[str, ...]) -> type:
@@ -335,7 +449,7 @@ def _checked_g_attribute(name: str, inherited: Any) -> property:
 
 
 def _checked_g_methods(
-    base: type, learnt: set[str], holder: list[type]
+    base: type, learnt: set[str] | None, holder: list[type]
 ) -> dict[str, Any]:
     """
     The dict-like methods of a guarded g class that read values (``get``,
@@ -343,9 +457,13 @@ def _checked_g_methods(
     context first; Flask's own are written out rather than wrapped, which
     would cost a second Python call. ``in`` is left to the base class: it
     reveals no value, and Flask-Login asks it before every read of
-    ``g._login_user``, which is checked.
+    ``g._login_user``. Those of a request's own class (*learnt* `None`)
+    also count the g's references when they change it, as writes do;
+    those of an escaped class (*learnt*: its names) make the names
+    ``setdefault`` sets checked properties of ``holder[0]``.
     """
     flask = base is FLASK_G_CLASS
+    escaping = learnt is None
     found: dict[str, Any] = {}
     base_get = getattr(base, "get", None)
     base_pop = getattr(base, "pop", None)
@@ -364,6 +482,8 @@ def _checked_g_methods(
     def pop(self: Any, name: str, default: Any = _missing) -> Any:
         if _app_get(NO_CONTEXT).g is not self:
             _g_used(self, name, 1)
+        if escaping and _refcount(self) > G_REFS_AT_METHOD:
+            g_escapes(self)
         if default is _missing:
             if flask:
                 return self.__dict__.pop(name)
@@ -375,7 +495,8 @@ def _checked_g_methods(
     def setdefault(self: Any, name: str, default: Any = None) -> Any:
         if _app_get(NO_CONTEXT).g is not self:
             _g_used(self, name, 1)
-        if name not in learnt:
+        # (It never replaces a value: not counted, see __setattr__.)
+        if learnt is not None and name not in learnt:
             _learn(holder[0], learnt, name)
         if flask:
             return self.__dict__.setdefault(name, default)
@@ -410,8 +531,6 @@ def own_g(g: Any, record: RequestRecord) -> None:
     role = registry.role(type(g))
     if role in (WATCHED_G, WATCHED_LATE_G):
         return  # a g shared with an outer request: not this one's
-    if role not in (G, LATE_G):
-        if not switch_class(g, late_g_class(type(g))):
-            return
-        learn_names(g)
+    if role not in OWN_G_ROLES and not switch_class(g, late_g_class(type(g))):
+        return
     set_g_record(g, record)

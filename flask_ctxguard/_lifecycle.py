@@ -39,15 +39,16 @@ from ._contextvars import (
     detect_unsampled_leaks,
 )
 from ._flaskcompat import (
+    G_REFS_AT_CLOSE,
+    MERGED_CONTEXTS,
     POP_UNLINKS_REQUEST,
     REFS_AT_CLOSE,
     app_ctx_var,
-    own_app_context,
     request_ctx_var,
     request_of,
     session_of,
 )
-from ._g import late_g_class, own_g
+from ._g import g_escapes, g_record, late_g_class, own_g
 from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
@@ -151,8 +152,10 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
         elif type(session) not in NULL_SESSIONS:
             guard_session(state, session, record)
     # The app context this request pushed, and so owns the g of; None if
-    # it runs in one pushed before it, whose g it shares.
-    app_ctx = own_app_context(ctx)
+    # it runs in one pushed before it, whose g it shares: up to Flask 3.1,
+    # the one pushed with the request context's last token; from 3.2, the
+    # request's context is its app context.
+    app_ctx = ctx if MERGED_CONTEXTS else ctx._cv_tokens[-1][1]
     if app_ctx is None:
         app_ctx = _app_get(None)
         if app_ctx is not None:
@@ -392,6 +395,12 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     refs = _refcount(self) + record.unlinked
                     if refs != _refs_at_close:
                         _outlives(self, record, refs)
+                    # Its g too: one held by more than its context is
+                    # switched to its escaped class, whose reads are
+                    # checked (the g's own class reads at full speed).
+                    g = _app_get(NO_CONTEXT).g
+                    if _refcount(g) != G_REFS_AT_CLOSE:
+                        _g_outlives(g, record)
                     snapshot = record.snapshot
                     record.snapshot = None
                     end = copy_context()
@@ -434,6 +443,16 @@ def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
         _set_attribute(request, "__class__", retired)
     except Exception as exc:  # noqa: BLE001 - never break a request
         record.app_state.reporter.internal_error("retiring a request", exc)
+
+
+def _g_outlives(g: Any, record: RequestRecord) -> None:
+    """
+    *g*, of the app context current when *record*'s request closes, has
+    more references than its context's: if it is that request's own, it
+    outlives it, and is checked from now on.
+    """
+    if g is not None and g_record(g) is record:
+        g_escapes(g)
 
 
 def _check_contextvars(

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from . import _sites
 from ._access import current_record
 from ._classes import (
+    ESCAPED_G,
+    ESCAPED_LATE_G,
     LATE_G,
     WATCHED_G,
     WATCHED_LATE_G,
@@ -26,7 +28,7 @@ from ._classes import (
     subclass,
     switch_class,
 )
-from ._g import base_dict, g_record, late_g_class, learn_names, set_g_record
+from ._g import base_dict, g_record, late_g_class, set_g_record
 from ._tags import RequestRecord
 from ._violations import g_leak_message
 
@@ -284,9 +286,15 @@ def watch_shared_g(g: Any, state: AppState) -> None:
     """
     role = registry.role(type(g))
     if role not in (WATCHED_G, WATCHED_LATE_G):
-        guarded = type(g) if role in (G, LATE_G) else late_g_class(type(g))
+        if role in (G, LATE_G):
+            guarded = type(g)
+        elif role in (ESCAPED_G, ESCAPED_LATE_G):
+            # An escaped request's own g, now shared by a nested request:
+            # watched like the g of its own class.
+            guarded = type(g).__bases__[0]
+        else:
+            guarded = late_g_class(type(g))
         if not switch_class(g, _watched_g_class(guarded)):
             return
-        learn_names(g)
     if _shared(g) is None:
         set_g_record(g, SharedG(state))

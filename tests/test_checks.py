@@ -217,14 +217,17 @@ class TestCrossThreadAccess:
 
     def test_session_and_g_from_a_thread(self, app):
         """The session and g of an in-flight request, read from another
-        thread, are CG104 too."""
+        thread, are CG104 too (g once the request changed it while the
+        thread held it: until then the thread reads what the request
+        sees, see test_g_reads)."""
 
         @app.route("/both")
         def both():
             session["user"] = "alice"
-            g.user = "alice"
+            g.user = "anonymous"
             raw_session = session._get_current_object()
             raw_g = g._get_current_object()
+            g.user = "alice"
             out = []
             thread = threading.Thread(
                 target=lambda: out.append((raw_session["user"], raw_g.user))

@@ -7,11 +7,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Flask, g
+import pytest
+from flask import Flask, g, render_template_string
 from flask.ctx import _AppCtxGlobals
 
 from flask_ctxguard import CtxGuard
-from flask_ctxguard._g import MAX_CHECKED_NAMES
+from flask_ctxguard._g import MAX_CHECKED_NAMES, is_escaped
 
 
 def _app(g_class: type | None = None) -> tuple[Flask, CtxGuard]:
@@ -23,10 +24,12 @@ def _app(g_class: type | None = None) -> tuple[Flask, CtxGuard]:
 
 class TestOwnG:
     def test_reads_in_the_request_are_silent(self):
-        """Every way a view reads its own g is silent; the same g read
-        from a thread is CG104 (the positive control)."""
+        """Every way a view reads its own g is silent, and its g is never
+        switched to its escaped class; the same g handed to a thread and
+        then changed is CG104 there (the positive control)."""
         app, guard = _app()
         seen: list[Any] = []
+        escaped: list[bool] = []
 
         @app.get("/")
         def index() -> str:
@@ -40,7 +43,9 @@ class TestOwnG:
                 sorted(g),
                 g.pop("theme"),
             ]
+            escaped.append(is_escaped(g._get_current_object()))  # type: ignore[attr-defined]
             raw = g._get_current_object()  # type: ignore[attr-defined]
+            g.user = "bob"  # changed while the thread holds it
             thread = threading.Thread(target=lambda: seen.append(raw.user))
             thread.start()
             thread.join(timeout=10)
@@ -51,10 +56,107 @@ class TestOwnG:
         assert "['ada', None, 'dark', True, ['theme', 'user'], 'dark']" == (
             body
         )
-        assert ["ada"] == seen
+        assert [False] == escaped
+        assert ["bob"] == seen
         assert [("CG104", "g")] == [
             (v.code, v.subject) for v in guard.violations
         ]
+
+    def test_an_unchanged_g_read_by_a_thread_in_flight_is_not_seen(self):
+        """The documented limit: a thread reading a request's g while the
+        request runs, before the request changes a value of it, reads
+        what the request sees, and goes unreported; the same g read after
+        the request ended is CG102."""
+        app, guard = _app()
+        seen: list[Any] = []
+        kept: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            kept.append(raw)
+            g.tenant = "acme"  # adds a name: changes nothing seen
+            thread = threading.Thread(target=lambda: seen.append(raw.user))
+            thread.start()
+            thread.join(timeout=10)
+            return "ok"
+
+        app.test_client().get("/")
+        in_flight = list(guard.violations)
+        late = kept[0].user
+
+        assert (["ada"], [], "ada") == (seen, in_flight, late)
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            pytest.param(lambda g: setattr(g, "user", "bob"), id="write"),
+            pytest.param(lambda g: delattr(g, "user"), id="del"),
+            pytest.param(lambda g: g.pop("user"), id="pop"),
+        ],
+    )
+    def test_a_change_while_something_holds_g_checks_it(self, change):
+        """Replacing, deleting or popping a value of a g that something
+        else holds switches it to its escaped class: from then on a
+        thread's read of it is CG104."""
+        app, guard = _app()
+        holders: list[Any] = []
+        outcome: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            g.tenant = "acme"
+            holders.append(g._get_current_object())  # type: ignore[attr-defined]
+            change(g)
+            outcome.append(is_escaped(holders[0]))
+            thread = threading.Thread(
+                target=lambda: outcome.append(holders[0].tenant)
+            )
+            thread.start()
+            thread.join(timeout=10)
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert [True, "acme"] == outcome
+        assert [("CG104", "g")] == [
+            (v.code, v.subject) for v in guard.violations
+        ]
+
+    def test_a_g_nothing_holds_is_not_switched(self):
+        """Writes through the proxy, new names added mid-template (as
+        Flask-Login loads its user) and a template reading g leave an
+        ordinary request's g on its own class, to its end."""
+        app, guard = _app()
+        app.secret_key = "test"
+        classes: list[bool] = []
+
+        def load_user() -> str:
+            if "lazy_user" not in g:
+                g.lazy_user = "ada"  # added while the template holds g
+            return str(g.lazy_user)
+
+        app.jinja_env.globals["load_user"] = load_user
+
+        @app.teardown_appcontext
+        def after(exc: BaseException | None) -> None:
+            classes.append(is_escaped(g._get_current_object()))  # type: ignore[attr-defined]
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            g.user = "bob"  # replaced: nothing else holds g
+            return render_template_string(
+                "{{ g.user }} {{ load_user() }} {{ g.lazy_user }}"
+            )
+
+        body = app.test_client().get("/").text
+
+        assert ("bob ada ada", [False]) == (body, classes)
+        assert [] == guard.violations
 
     def test_each_read_of_a_kept_g_is_reported_once(self):
         """A kept g read after its request, by attribute, getattr with a
