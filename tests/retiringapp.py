@@ -5,10 +5,12 @@ guard: the app counts it for the test.
 
 Every switch of a request's class at its end is counted (the path of the
 request switched), by wrapping ``_lifecycle._set_attribute``, the one
-function the guard switches classes with. ``/use/<name>`` is an ordinary
-request, and so is ``/stream/<name>``, whose context is popped when the
-server closes the response; ``/keep/<name>`` keeps its request object in
-a module list, as a buggy view would; ``/_read_kept`` reads each request
+function the guard switches requests with, and so is every switch of a
+request's own g to its escaped class (``_g.switch_class``).
+``/use/<name>`` is an ordinary request, and so is ``/stream/<name>``,
+whose context is popped when the server closes the response;
+``/keep/<name>`` keeps its request object in a module list, as a buggy
+view would; ``/_read_kept`` reads each request
 kept since the last call from a thread of its own, after its request
 ended (CG102); ``/_retiring`` answers what the guard did, as JSON.
 
@@ -27,7 +29,7 @@ from typing import Any
 import structlog
 from flask import Flask, g, request, session, stream_with_context
 
-from flask_ctxguard import CtxGuard, _lifecycle
+from flask_ctxguard import CtxGuard, _g, _lifecycle
 from flask_ctxguard._request import is_guarded_request_class
 from tests.helpers import TIMEOUT
 from tests.serverapp import configure_json_logs
@@ -39,8 +41,12 @@ SWITCHED: list[str] = []
 
 
 def count_switches() -> None:
-    """Count every class switch of a request from now on, by its path."""
+    """
+    Count every class switch of a request from now on, by its path, and
+    of a request's own g to its escaped class ("g" and its path).
+    """
     set_attribute = _lifecycle._set_attribute
+    switch_class = _g.switch_class
 
     def counting(obj: Any, name: str, value: Any) -> None:
         if name == "__class__" and is_guarded_request_class(value):
@@ -48,7 +54,15 @@ def count_switches() -> None:
             SWITCHED.append(vars(obj).get("path", "?"))
         set_attribute(obj, name, value)
 
+    def counting_g(obj: Any, cls: type) -> bool:
+        switched = switch_class(obj, cls)
+        if switched:
+            record = _g.g_record(obj)
+            SWITCHED.append(f"g {getattr(record, 'path', '?')}")
+        return switched
+
     _lifecycle._set_attribute = counting
+    _g.switch_class = counting_g
 
 
 def read_later(kept: Any) -> Any:
@@ -70,7 +84,8 @@ def add_request_views(app: Flask, kept: list[Any]) -> None:
     @app.get("/use/<name>")
     def use(name: str) -> str:
         session["user"] = name
-        g.user = name
+        g.user = "anonymous"
+        g.user = name  # replaced: counted, and nothing else holds g
         return f"{request.path} {request.args.get('q')} {session['user']}"
 
     @app.get("/stream/<name>")
