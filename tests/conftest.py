@@ -53,28 +53,35 @@ def _forget_kept():
 @pytest.fixture(name="switches")
 def _switches(monkeypatch):
     """
-    Every class switch of a request at its end, and of a request's own g
-    to its escaped class, by class; the reference count that decides the
-    request's starts from its known value.
+    Every class switch of a request at its end, by class; the reference
+    count that decides it starts from its known value.
     """
     seen: list[type] = []
     set_attribute = _lifecycle._set_attribute
-    switch_class = _g.switch_class
 
     def spy(obj, name, value):
         if name == "__class__" and is_guarded_request_class(value):
             seen.append(value)
         set_attribute(obj, name, value)
 
-    def g_spy(obj, cls):
+    monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
+    monkeypatch.setattr(_lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE)
+    return seen
+
+
+@pytest.fixture(name="escapes")
+def _escapes(monkeypatch):
+    """Every switch of a request's own g to its escaped class, by class."""
+    seen: list[type] = []
+    switch_class = _g.switch_class
+
+    def spy(obj, cls):
         switched = switch_class(obj, cls)
         if switched:
             seen.append(cls)
         return switched
 
-    monkeypatch.setattr(_lifecycle, "_set_attribute", spy)
-    monkeypatch.setattr(_g, "switch_class", g_spy)
-    monkeypatch.setattr(_lifecycle, "_refs_at_close", _lifecycle.REFS_AT_CLOSE)
+    monkeypatch.setattr(_g, "switch_class", spy)
     return seen
 
 

@@ -23,6 +23,7 @@ from flask import (
 )
 
 from flask_ctxguard import ContaminationError, CtxGuard, _lifecycle
+from flask_ctxguard._g import escaped_g_class
 from flask_ctxguard._request import (
     CHECKED_REQUEST_ATTRIBUTES,
 )
@@ -462,13 +463,15 @@ class TestRetiring:
         assert [] == guard.violations
         assert ["CG104"] == kept_request_control(app, guard)
 
-    def test_a_kept_request_is_switched(self, app, switches):
-        """A request something still holds is switched when it ends."""
+    def test_a_kept_request_is_switched(self, app, switches, escapes):
+        """A request something still holds is switched when it ends, and
+        so is its g, to its escaped class."""
         CtxGuard(app)
 
         app.test_client().get("/keep/alice")
 
         assert [type(KEPT[0][0])] == switches
+        assert [escaped_g_class(app.app_ctx_globals_class)] == escapes
 
     @pytest.mark.parametrize("keep", [False, True])
     def test_after_a_copied_context_was_popped(self, app, switches, keep):
