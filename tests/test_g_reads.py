@@ -13,6 +13,7 @@ from flask.ctx import _AppCtxGlobals
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard._g import MAX_CHECKED_NAMES, is_escaped
+from tests.helpers import internal_errors
 
 
 def _app(g_class: type | None = None) -> tuple[Flask, CtxGuard]:
@@ -157,6 +158,134 @@ class TestOwnG:
 
         assert ("bob ada ada", [False]) == (body, classes)
         assert [] == guard.violations
+
+    def test_flask_login_page_keeps_its_g_unchecked(self, escapes):
+        """A real Flask-Login page (a request_loader, current_user read in
+        a template, the user loaded mid-template) never switches its g;
+        the user kept by a buggy view and read after the request is
+        CG102."""
+        from flask_login import LoginManager, UserMixin, current_user
+
+        class User(UserMixin):
+            def __init__(self, name: str) -> None:
+                self.id = name
+                self.name = name
+
+        app, guard = _app()
+        app.secret_key = "test"
+        manager = LoginManager(app)
+        manager.request_loader(lambda req: User(req.headers["X-User"]))
+        kept: list[Any] = []
+
+        @app.get("/orders")
+        def orders() -> str:
+            return render_template_string(
+                "{% for _ in range(3) %}{{ current_user.name }}"
+                "{{ current_user.is_authenticated }}{% endfor %}"
+            )
+
+        @app.get("/keep")
+        def keep() -> str:
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            return current_user.name
+
+        client = app.test_client()
+        pages = [client.get("/orders", headers={"X-User": "ada"}).text]
+        pages.append(client.get("/keep", headers={"X-User": "bob"}).text)
+        silent = list(guard.violations)
+        late = kept[0]._login_user.name
+
+        assert ["adaTrue" * 3, "bob"] == pages
+        assert ([], "bob") == (silent, late)
+        assert 1 == len(escapes)  # the kept g only, at its request's end
+        assert ["CG102"] == [v.code for v in guard.violations]
+
+    def test_a_thread_using_g_methods_or_missing_names_is_seen(self):
+        """Unchanged or not, a g's get(), iteration and names it lacks,
+        used from a thread while its request runs, are CG104."""
+        app, guard = _app()
+        seen: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+
+            def work() -> None:
+                seen.append(raw.get("user"))
+                seen.append(getattr(raw, "missing", None))
+                seen.append(list(raw))
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join(timeout=10)
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert ["ada", None, ["user"]] == seen
+        assert ["CG104"] * 3 == [v.code for v in guard.violations]
+
+    def test_names_added_after_the_switch_are_checked(self):
+        """Once a g is switched, the names the request adds to it later
+        (an attribute, setdefault) are checked too."""
+        app, guard = _app()
+        seen: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            g.user = "bob"  # switched: raw holds it
+            g.tenant = "acme"
+            g.setdefault("theme", "dark")
+
+            def work() -> None:
+                seen.append(raw.tenant)
+                seen.append(raw.theme)
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join(timeout=10)
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert ["acme", "dark"] == seen
+        assert ["CG104", "CG104"] == [v.code for v in guard.violations]
+
+    def test_a_g_class_that_cannot_be_switched_never_breaks(self, events):
+        """A g class that refuses a second subclass (its escaped class):
+        the request goes on unbroken, the failure is reported once as the
+        guard's own, and the g is left as it is."""
+
+        class Touchy(_AppCtxGlobals):
+            made = 0
+
+            def __init_subclass__(cls, **kwargs: Any) -> None:
+                Touchy.made += 1
+                if Touchy.made > 1:
+                    raise RuntimeError("no more subclasses")
+                super().__init_subclass__(**kwargs)
+
+        app, guard = _app(Touchy)
+        kept: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            kept.append(g._get_current_object())  # type: ignore[attr-defined]
+            g.user = "bob"
+            return str(g.user)
+
+        response = app.test_client().get("/")
+
+        assert (200, "bob") == (response.status_code, response.text)
+        assert "bob" == kept[0].user
+        assert [] == guard.violations
+        assert ["checking a 'g'"] == [
+            e.get("where") for e in internal_errors(events)
+        ]
 
     def test_each_read_of_a_kept_g_is_reported_once(self):
         """A kept g read after its request, by attribute, getattr with a
