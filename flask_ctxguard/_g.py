@@ -26,7 +26,7 @@ import inspect
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._access import NO_CONTEXT, report_access
@@ -166,10 +166,32 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
         if _refcount(self) > G_REFS_AT_WRITE:
             g_escapes(self)
 
-    def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
+    members: dict[str, Any] = {
+        "__setattr__": __setattr__,
+        "__delattr__": __delattr__,
         # A name this g does not have: `getattr(g, 'db', None)` of a kept
         # g is a use of it, checked whether or not it escaped.
-        if _app_get(NO_CONTEXT).g is not self:
+        "__getattr__": _checked_getattr(base, frozenset()),
+    }
+    members.update(_checked_g_methods(base, None, []))
+    return subclass(base, members, slots=slots)
+
+
+def _checked_getattr(
+    base: type, checked: Collection[str]
+) -> Callable[[Any, str], Any]:
+    """
+    The ``__getattr__`` of a guarded g class over *base*, which Python
+    calls for a name the g does not have: a read of it outside the g's
+    own context is a use of the g (unless *checked* names it: its checked
+    property reported it already). Then it resolves as *base* would.
+    """
+    base_getattr = (
+        None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
+    )
+
+    def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
+        if name not in checked and _app_get(NO_CONTEXT).g is not self:
             _g_used(self, name, 1)
         state = self.__dict__
         if name in state:
@@ -178,16 +200,7 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
             return base_getattr(self, name)
         raise AttributeError(name)
 
-    base_getattr = (
-        None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
-    )
-    members: dict[str, Any] = {
-        "__setattr__": __setattr__,
-        "__delattr__": __delattr__,
-        "__getattr__": __getattr__,
-    }
-    members.update(_checked_g_methods(base, None, []))
-    return subclass(base, members, slots=slots)
+    return __getattr__
 
 
 def escaped_g_class(cls: type) -> type | None:
@@ -237,26 +250,12 @@ def _make_escaped_g_class(guarded: type) -> type:
         if name not in learnt:
             _learn(holder[0], learnt, name)
 
-    def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
-        # A name no g of this class was given through setattr (or one
-        # deleted from this g): checked too, as `getattr(g, 'db', None)`
-        # of a kept g is a use of it. (A checked property raising
-        # AttributeError checked it already before Python came here.)
-        if name not in checked and _app_get(NO_CONTEXT).g is not self:
-            _g_used(self, name, 1)
-        state = self.__dict__
-        if name in state:
-            return state[name]
-        if base_getattr is not None:
-            return base_getattr(self, name)
-        raise AttributeError(name)
-
-    base_getattr = (
-        None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
-    )
     members: dict[str, Any] = {
         "__setattr__": __setattr__,
-        "__getattr__": __getattr__,
+        # A name no g of this class was given through setattr (or one
+        # deleted from this g): checked too. (A checked property raising
+        # AttributeError checked it already before Python came here.)
+        "__getattr__": _checked_getattr(base, checked),
     }
     members.update(_checked_g_methods(base, learnt, holder))
     cls = subclass(guarded, members)

@@ -5,6 +5,7 @@ Reads of a request's own ``g``: checked per attribute name (issue 15).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +14,14 @@ from flask.ctx import _AppCtxGlobals
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard._g import MAX_CHECKED_NAMES, is_escaped
-from tests.helpers import internal_errors
+from tests.helpers import TIMEOUT, internal_errors
+
+
+def in_a_thread(work: Callable[[], Any]) -> None:
+    """Run *work* in a thread of its own, which has no context."""
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=TIMEOUT)
 
 
 def _app(g_class: type | None = None) -> tuple[Flask, CtxGuard]:
@@ -47,9 +55,7 @@ class TestOwnG:
             escaped.append(is_escaped(g._get_current_object()))  # type: ignore[attr-defined]
             raw = g._get_current_object()  # type: ignore[attr-defined]
             g.user = "bob"  # changed while the thread holds it
-            thread = threading.Thread(target=lambda: seen.append(raw.user))
-            thread.start()
-            thread.join(timeout=10)
+            in_a_thread(lambda: seen.append(raw.user))
             return repr(values)
 
         body = app.test_client().get("/").text
@@ -78,9 +84,7 @@ class TestOwnG:
             raw = g._get_current_object()  # type: ignore[attr-defined]
             kept.append(raw)
             g.tenant = "acme"  # adds a name: changes nothing seen
-            thread = threading.Thread(target=lambda: seen.append(raw.user))
-            thread.start()
-            thread.join(timeout=10)
+            in_a_thread(lambda: seen.append(raw.user))
             return "ok"
 
         app.test_client().get("/")
@@ -113,11 +117,7 @@ class TestOwnG:
             holders.append(g._get_current_object())  # type: ignore[attr-defined]
             change(g)
             outcome.append(is_escaped(holders[0]))
-            thread = threading.Thread(
-                target=lambda: outcome.append(holders[0].tenant)
-            )
-            thread.start()
-            thread.join(timeout=10)
+            in_a_thread(lambda: outcome.append(holders[0].tenant))
             return "ok"
 
         app.test_client().get("/")
@@ -216,9 +216,7 @@ class TestOwnG:
                 seen.append(getattr(raw, "missing", None))
                 seen.append(list(raw))
 
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join(timeout=10)
+            in_a_thread(work)
             return "ok"
 
         app.test_client().get("/")
@@ -244,9 +242,7 @@ class TestOwnG:
                 seen.append(raw.tenant)
                 seen.append(raw.theme)
 
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join(timeout=10)
+            in_a_thread(work)
             return "ok"
 
         app.test_client().get("/")
