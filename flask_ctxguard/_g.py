@@ -8,9 +8,9 @@ own ``g`` is where its user and tenant live, and a page that renders
 only be contaminated once something other than its app context holds
 it: a thread it was handed to, a cache, a global. The guard looks for
 that at the moments it matters, cheaply, by the ``g``'s reference count:
-at each write to it (and ``pop``, ``setdefault``, ``del``), when the
-value a holder sees could start to differ from what the request sees,
-and at the request's end, after which any read is stale. A ``g`` found
+when the request replaces, deletes or pops a value of it, as what a
+holder sees starts to differ from what the request sees, and at the
+request's end, after which any read is stale. A ``g`` found
 held so is switched to its *escaped* class, on which every read of an
 attribute is checked against the current context (CG102-CG104, like the
 request): each attribute name becomes a checked property of that class,
