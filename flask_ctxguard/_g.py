@@ -63,6 +63,7 @@ __all__ = [
     "base_dict",
     "escaped_g_class",
     "g_escapes",
+    "g_outlives",
     "g_record",
     "guarded_g_class",
     "is_escaped",
@@ -280,6 +281,16 @@ def g_escapes(g: Any) -> None:
             learn_names(g)
     except Exception as exc:  # noqa: BLE001 - never break a request
         record.app_state.reporter.internal_error("checking a 'g'", exc)
+
+
+def g_outlives(g: Any, record: RequestRecord) -> None:
+    """
+    *g*, of the app context current when *record*'s request closes, has
+    more references than its context's: if it is that request's own, it
+    outlives it, and is checked from now on.
+    """
+    if g is not None and g_record(g) is record:
+        g_escapes(g)
 
 
 def _make_hooked_g_class(base: type, slots: tuple[str, ...]) -> type:

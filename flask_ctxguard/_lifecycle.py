@@ -48,7 +48,7 @@ from ._flaskcompat import (
     request_of,
     session_of,
 )
-from ._g import g_escapes, g_record, late_g_class, own_g
+from ._g import g_outlives, late_g_class, own_g
 from ._request import late_request_class, retired_request_class
 from ._session import (
     NULL_SESSIONS,
@@ -400,7 +400,7 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     # checked (the g's own class reads at full speed).
                     g = _app_get(NO_CONTEXT).g
                     if _refcount(g) != G_REFS_AT_CLOSE:
-                        _g_outlives(g, record)
+                        g_outlives(g, record)
                     snapshot = record.snapshot
                     record.snapshot = None
                     end = copy_context()
@@ -443,16 +443,6 @@ def _outlives(request: Any, record: RequestRecord, refs: int) -> None:
         _set_attribute(request, "__class__", retired)
     except Exception as exc:  # noqa: BLE001 - never break a request
         record.app_state.reporter.internal_error("retiring a request", exc)
-
-
-def _g_outlives(g: Any, record: RequestRecord) -> None:
-    """
-    *g*, of the app context current when *record*'s request closes, has
-    more references than its context's: if it is that request's own, it
-    outlives it, and is checked from now on.
-    """
-    if g is not None and g_record(g) is record:
-        g_escapes(g)
 
 
 def _check_contextvars(
