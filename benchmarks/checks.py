@@ -137,7 +137,7 @@ class Side:
         req = flask.request._get_current_object()  # type: ignore[attr-defined]
         arm: Callable[[], None] = _noop
         if self.guard is not None:
-            from flask_ctxguard._lifecycle import arm_request
+            from flask_ctxguard._guard.lifecycle import arm_request
 
             state = self.app.extensions["ctxguard"]
             arm = functools.partial(arm_request, state)
@@ -154,7 +154,7 @@ class Side:
         record = req.__dict__.get(_RECORD)
         if record is not None:
             try:
-                from flask_ctxguard._contextvars import detect_leaks
+                from flask_ctxguard._rules.contextvar_leaks import detect_leaks
             except ImportError:  # renamed: the row shows n/a
                 pass
             else:
@@ -175,7 +175,7 @@ def _preprocess(app: flask.Flask) -> Callable[[], Any]:
     pre = app.preprocess_request
     if "ctx" not in inspect.signature(pre).parameters:
         return pre
-    from flask_ctxguard._flaskcompat import request_ctx_var
+    from flask_ctxguard._core.flaskcompat import request_ctx_var
 
     return lambda: pre(request_ctx_var.get())  # type: ignore[call-arg]
 

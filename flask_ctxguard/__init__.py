@@ -16,11 +16,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._extension import CtxGuard
-    from ._signals import contamination_detected
-    from ._tags import RequestTag
-    from ._violations import RULES, Rule, Violation
-    from .exceptions import (
+    from flask_ctxguard._core.tags import RequestTag
+    from flask_ctxguard._guard.extension import CtxGuard
+    from flask_ctxguard._reporting.signals import contamination_detected
+    from flask_ctxguard._reporting.violations import RULES, Rule, Violation
+    from flask_ctxguard.exceptions import (
         AlreadyRegisteredError,
         ConfigurationError,
         ContaminationError,
@@ -42,16 +42,16 @@ __all__ = [
 
 # Where each public name lives.
 _HOMES = {
-    "RULES": "._violations",
-    "AlreadyRegisteredError": ".exceptions",
-    "ConfigurationError": ".exceptions",
-    "ContaminationError": ".exceptions",
-    "CtxGuard": "._extension",
-    "CtxGuardError": ".exceptions",
-    "RequestTag": "._tags",
-    "Rule": "._violations",
-    "Violation": "._violations",
-    "contamination_detected": "._signals",
+    "RULES": "flask_ctxguard._reporting.violations",
+    "AlreadyRegisteredError": "flask_ctxguard.exceptions",
+    "ConfigurationError": "flask_ctxguard.exceptions",
+    "ContaminationError": "flask_ctxguard.exceptions",
+    "CtxGuard": "flask_ctxguard._guard.extension",
+    "CtxGuardError": "flask_ctxguard.exceptions",
+    "RequestTag": "flask_ctxguard._core.tags",
+    "Rule": "flask_ctxguard._reporting.violations",
+    "Violation": "flask_ctxguard._reporting.violations",
+    "contamination_detected": "flask_ctxguard._reporting.signals",
 }
 
 
@@ -60,7 +60,7 @@ def __getattr__(name: str) -> Any:
     if home is None:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
-    value = getattr(importlib.import_module(home, __name__), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value  # once imported, a plain module attribute
     return value
 

@@ -20,8 +20,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
-from ._findings import Finding, Findings, iso, printable
-from ._violations import RULES
+from flask_ctxguard._logs.findings import Finding, Findings, iso, printable
+from flask_ctxguard._reporting.violations import RULES
 
 __all__ = ["main", "rule_page"]
 

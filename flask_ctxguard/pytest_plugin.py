@@ -7,7 +7,7 @@ pytest run of the environment: importing it has no side effects and imports
 neither Flask nor structlog nor the rest of the package. Installing it
 changes nothing until the user opts in with ``--ctxguard``, the ini key
 ``ctxguard`` or the ``ctxguard`` fixture; only then is the run state
-(`flask_ctxguard._pytest_run`, a thin layer over `flask_ctxguard.testing`)
+(`flask_ctxguard._pytest.run`, a thin layer over `flask_ctxguard.testing`)
 imported.
 
 While active, every Flask app that pushes a context or handles a request
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # the run state imports Flask: only when enabled
-    from ._pytest_run import CtxGuardFixture, PluginRun, TestRun
+    from flask_ctxguard._pytest.run import CtxGuardFixture, PluginRun, TestRun
 
 __all__ = ["CtxGuardFixture"]
 
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
     # `flask_ctxguard.pytest_plugin.CtxGuardFixture` for type hints, without
     # importing Flask when the plugin loads.
     if name == "CtxGuardFixture":
-        from ._pytest_run import CtxGuardFixture
+        from flask_ctxguard._pytest.run import CtxGuardFixture
 
         return CtxGuardFixture
     msg = f"module {__name__!r} has no attribute {name!r}"
@@ -156,7 +156,7 @@ class _Options:
 
     def ensure_state(self) -> PluginRun:
         if self.state is None:
-            from ._pytest_run import PluginRun
+            from flask_ctxguard._pytest.run import PluginRun
 
             self.state = PluginRun(
                 self.mode, log=self.log, full_stacks=self.full_stacks
@@ -218,7 +218,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def _allowed_codes(*codes: str) -> frozenset[str]:
-    from ._pytest_run import known_codes
+    from flask_ctxguard._pytest.run import known_codes
 
     return known_codes("@pytest.mark.ctxguard_allow", codes)
 
@@ -280,7 +280,7 @@ def pytest_fixture_setup(
     if state is None or fixturedef.scope == "function":
         yield
         return
-    from . import _harness
+    from flask_ctxguard._pytest import harness as _harness
 
     before = _harness.pushed_context_ids()
     left = _harness.left_behind()
@@ -308,7 +308,7 @@ def pytest_runtest_makereport(
     found = state.take(run)
     if not found:
         return
-    from . import testing
+    from flask_ctxguard import testing
 
     report: pytest.TestReport = outcome.get_result()
     groups = testing.group_violations(found)
@@ -376,7 +376,7 @@ def pytest_terminal_summary(
     )
 
     # hammer's crossovers, in their own section (issue 13).
-    from ._hammer import write_crossover_summary
+    from flask_ctxguard._hammer.hammer import write_crossover_summary
 
     write_crossover_summary(terminalreporter)
 

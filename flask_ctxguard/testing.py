@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ._extension import CtxGuard
-from ._hammer import (  # the hammer lives in _hammer.py (issue 13)
+from flask_ctxguard._guard.extension import CtxGuard
+from flask_ctxguard._hammer.hammer import (
     Crossover,
     HammerError,
     HammerResponse,
@@ -27,8 +27,8 @@ from ._hammer import (  # the hammer lives in _hammer.py (issue 13)
     RequestSpec,
     hammer,
 )
-from ._signals import contamination_detected
-from ._violations import Violation
+from flask_ctxguard._reporting.signals import contamination_detected
+from flask_ctxguard._reporting.violations import Violation
 
 __all__ = [
     "Crossover",

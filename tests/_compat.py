@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from flask_ctxguard._flaskcompat import POP_UNLINKS_REQUEST, REQUESTS_SHARE_G
+from flask_ctxguard._core.flaskcompat import (
+    POP_UNLINKS_REQUEST,
+    REQUESTS_SHARE_G,
+)
 
 #: For tests that need two requests to share one ``g`` (CG101).
 needs_shared_g = pytest.mark.skipif(

@@ -8,10 +8,12 @@ import pytest
 import structlog
 from flask import Flask
 
-from flask_ctxguard import CtxGuard, _g, _lifecycle
-from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
-from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
-from flask_ctxguard._request import is_guarded_request_class
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._core.flaskcompat import app_ctx_var as _cv_app
+from flask_ctxguard._core.flaskcompat import request_ctx_var as _cv_request
+from flask_ctxguard._guard import g as _g
+from flask_ctxguard._guard import lifecycle as _lifecycle
+from flask_ctxguard._guard.request import is_guarded_request_class
 
 # The shared helpers' asserts explain a failure as a test's own do: pytest
 # rewrites the asserts of other modules only if told before they are

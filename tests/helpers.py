@@ -32,9 +32,10 @@ import structlog
 from flask import Flask, g, request, session
 from werkzeug.serving import make_server
 
+import flask_ctxguard
 from flask_ctxguard import ContaminationError, CtxGuard, Violation
-from flask_ctxguard._flaskcompat import app_ctx_var as _cv_app
-from flask_ctxguard._flaskcompat import request_ctx_var as _cv_request
+from flask_ctxguard._core.flaskcompat import app_ctx_var as _cv_app
+from flask_ctxguard._core.flaskcompat import request_ctx_var as _cv_request
 
 #: Bound of every wait: a test that needs longer is stuck.
 TIMEOUT = 10.0
@@ -453,8 +454,11 @@ def last_user_frame(tb: TracebackType | None, path: str) -> tuple[int, str]:
     mine = [n for n, frame in enumerate(frames) if frame.filename == path]
     assert mine, "the traceback never passes through the program"
     last = mine[-1]
+    package = pathlib.Path(flask_ctxguard.__file__).parent
     below = {
-        pathlib.Path(frame.filename).parent.name
+        "flask_ctxguard"
+        if package in pathlib.Path(frame.filename).parents
+        else pathlib.Path(frame.filename).parent.name
         for frame in frames[last + 1 :]
     }
     # Between the offending line and the raise: the guard only, plus the

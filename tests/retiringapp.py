@@ -29,8 +29,10 @@ from typing import Any
 import structlog
 from flask import Flask, g, request, session, stream_with_context
 
-from flask_ctxguard import CtxGuard, _g, _lifecycle
-from flask_ctxguard._request import is_guarded_request_class
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._guard import g as _g
+from flask_ctxguard._guard import lifecycle as _lifecycle
+from flask_ctxguard._guard.request import is_guarded_request_class
 from tests.helpers import TIMEOUT
 from tests.serverapp import configure_json_logs
 

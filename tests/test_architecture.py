@@ -9,7 +9,6 @@ is still a cycle a reader has to untangle.
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import flask_ctxguard
@@ -20,7 +19,10 @@ MAX_LINES = 400
 
 def module_name(path: Path) -> str:
     """The dotted name of a package file."""
-    parts = ["flask_ctxguard", *path.relative_to(PACKAGE).with_suffix("").parts]
+    parts = [
+        "flask_ctxguard",
+        *path.relative_to(PACKAGE).with_suffix("").parts,
+    ]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)

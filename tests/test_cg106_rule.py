@@ -13,7 +13,7 @@ import types
 import weakref
 from typing import Any, ClassVar
 
-from flask_ctxguard._reachable import (
+from flask_ctxguard._rules.cg106_walk import (
     EVERYTHING,
     INTERNS,
     is_ambient,

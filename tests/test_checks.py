@@ -22,9 +22,10 @@ from flask import (
     stream_with_context,
 )
 
-from flask_ctxguard import ContaminationError, CtxGuard, _lifecycle
-from flask_ctxguard._g import escaped_g_class
-from flask_ctxguard._request import (
+from flask_ctxguard import ContaminationError, CtxGuard
+from flask_ctxguard._guard import lifecycle as _lifecycle
+from flask_ctxguard._guard.g import escaped_g_class
+from flask_ctxguard._guard.request import (
     CHECKED_REQUEST_ATTRIBUTES,
 )
 from tests.helpers import (

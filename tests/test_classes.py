@@ -8,9 +8,9 @@ import weakref
 from flask import Flask, Request, request
 
 from flask_ctxguard import CtxGuard
-from flask_ctxguard._classes import REQUEST, RETIRED_REQUEST, registry
-from flask_ctxguard._extension import MAX_GONE_APPS
-from flask_ctxguard._request import (
+from flask_ctxguard._core.classes import REQUEST, RETIRED_REQUEST, registry
+from flask_ctxguard._guard.extension import MAX_GONE_APPS
+from flask_ctxguard._guard.request import (
     guarded_request_class,
     is_guarded_request_class,
     retired_request_class,

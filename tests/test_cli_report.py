@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from flask_ctxguard import _cli, _findings
+from flask_ctxguard import _cli
+from flask_ctxguard._logs import findings as _findings
 from tests._compat import needs_shared_g
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ from flask import Flask, g, request
 from flask.views import MethodView
 from structlog.testing import capture_logs
 
-from flask_ctxguard import CtxGuard, _sites
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._reporting import sites as _sites
 from tests._compat import needs_shared_g
 from tests.helpers import (
     KEPT,
@@ -125,7 +126,7 @@ class TestContainment:
 
     def test_failing_contextvar_comparison(self, app, monkeypatch):
         """A failure while comparing ContextVars is logged once."""
-        from flask_ctxguard import _lifecycle
+        from flask_ctxguard._guard import lifecycle as _lifecycle
 
         def broken(*args):
             raise RuntimeError("no snapshot")
@@ -271,7 +272,7 @@ class TestArming:
 
         @app.route("/twice")
         def twice():
-            from flask_ctxguard._flaskcompat import request_ctx_var
+            from flask_ctxguard._core.flaskcompat import request_ctx_var
 
             ctx = request_ctx_var.get()
             with ctx:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from flask_ctxguard import _cli
-from flask_ctxguard._violations import RULES
+from flask_ctxguard._reporting.violations import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "rules.md"

@@ -10,8 +10,8 @@ from flask_ctxguard import (
     ContaminationError,
     CtxGuard,
     CtxGuardError,
-    _extension,
 )
+from flask_ctxguard._guard import extension as _extension
 from tests._compat import needs_shared_g
 from tests.helpers import add_g_user_views, share_g
 

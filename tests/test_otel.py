@@ -233,7 +233,9 @@ class TestConfig:
         With the API not installed, CTXGUARD_OTEL fails init_app with the fix.
         """
         monkeypatch.setitem(sys.modules, "opentelemetry", None)
-        monkeypatch.delitem(sys.modules, "flask_ctxguard._otel", raising=False)
+        monkeypatch.delitem(
+            sys.modules, "flask_ctxguard._reporting.otel", raising=False
+        )
         app = Flask("otel")
         app.config["CTXGUARD_OTEL"] = True
 

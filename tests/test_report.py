@@ -502,7 +502,7 @@ class TestContainment:
 
     def test_internal_error_is_contained(self, monkeypatch):
         """A bug inside the guard is logged once; requests go on."""
-        from flask_ctxguard import _lifecycle
+        from flask_ctxguard._guard import lifecycle as _lifecycle
 
         def broken(*args, **kwargs):
             raise RuntimeError("guard bug")

@@ -258,7 +258,7 @@ class TestResources:
         name, or a new code site, each time): every one is logged, and the
         repeat table stays within its bound.
         """
-        from flask_ctxguard._report import _MAX_KEYS
+        from flask_ctxguard._reporting.reporter import _MAX_KEYS
 
         app = buggy_app()
         guard = CtxGuard(app)
@@ -326,7 +326,7 @@ class TestResources:
             return "ok"
 
         CtxGuard(app)
-        from flask_ctxguard._g import g_record as _g_record
+        from flask_ctxguard._guard.g import g_record as _g_record
 
         def drive() -> tuple[int, int, int]:
             client = app.test_client()

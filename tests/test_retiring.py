@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_ctxguard import CtxGuard, _lifecycle
+from flask_ctxguard import CtxGuard
+from flask_ctxguard._guard import lifecycle as _lifecycle
 from tests.helpers import (
     KEPT,
     TIMEOUT,

@@ -9,10 +9,10 @@ import threading
 from flask import g
 
 from flask_ctxguard import CtxGuard, RequestTag
-from flask_ctxguard._tags import new_token
+from flask_ctxguard._core.tags import new_token
 
 _PRINT_TOKENS = (
-    "from flask_ctxguard._tags import new_token;"
+    "from flask_ctxguard._core.tags import new_token;"
     "print(' '.join(new_token() for _ in range(200)))"
 )
 
@@ -58,7 +58,7 @@ class TestTokens:
         """A forked child does not repeat its parent's tokens."""
         code = (
             "import os\n"
-            "from flask_ctxguard._tags import new_token\n"
+            "from flask_ctxguard._core.tags import new_token\n"
             "r, w = os.pipe()\n"
             "if os.fork() == 0:\n"
             "    os.write(w, new_token().encode()); os._exit(0)\n"
@@ -188,7 +188,7 @@ class TestRequestTag:
 
 class TestRequestRecord:
     def _record(self):
-        from flask_ctxguard._tags import ARMED, RequestRecord
+        from flask_ctxguard._core.tags import ARMED, RequestRecord
 
         record = object.__new__(RequestRecord)
         record.method, record.path, record.endpoint = "GET", "/a", None
@@ -211,7 +211,7 @@ class TestRequestRecord:
         assert after is record.tag()
 
     def test_repr(self):
-        from flask_ctxguard._tags import RETIRED
+        from flask_ctxguard._core.tags import RETIRED
 
         record = self._record()
         assert "<RequestRecord GET /a in flight>" == repr(record)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import threading
 
-from flask_ctxguard._report import safe_repr
-from flask_ctxguard._tags import thread_name
+from flask_ctxguard._core.tags import thread_name
+from flask_ctxguard._reporting.reporter import safe_repr
 
 
 class Unprintable:

@@ -1,0 +1,428 @@
+"""
+Settings: the ``CTXGUARD_*`` configuration, validated at ``init_app``.
+
+`CtxGuard.init_app` is the configuration moment for what the user set:
+every explicit ``CTXGUARD_*`` key is validated there (misspelled keys
+included) and a bad value fails at once. The two defaults that derive from
+the app, the mode from ``app.testing`` and the stacks from ``app.debug or
+app.testing``, are not frozen: Flask's documented testing pattern sets
+``TESTING`` after ``create_app()``, so they are resolved when a violation is
+reported, which costs nothing on requests that report nothing. A
+``CTXGUARD_MODE`` switched between ``"raise"`` and ``"log"`` after
+``init_app`` is followed the same way (issue 14).
+
+A pytest run may override the mode of every guard for the run (the command
+line wins, see docs/configuration.md): `RunOverride`.
+
+The key table `KEYS` is the one list of keys: add a key there, give
+`Settings` a field and read it in `read_settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from flask_ctxguard.exceptions import ConfigurationError
+
+Mode = Literal["raise", "log", "off"]
+MODES: tuple[Mode, ...] = ("raise", "log", "off")
+
+_CODE_RE = re.compile(r"^CG\d{3}$", re.IGNORECASE)
+
+# Subjects a violation can have; anything else in CTXGUARD_IGNORE must be
+# a glob or start like one of the prefixes.
+_SUBJECTS = ("request", "session", "request context", "app context")
+_SUBJECT_PREFIXES = ("g.", "ContextVar ")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Key:
+    """
+    One ``CTXGUARD_*`` configuration key: its name, default and meaning.
+
+    *derived* defaults depend on ``app.testing`` / ``app.debug`` and are
+    resolved when needed rather than written into ``app.config``.
+    """
+
+    name: str
+    default: object
+    meaning: str
+    derived: bool = False
+
+
+#: Every key, in the order of docs/configuration.md.
+KEYS: dict[str, Key] = {
+    key.name: key
+    for key in (
+        Key(
+            "CTXGUARD_MODE",
+            "raise if app.testing else log",
+            "'raise', 'log' or 'off' (installs nothing)",
+            derived=True,
+        ),
+        Key(
+            "CTXGUARD_STACKS",
+            "app.debug or app.testing",
+            "keep full stacks of both sites",
+            derived=True,
+        ),
+        Key("CTXGUARD_LOG_VALUES", False, "show a short repr of values"),
+        Key("CTXGUARD_IGNORE", (), "codes and subjects to ignore"),
+        Key("CTXGUARD_MAX_VIOLATIONS", 1000, "bound of guard.violations"),
+        Key(
+            "CTXGUARD_SAMPLE_RATE",
+            1.0,
+            "share of requests guarded, in (0, 1]",
+        ),
+        Key("CTXGUARD_OTEL", False, "also send violations to OpenTelemetry"),
+    )
+}
+
+
+@dataclasses.dataclass
+class RunOverride:
+    """
+    What a test run imposes on every guard, whatever the app configured.
+
+    Set by the pytest plugin for the run: *mode* replaces the mode of every
+    guard that is not ``"off"``; *quiet* keeps guards that the app did not
+    configure itself out of structlog, since the plugin's report is the
+    channel; *full_stacks* turns off the trimming of stacks.
+    """
+
+    mode: Mode | None = None
+    quiet: bool = False
+    full_stacks: bool = False
+
+
+#: The override of the current test run, if any (one per process).
+RUN = RunOverride()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """
+    The validated ``CTXGUARD_*`` configuration of one app.
+
+    `mode` and `stacks` follow ``app.testing``, ``app.debug`` and a later
+    change of ``CTXGUARD_MODE`` / ``CTXGUARD_STACKS`` in *config*; the
+    other fields are fixed at ``init_app``.
+    """
+
+    initial_mode: Mode
+    initial_stacks: bool
+    log_values: bool
+    ignore: frozenset[str]
+    max_violations: int
+    #: The share of requests guarded, in (0, 1] (``CTXGUARD_SAMPLE_RATE``).
+    sample_rate: float = 1.0
+    # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
+    otel: bool = False
+    #: The keys the app set itself (not defaults).
+    explicit: frozenset[str] = frozenset()
+    #: The app's live config, or `None` for fixed settings.
+    config: Mapping[str, Any] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
+
+    @property
+    def mode(self) -> Mode:
+        """The mode in effect now: see the module docstring."""
+        mode = self.initial_mode
+        if mode == "off":
+            # Nothing was installed: a later change cannot be followed.
+            return mode
+        config = self.config
+        if config is not None:
+            mode = _live_mode(config, mode)
+        override = RUN.mode
+        return mode if override is None or mode == "off" else override
+
+    @property
+    def stacks(self) -> bool:
+        """Whether full stacks are kept, now."""
+        config = self.config
+        if config is None:
+            return self.initial_stacks
+        value = config.get("CTXGUARD_STACKS")
+        if isinstance(value, bool):
+            return value
+        return bool(config.get("DEBUG") or config.get("TESTING"))
+
+    @property
+    def logs(self) -> bool:
+        """
+        Whether violations go to structlog: always, except in a pytest run
+        for a guard whose app set no ``CTXGUARD_*`` key (see `RunOverride`).
+        """
+        return not (RUN.quiet and not self.explicit)
+
+    def turned_off(self) -> Settings:
+        """These settings in ``"off"`` mode, fixed."""
+        return dataclasses.replace(self, initial_mode="off", config=None)
+
+    def collecting(self) -> Settings:
+        """These settings in ``"log"`` mode, fixed (hammer's run)."""
+        return dataclasses.replace(self, initial_mode="log", config=None)
+
+    def is_ignored(self, code: str, subject: str) -> bool:
+        """
+        Whether a violation of *code* on *subject* is to be dropped.
+        """
+        if not self.ignore:
+            return False
+        if code in self.ignore or subject in self.ignore:
+            return True
+        return any(
+            fnmatch.fnmatchcase(subject, pattern) for pattern in self.ignore
+        )
+
+
+_said: set[tuple[int, str]] = set()
+_said_lock = threading.Lock()
+
+
+def _live_mode(config: Mapping[str, Any], initial: Mode) -> Mode:
+    value = config.get("CTXGUARD_MODE")
+    if value is None:
+        return "raise" if config.get("TESTING") else "log"
+    if value in ("raise", "log"):
+        return value  # type: ignore[no-any-return]
+    # 'off' or a bad value set after init_app: say so once, carry on.
+    _say_once(
+        config,
+        f"CTXGUARD_MODE was changed to {value!r} after init_app; the guard"
+        f" keeps running in {initial!r} mode. Set CTXGUARD_MODE before"
+        " init_app (only a switch between 'raise' and 'log' is followed).",
+    )
+    return initial
+
+
+def _say_once(config: Mapping[str, Any], message: str) -> None:
+    key = (id(config), message)
+    with _said_lock:
+        if key in _said:
+            return
+        _said.add(key)
+    from flask_ctxguard._core.logger import (
+        get_logger,  # structlog only when needed
+    )
+
+    try:
+        get_logger().warning("config-ignored", message=message)
+    except Exception:  # noqa: BLE001 - the app's log pipeline
+        return
+
+
+def defaults(*, testing: bool, debug: bool) -> dict[str, Any]:
+    """
+    The default of every key, for an app with *testing* and *debug*, as in
+    effect at this moment.
+    """
+    values = fixed_defaults()
+    values["CTXGUARD_MODE"] = "raise" if testing else "log"
+    values["CTXGUARD_STACKS"] = debug or testing
+    return values
+
+
+def fixed_defaults() -> dict[str, Any]:
+    """
+    The defaults that do not depend on the app, to write into
+    ``app.config`` with ``setdefault``.
+    """
+    return {name: key.default for name, key in KEYS.items() if not key.derived}
+
+
+def check_keys(config: Mapping[str, Any]) -> None:
+    """
+    Refuse a ``CTXGUARD_*`` key that does not exist, with a suggestion.
+
+    Raises:
+        ConfigurationError: naming the key and the closest known key.
+    """
+    for name in config:
+        if str(name).upper().startswith("CTXGUARD_") and name not in KEYS:
+            close = difflib.get_close_matches(name.upper(), KEYS, n=1)
+            known = ", ".join(KEYS)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = (
+                f"Unknown configuration key {name!r}.{hint} The keys are"
+                f" {known}."
+            )
+            raise ConfigurationError(msg)
+
+
+def read_settings(
+    config: Mapping[str, Any], *, live: bool = False
+) -> Settings:
+    """
+    Validate the ``CTXGUARD_*`` keys of *config* into `Settings`.
+
+    A derived key (mode, stacks) missing from *config* takes the default of
+    ``TESTING`` / ``DEBUG``. With *live*, the settings keep *config* and
+    follow it (see `Settings`).
+
+    Raises:
+        ConfigurationError: naming the key, the bad value and what is
+            allowed.
+    """
+    check_keys(config)
+    explicit = frozenset(name for name in KEYS if name in config)
+    values = {
+        **defaults(
+            testing=bool(config.get("TESTING")),
+            debug=bool(config.get("DEBUG")),
+        ),
+        **{name: config[name] for name in explicit},
+    }
+    mode = _read_mode(values["CTXGUARD_MODE"])
+    stacks = _read_bool(values, "CTXGUARD_STACKS")
+    log_values = _read_bool(values, "CTXGUARD_LOG_VALUES")
+    ignore = _read_ignore(values["CTXGUARD_IGNORE"])
+
+    max_violations = values["CTXGUARD_MAX_VIOLATIONS"]
+    if (
+        isinstance(max_violations, bool)
+        or not isinstance(max_violations, int)
+        or max_violations < 1
+    ):
+        msg = (
+            "CTXGUARD_MAX_VIOLATIONS must be a positive integer; got"
+            f" {max_violations!r}."
+        )
+        raise ConfigurationError(msg)
+
+    # CTXGUARD_OTEL (issue 16): the OpenTelemetry API is imported only when
+    # it is on, and must then be installed.
+    otel = _read_bool(values, "CTXGUARD_OTEL")
+    if otel:
+        _require_otel()
+
+    return Settings(
+        initial_mode=mode,
+        initial_stacks=stacks,
+        log_values=log_values,
+        ignore=ignore,
+        max_violations=max_violations,
+        sample_rate=_read_sample_rate(values),
+        explicit=explicit,
+        config=config if live else None,
+        otel=otel,
+    )
+
+
+def _read_sample_rate(config: Mapping[str, Any]) -> float:
+    # .get: a config built before the key existed (the pytest plugin's
+    # own defaults) guards every request.
+    rate = config.get("CTXGUARD_SAMPLE_RATE", 1.0)
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not 0 < rate <= 1
+    ):
+        msg = (
+            "CTXGUARD_SAMPLE_RATE must be a number greater than 0 and at"
+            " most 1, the share of requests to guard (such as 0.01 for one"
+            f" in a hundred); got {rate!r}."
+        )
+        raise ConfigurationError(msg)
+    return float(rate)
+
+
+def _require_otel() -> None:
+    try:
+        importlib.import_module("flask_ctxguard._reporting.otel")  # the API
+    except ImportError as error:
+        msg = (
+            "CTXGUARD_OTEL is True but the OpenTelemetry API cannot be"
+            f" imported ({error}); install it with"
+            " 'pip install flask-ctxguard[otel]', or set CTXGUARD_OTEL to"
+            " False."
+        )
+        raise ConfigurationError(msg) from None
+
+
+def _read_mode(mode: object) -> Mode:
+    for known in MODES:
+        if mode == known:
+            return known
+    allowed = ", ".join(repr(m) for m in MODES)
+    msg = f"CTXGUARD_MODE must be one of {allowed}; got {mode!r}."
+    words = {"strict": "raise", "warn": "log"}
+    if isinstance(mode, str) and mode.lower() in words:
+        msg += (
+            f" {mode!r} is a mode of the pytest option --ctxguard; in the"
+            f" app's configuration, use {words[mode.lower()]!r}."
+        )
+    elif isinstance(mode, str) and mode.lower() in MODES:
+        msg += f" Did you mean {mode.lower()!r}?"
+    raise ConfigurationError(msg)
+
+
+def _read_ignore(raw: object) -> frozenset[str]:
+    from flask_ctxguard._reporting.violations import RULES
+
+    if isinstance(raw, str | bytes) or not isinstance(raw, Iterable):
+        msg = (
+            "CTXGUARD_IGNORE must be a list or tuple of codes and subjects,"
+            f" such as ('CG106', 'g._sa_session'); got {raw!r}."
+        )
+        if isinstance(raw, str):
+            msg += f" Did you mean ({raw!r},)?"
+        raise ConfigurationError(msg)
+    ignore: set[str] = set()
+    for item in raw:
+        if not isinstance(item, str) or not item.strip():
+            msg = (
+                "CTXGUARD_IGNORE entries must be non-empty strings (a code"
+                f" such as 'CG101' or a subject such as 'g.user'); got"
+                f" {item!r}."
+            )
+            raise ConfigurationError(msg)
+        if _CODE_RE.match(item):
+            if item.upper() not in RULES:
+                known = ", ".join(sorted(RULES))
+                msg = (
+                    f"CTXGUARD_IGNORE names the unknown code {item!r}; the"
+                    f" codes are {known}."
+                )
+                raise ConfigurationError(msg)
+            if item != item.upper():
+                msg = (
+                    f"CTXGUARD_IGNORE entry {item!r} would ignore nothing:"
+                    f" codes are upper case. Did you mean {item.upper()!r}?"
+                )
+                raise ConfigurationError(msg)
+        elif not _is_subject(item):
+            msg = (
+                f"CTXGUARD_IGNORE entry {item!r} matches no subject and is"
+                " no code, so it would ignore nothing. Did you mean"
+                f" 'g.{item}' or 'ContextVar {item}'? Subjects are"
+                " 'request', 'session', 'request context', 'app context',"
+                " 'g.<attribute>' and 'ContextVar <name>' (globs allowed)."
+            )
+            raise ConfigurationError(msg)
+        ignore.add(item)
+    return frozenset(ignore)
+
+
+def _is_subject(item: str) -> bool:
+    if item in _SUBJECTS or item.startswith(_SUBJECT_PREFIXES):
+        return True
+    # A glob such as 'g._sa_*' or 'ContextVar structlog_*' is taken as is.
+    return any(char in item for char in "*?[")
+
+
+def _read_bool(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        msg = f"{key} must be True or False; got {value!r}."
+        raise ConfigurationError(msg)
+    return value

@@ -1,0 +1,6 @@
+"""
+Turning an access into a report: the violation model and its messages,
+sites, and the sinks (structlog, the blinker signal, OpenTelemetry).
+"""
+
+from __future__ import annotations

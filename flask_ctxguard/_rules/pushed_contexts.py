@@ -1,0 +1,84 @@
+"""
+CG105: finding the request and app contexts left pushed.
+
+One scan, used by `CtxGuard.check_contexts` and by the pytest plugin after
+each test: the contexts pushed in the current `contextvars.Context`, less
+the app contexts a request context among them pushed for itself (popping
+the request context pops those), each reported once for its app.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask_ctxguard._core.flaskcompat import (
+    is_request_context,
+    leaked_roots,
+    request_of,
+)
+from flask_ctxguard._guard.state import AppState
+from flask_ctxguard._reporting.violations import (
+    Violation,
+    context_leak_message,
+)
+
+__all__ = ["context_leak", "report_leaked_contexts"]
+
+
+def report_leaked_contexts(
+    contexts: list[Any],
+    state_of: Callable[[Any], AppState | None],
+    site: str | None,
+    pushed_at: Callable[[Any], str | None] | None = None,
+) -> list[Violation]:
+    """
+    Report CG105 for each of *contexts* (pushed ones, innermost first, as
+    `_flaskcompat.pushed_contexts` lists them) that is not popped with
+    another among them, for the app whose state ``state_of(app)`` gives
+    (none, or one in "off" mode: skipped). *site* is where the contexts
+    were found; ``pushed_at(ctx)``, where one was pushed, if known.
+
+    Returns the violations reported; raises nothing, even in raise mode:
+    the caller decides.
+    """
+    found: list[Violation] = []
+    for ctx in leaked_roots(contexts):
+        state = state_of(ctx.app)
+        if state is None or state.settings.mode == "off":
+            continue
+        pushed = None if pushed_at is None else pushed_at(ctx)
+        violation = context_leak(state, ctx, site, pushed)
+        if violation is not None:
+            state.reporter.report(violation, raise_now=False)
+            found.append(violation)
+    return found
+
+
+def context_leak(
+    state: AppState, ctx: Any, site: str | None, pushed: str | None = None
+) -> Violation | None:
+    """
+    A CG105 violation for the pushed context *ctx* (pushed at *pushed*, if
+    known), unless ignored.
+    """
+    request = request_of(ctx) if is_request_context(ctx) else None
+    subject = "app context" if request is None else "request context"
+    if state.reporter.is_ignored("CG105", subject):
+        return None
+    thread = threading.current_thread().name
+    return state.reporter.build(
+        "CG105",
+        subject=subject,
+        message=context_leak_message(
+            state.app_name,
+            thread,
+            None if request is None else (request.method, request.path),
+        ),
+        origin=None,
+        accessor=None,
+        thread=thread,
+        origin_site=pushed,
+        access_site=site,
+    )
