@@ -188,7 +188,7 @@ class TestRequestTag:
 
 class TestRequestRecord:
     def _record(self):
-        from flask_ctxguard._core.tags import ARMED, RequestRecord
+        from flask_ctxguard._rules.records import ARMED, RequestRecord
 
         record = object.__new__(RequestRecord)
         record.method, record.path, record.endpoint = "GET", "/a", None
@@ -211,7 +211,7 @@ class TestRequestRecord:
         assert after is record.tag()
 
     def test_repr(self):
-        from flask_ctxguard._core.tags import RETIRED
+        from flask_ctxguard._rules.records import RETIRED
 
         record = self._record()
         assert "<RequestRecord GET /a in flight>" == repr(record)

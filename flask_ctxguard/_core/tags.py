@@ -1,31 +1,23 @@
 """
 Request tags: which request a piece of data belongs to.
 
-A `RequestTag` is the immutable, loggable identity of one request. Building
-one costs about a microsecond, so the hot path only fills a cheap mutable
-`RequestRecord` and turns it into a tag when a report needs it.
+A `RequestTag` is the immutable, loggable identity of one request, with a
+token unique across threads, processes and hosts. Building one costs about
+a microsecond, so the hot path only fills a cheap mutable record
+(`flask_ctxguard._rules.records.RequestRecord`) and turns it into a tag
+when a report needs it.
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import itertools
 import os
 import threading
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flask_ctxguard._guard.state import AppState
-
-__all__ = ["RequestRecord", "RequestTag", "new_token"]
-
-#: Lifecycle of a guarded request, kept on its `RequestRecord`.
-ARMED = 1
-RETIRED = 2
-
-_tag_lock = threading.Lock()
+__all__ = ["RequestTag", "new_token", "next_number", "thread_name", "token_of"]
 
 
 def _new_prefix() -> str:
@@ -56,6 +48,11 @@ def _reseed() -> None:
 
 
 os.register_at_fork(after_in_child=_reseed)
+
+
+def token_of(number: int) -> str:
+    """The token of this process's request number *number*."""
+    return f"{_prefix}-{number:x}"
 
 
 def new_token() -> str:
@@ -112,90 +109,6 @@ class RequestTag:
             "thread_id": self.thread_id,
             "started": self.started,
         }
-
-
-class RequestRecord:
-    """
-    The guard's mutable bookkeeping for one dispatched request.
-
-    Shared by the request, its session and (when the request owns its app
-    context) its ``g``: retiring the record retires all three at once. It
-    refers to none of the three; while the request is in flight it holds
-    the `contextvars.Context` it started with (``snapshot``), which holds
-    whatever the ContextVars held then, and drops it when the request
-    ends. Built on every request, so it stores only what is cheap to get;
-    the rest is derived in `tag`.
-    """
-
-    __slots__ = (
-        "_tag",
-        "app_state",
-        "ctx_id",
-        "endpoint",
-        "method",
-        "number",
-        "path",
-        "phase",
-        "snapshot",
-        "started",
-        "thread_id",
-        "unlinked",
-    )
-
-    # Filled in by the guard when it arms a request (no __init__: this is
-    # built on every request, and the call would cost more than the rest).
-    #: The per-app state of the guard that armed the request.
-    app_state: AppState
-    ctx_id: int
-    method: str
-    path: str
-    endpoint: str | None
-    # From `next_number` at arming; the token is built from it when needed.
-    number: int
-    snapshot: contextvars.Context | None
-    #: `ARMED` while the request is in flight, then `RETIRED`.
-    phase: int
-    thread_id: int
-    started: float
-    # 1 once a copy of the request's context was popped: its environ no
-    # longer refers to the request.
-    unlinked: int
-    _tag: RequestTag
-
-    def tag(self) -> RequestTag:
-        """
-        This request's `RequestTag`, built on first use (again if the
-        endpoint became known since; the token stays).
-        """
-        try:
-            tag = self._tag
-        except AttributeError:
-            pass
-        else:
-            if tag.endpoint == self.endpoint:
-                return tag
-        # Two threads reporting on one request at once must agree on its
-        # token: a record never armed is numbered under a lock (only
-        # reports get here).
-        with _tag_lock:
-            try:
-                number = self.number
-            except AttributeError:  # a record that was never armed
-                number = self.number = next_number()
-            tag = self._tag = RequestTag(
-                token=f"{_prefix}-{number:x}",
-                thread_id=self.thread_id,
-                thread_name=thread_name(self.thread_id),
-                method=self.method,
-                path=self.path,
-                endpoint=self.endpoint,
-                started=self.started,
-            )
-        return tag
-
-    def __repr__(self) -> str:
-        phase = "in flight" if self.phase == ARMED else "ended"
-        return f"<RequestRecord {self.method} {self.path} {phase}>"
 
 
 def thread_name(ident: int) -> str:

@@ -43,8 +43,8 @@ from flask_ctxguard._guard.lifecycle import (
     guarded_session_interface,
     install_fallback,
     prepare_sampling,
+    request_class_for,
 )
-from flask_ctxguard._guard.request import guarded_request_class
 from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.violations import Violation
@@ -217,13 +217,13 @@ class CtxGuard:
         Raises:
             ContaminationError: in raise mode, once all are reported.
         """
-        states = {
-            state.app: state
+        reporters = {
+            state.app: state.reporter
             for state in self._alive()
             if state.app is not None
         }
         found = report_leaked_contexts(
-            pushed_contexts(), states.get, _sites.capture_site(1)
+            pushed_contexts(), reporters.get, _sites.capture_site(1)
         )
         if found and self._raising():
             raise ContaminationError(found[0])
@@ -277,7 +277,7 @@ def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
             )
         ]
     return [
-        ("request_class", guarded_request_class),
+        ("request_class", request_class_for),
         ("app_ctx_globals_class", guarded_g_class),
         ("session_interface", guarded_session_interface),
     ]

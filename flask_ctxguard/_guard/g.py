@@ -51,8 +51,8 @@ from flask_ctxguard._core.flaskcompat import (
     G_REFS_AT_WRITE,
     app_ctx_var,
 )
-from flask_ctxguard._core.tags import RequestRecord
 from flask_ctxguard._rules.access import NO_CONTEXT, report_access
+from flask_ctxguard._rules.records import RequestRecord
 
 if TYPE_CHECKING:
     # For typing only: _shared_g imports this module.

@@ -42,14 +42,10 @@ from flask_ctxguard._core.flaskcompat import (
     request_of,
     session_of,
 )
-from flask_ctxguard._core.tags import (
-    ARMED,
-    RETIRED,
-    RequestRecord,
-    next_number,
-)
+from flask_ctxguard._core.tags import next_number
 from flask_ctxguard._guard.g import g_outlives, late_g_class, own_g
 from flask_ctxguard._guard.request import (
+    guarded_request_class,
     late_request_class,
     retired_request_class,
 )
@@ -59,13 +55,14 @@ from flask_ctxguard._guard.session import (
     guarded_session_class,
 )
 from flask_ctxguard._guard.shared_g import watch_shared_g
-from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
+from flask_ctxguard._guard.state import EXTENSION_KEY, AppState, state_of
 from flask_ctxguard._rules.access import NO_CONTEXT
 from flask_ctxguard._rules.contextvar_leaks import (
     LEFT_BEHIND,
     detect_leaks,
     detect_unsampled_leaks,
 )
+from flask_ctxguard._rules.records import ARMED, RETIRED, RequestRecord
 
 __all__ = [
     "REFS_AT_CLOSE",
@@ -133,7 +130,11 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
     except AttributeError:
         # app.request_class was replaced after init_app, or the pytest
         # plugin found the app after this request was created.
-        _set_attribute(request, "__class__", late_request_class(type(request)))
+        _set_attribute(
+            request,
+            "__class__",
+            late_request_class(type(request), retire=retiring_close),
+        )
     # The endpoint is not matched yet when the session opens: it is read
     # when the request retires, or when a report needs it. The fields are
     # filled here rather than in an __init__: one Python call less.
@@ -239,7 +240,7 @@ def prepare_sampling(app: Any, state: AppState) -> None:
     """
     try:
         made: list[type | None] = [
-            late_request_class(app.request_class),
+            late_request_class(app.request_class, retire=retiring_close),
             late_g_class(app.app_ctx_globals_class),
         ]
         session_class = getattr(app.session_interface, "session_class", None)
@@ -462,7 +463,7 @@ def _check_contextvars(
     """
     if snapshot is None:
         return
-    state = record.app_state
+    state = state_of(record)
     found: dict[bool, set[int]] = {}
 
     def own(fresh: bool = False) -> set[int]:
@@ -509,3 +510,11 @@ def _blueprints_of(request: Any) -> tuple[str, ...]:
         return tuple(object.__getattribute__(request, "blueprints"))
     except Exception:  # noqa: BLE001 - a custom request class's property
         return ()
+
+
+def request_class_for(base: type) -> type:
+    """
+    The guarded subclass of the request class *base*, whose ``close()``
+    retires its requests: what `CtxGuard.init_app` installs.
+    """
+    return guarded_request_class(base, retire=retiring_close)

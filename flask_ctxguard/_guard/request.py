@@ -30,12 +30,12 @@ from flask_ctxguard._core.flaskcompat import (
     request_ctx_var,
     request_of,
 )
-from flask_ctxguard._core.tags import ARMED
 from flask_ctxguard._rules.access import (
     NO_CONTEXT,
     note_endpoint,
     report_access,
 )
+from flask_ctxguard._rules.records import ARMED
 
 __all__ = [
     "CHECKED_REQUEST_ATTRIBUTES",
@@ -236,30 +236,37 @@ def is_guarded_request_class(cls: type) -> bool:
     return registry.role(cls) in REQUEST_ROLES
 
 
-def guarded_request_class(base: type) -> type:
+#: Wraps a request class's own ``close()`` into the one that retires the
+#: request (the lifecycle's): passed in, so that this module, which the
+#: lifecycle imports, never imports it back.
+Retire = Callable[[Callable[..., Any]], Callable[[Any], None]]
+
+
+def guarded_request_class(base: type, *, retire: Retire) -> type:
     """
     The guarded subclass of the request class *base* (cached), to install
-    as ``app.request_class``: plain attributes it checks are kept in slots.
+    as ``app.request_class``: plain attributes it checks are kept in slots,
+    and its ``close()`` is ``retire(base.close)``.
     """
-    return _request_class(base, REQUEST)
+    return _request_class(base, REQUEST, retire)
 
 
-def late_request_class(base: type) -> type:
+def late_request_class(base: type, *, retire: Retire) -> type:
     """
     The guarded subclass of *base* that an existing request of class
     *base* can be switched to: it adds no slots.
     """
-    return _request_class(base, LATE_REQUEST)
+    return _request_class(base, LATE_REQUEST, retire)
 
 
-def _request_class(base: type, role: str) -> type:
+def _request_class(base: type, role: str, retire: Retire) -> type:
     if is_guarded_request_class(base):
         return base
     cls = registry.get_or_make(
         base,
         role,
         lambda base: _make_guarded_request_class(
-            base, slotted=role == REQUEST
+            base, slotted=role == REQUEST, retire=retire
         ),
     )
     assert cls is not None
@@ -278,7 +285,9 @@ def retired_request_class(guarded: type) -> type:
     return cls
 
 
-def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
+def _make_guarded_request_class(
+    base: type, *, slotted: bool, retire: Retire
+) -> type:
     checked: dict[str, Any] = {}
     for name in CHECKED_REQUEST_ATTRIBUTES:
         inherited = inspect.getattr_static(base, name, None)
@@ -291,9 +300,7 @@ def _make_guarded_request_class(base: type, *, slotted: bool) -> type:
     slots = tuple(f"_ctxguard_{name}" for name in plain) if slotted else ()
 
     # Retiring is the lifecycle's: every request ends in this close().
-    from flask_ctxguard._guard.lifecycle import retiring_close
-
-    close = retiring_close(method(base, "close"))
+    close = retire(method(base, "close"))
     cls = subclass(base, {RECORD: None, "close": close}, slots=slots)
     for name, inherited in checked.items():
         slot = (

@@ -27,8 +27,8 @@ from flask_ctxguard._core.flaskcompat import (
     request_ctx_var,
     session_of,
 )
-from flask_ctxguard._core.tags import RequestRecord
 from flask_ctxguard._rules.access import NO_CONTEXT, report_access
+from flask_ctxguard._rules.records import RequestRecord
 
 if TYPE_CHECKING:
     from flask_ctxguard._guard.state import AppState

@@ -26,7 +26,6 @@ from flask_ctxguard._core.classes import (
     subclass,
     switch_class,
 )
-from flask_ctxguard._core.tags import RequestRecord
 from flask_ctxguard._guard.g import (
     base_dict,
     g_record,
@@ -36,6 +35,7 @@ from flask_ctxguard._guard.g import (
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.violations import g_leak_message
 from flask_ctxguard._rules.access import current_record
+from flask_ctxguard._rules.records import RequestRecord
 
 if TYPE_CHECKING:
     from flask_ctxguard._guard.state import AppState

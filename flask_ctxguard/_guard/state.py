@@ -8,13 +8,12 @@ import functools
 import inspect
 import types
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flask.signals
 from flask import Flask
 
 from flask_ctxguard._core.config import Settings
-from flask_ctxguard._core.tags import RequestRecord
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._reporting.violations import (
@@ -24,12 +23,10 @@ from flask_ctxguard._reporting.violations import (
 )
 from flask_ctxguard._rules.cg106_walk import reachable_ids
 from flask_ctxguard._rules.contextvar_leaks import Leak
+from flask_ctxguard._rules.records import RequestRecord
 from flask_ctxguard.exceptions import ContaminationError
 
-if TYPE_CHECKING:
-    from flask_ctxguard._guard.extension import CtxGuard
-
-__all__ = ["EXTENSION_KEY", "AppState"]
+__all__ = ["EXTENSION_KEY", "AppState", "state_of"]
 
 #: Where an app keeps its state: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "ctxguard"
@@ -40,9 +37,9 @@ class AppState:
     What the guard keeps for one app, in ``app.extensions["ctxguard"]``.
     """
 
-    def __init__(
-        self, guard: CtxGuard, app: Flask, settings: Settings
-    ) -> None:
+    def __init__(self, guard: object, app: Flask, settings: Settings) -> None:
+        #: The `CtxGuard` that installed this state (compared by identity
+        #: only: this module sits below the extension's).
         self.guard = guard
         self.settings = settings
         self.app_name = app.name
@@ -248,3 +245,15 @@ def _signal_receivers(app: Flask) -> list[Any]:
         except Exception:  # noqa: BLE001 - a receiver gone meanwhile
             continue
     return found
+
+
+def state_of(record: RequestRecord) -> AppState:
+    """
+    *record*'s app state, as the guard's own class.
+
+    The rules see it through the `GuardState` protocol; only `AppState`
+    implements it. For the slow paths: the hot path reads the attribute.
+    """
+    state = record.app_state
+    assert isinstance(state, AppState)  # the one implementation
+    return state

@@ -37,8 +37,9 @@ from flask_ctxguard._core.flaskcompat import (
 )
 from flask_ctxguard._guard.extension import EXTENSION_KEY, CtxGuard
 from flask_ctxguard._guard.lifecycle import arm_request
-from flask_ctxguard._guard.state import AppState
+from flask_ctxguard._guard.state import AppState, state_of
 from flask_ctxguard._reporting import sites as _sites
+from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._reporting.violations import (
     Violation,
     contextvar_hint,
@@ -128,6 +129,11 @@ class AutoGuard:
             self.problems.append(f"app {app.name!r} not guarded: {exc}")
             return None
 
+    def reporter_of(self, app: Flask) -> Reporter | None:
+        """*app*'s reporter, installing a guard in log mode if it has none."""
+        state = self.ensure_guarded(app)
+        return None if state is None else state.reporter
+
     def pushed_at(self, ctx: Any) -> str | None:
         """Where *ctx* (or the app context it pushed) was pushed."""
         for each in (ctx, *_own_app_contexts(ctx)):
@@ -189,7 +195,7 @@ def report_leaked_contexts(
     found at *site*; pop them too with *pop*.
     """
     leaked = [ctx for ctx in pushed_contexts() if id(ctx) not in known]
-    found = _report_leaked(leaked, auto.ensure_guarded, site, auto.pushed_at)
+    found = _report_leaked(leaked, auto.reporter_of, site, auto.pushed_at)
     if pop:
         _pop_all(leaked)
     return found
@@ -259,7 +265,7 @@ def report_contextvars_left(
             continue  # cleared or overwritten since
         leaked.append(var)
         subject = f"ContextVar {var.name}"
-        state: AppState = origin.app_state
+        state = state_of(origin)
         if state.settings.mode == "off" or state.reporter.is_ignored(
             "CG106", subject
         ):

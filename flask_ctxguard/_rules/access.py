@@ -15,13 +15,14 @@ from typing import Any
 
 from flask_ctxguard._core.classes import RECORD
 from flask_ctxguard._core.flaskcompat import request_ctx_var, request_of
-from flask_ctxguard._core.tags import ARMED, RequestRecord, RequestTag
+from flask_ctxguard._core.tags import RequestTag
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.violations import (
     cross_request_message,
     cross_thread_message,
     stale_access_message,
 )
+from flask_ctxguard._rules.records import ARMED, RequestRecord
 from flask_ctxguard.exceptions import ContaminationError
 
 __all__ = [

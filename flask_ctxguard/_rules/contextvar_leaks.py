@@ -33,8 +33,8 @@ from contextvars import Context, ContextVar
 from typing import Any
 
 from flask_ctxguard._core.flaskcompat import FLASK_CONTEXT_VARS
-from flask_ctxguard._core.tags import RequestRecord
 from flask_ctxguard._rules.cg106_walk import INTERNS, is_ambient, is_interned
+from flask_ctxguard._rules.records import RequestRecord
 
 __all__ = [
     "LEFT_BEHIND",

@@ -18,7 +18,7 @@ from flask_ctxguard._core.flaskcompat import (
     leaked_roots,
     request_of,
 )
-from flask_ctxguard._guard.state import AppState
+from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._reporting.violations import (
     Violation,
     context_leak_message,
@@ -29,14 +29,14 @@ __all__ = ["context_leak", "report_leaked_contexts"]
 
 def report_leaked_contexts(
     contexts: list[Any],
-    state_of: Callable[[Any], AppState | None],
+    reporter_of: Callable[[Any], Reporter | None],
     site: str | None,
     pushed_at: Callable[[Any], str | None] | None = None,
 ) -> list[Violation]:
     """
     Report CG105 for each of *contexts* (pushed ones, innermost first, as
     `_flaskcompat.pushed_contexts` lists them) that is not popped with
-    another among them, for the app whose state ``state_of(app)`` gives
+    another among them, to the reporter ``reporter_of(app)`` gives
     (none, or one in "off" mode: skipped). *site* is where the contexts
     were found; ``pushed_at(ctx)``, where one was pushed, if known.
 
@@ -45,19 +45,22 @@ def report_leaked_contexts(
     """
     found: list[Violation] = []
     for ctx in leaked_roots(contexts):
-        state = state_of(ctx.app)
-        if state is None or state.settings.mode == "off":
+        reporter = reporter_of(ctx.app)
+        if reporter is None or reporter.settings.mode == "off":
             continue
         pushed = None if pushed_at is None else pushed_at(ctx)
-        violation = context_leak(state, ctx, site, pushed)
+        violation = context_leak(reporter, ctx, site, pushed)
         if violation is not None:
-            state.reporter.report(violation, raise_now=False)
+            reporter.report(violation, raise_now=False)
             found.append(violation)
     return found
 
 
 def context_leak(
-    state: AppState, ctx: Any, site: str | None, pushed: str | None = None
+    reporter: Reporter,
+    ctx: Any,
+    site: str | None,
+    pushed: str | None = None,
 ) -> Violation | None:
     """
     A CG105 violation for the pushed context *ctx* (pushed at *pushed*, if
@@ -65,14 +68,14 @@ def context_leak(
     """
     request = request_of(ctx) if is_request_context(ctx) else None
     subject = "app context" if request is None else "request context"
-    if state.reporter.is_ignored("CG105", subject):
+    if reporter.is_ignored("CG105", subject):
         return None
     thread = threading.current_thread().name
-    return state.reporter.build(
+    return reporter.build(
         "CG105",
         subject=subject,
         message=context_leak_message(
-            state.app_name,
+            reporter.app_name,
             thread,
             None if request is None else (request.method, request.path),
         ),
