@@ -58,6 +58,14 @@ from flask_ctxguard.exceptions import (
 
 __all__ = ["EXTENSION_KEY", "CtxGuard"]
 
+# Installing on an app looks for its state and then sets it: two threads
+# that push an unguarded app's first contexts at once (the pytest plugin
+# installs on discovery) must not both find none and split the app's
+# violations over two states. One lock for every guard: the plugin's and
+# the app's own may race for one app. Installing is rare; requests never
+# take it.
+_install_lock = threading.RLock()
+
 
 class CtxGuard:
     """
@@ -107,6 +115,10 @@ class CtxGuard:
         self._install(app, auto=False)
 
     def _install(self, app: Flask, *, auto: bool) -> AppState:
+        with _install_lock:
+            return self._install_locked(app, auto=auto)
+
+    def _install_locked(self, app: Flask, *, auto: bool) -> AppState:
         # auto: installed by the pytest plugin on an app it discovered. Its
         # requests are armed by the session interface like any other's; a
         # request that started before it was installed is armed by the
@@ -149,8 +161,7 @@ class CtxGuard:
             )
             settings = settings.turned_off()
 
-        state = AppState(self, app, settings)
-        state.auto = auto
+        state = AppState(self, app, settings, auto=auto)
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
             self._states = _prune([*self._states, state])

@@ -301,9 +301,15 @@ def install_fallback(app: Any, state: AppState) -> None:
     function removes itself and later requests pay nothing for it; a
     guarded request that ends unarmed installs it again.
     """
-    funcs = app.before_request_funcs.get(None, [])
-    if any(getattr(f, "__name__", "") == _FALLBACK for f in funcs):
-        return
+    with state.hooks_lock:
+        funcs = app.before_request_funcs.get(None, [])
+        if any(getattr(f, "__name__", "") == _FALLBACK for f in funcs):
+            return
+        app.before_request_funcs[None] = [_fallback(app, state), *funcs]
+
+
+def _fallback(app: Any, state: AppState) -> Callable[[], None]:
+    """The ``before_request`` function `install_fallback` adds."""
 
     def ctxguard_arm_request() -> None:
         ctx = _request_get(None)
@@ -316,16 +322,17 @@ def install_fallback(app: Any, state: AppState) -> None:
             # sampling interface, which decides): not needed. Rebind the
             # list rather than mutate it: Flask is iterating over it.
             # An empty list left behind would still cost every request.
-            funcs = app.before_request_funcs.get(None, [])
-            kept = [f for f in funcs if f is not ctxguard_arm_request]
-            if kept:
-                app.before_request_funcs[None] = kept
-            else:
-                app.before_request_funcs.pop(None, None)
+            with state.hooks_lock:
+                funcs = app.before_request_funcs.get(None, [])
+                kept = [f for f in funcs if f is not ctxguard_arm_request]
+                if kept:
+                    app.before_request_funcs[None] = kept
+                else:
+                    app.before_request_funcs.pop(None, None)
             return
         arm_request(state)
 
-    app.before_request_funcs[None] = [ctxguard_arm_request, *funcs]
+    return ctxguard_arm_request
 
 
 def _unarmed(request: Any) -> RequestRecord | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import types
 import weakref
 from typing import Any
@@ -37,7 +38,14 @@ class AppState:
     What the guard keeps for one app, in ``app.extensions["ctxguard"]``.
     """
 
-    def __init__(self, guard: object, app: Flask, settings: Settings) -> None:
+    def __init__(
+        self,
+        guard: object,
+        app: Flask,
+        settings: Settings,
+        *,
+        auto: bool = False,
+    ) -> None:
         #: The `CtxGuard` that installed this state (compared by identity
         #: only: this module sits below the extension's).
         self.guard = guard
@@ -48,7 +56,11 @@ class AppState:
         #: Installed by the pytest plugin, not by the app: its requests
         #: are armed when they start (request_started), not by the
         #: ``before_request`` fallback.
-        self.auto = False
+        self.auto = auto
+        #: Held while the app's ``before_request`` list is read and
+        #: rebound by the arming fallback, which adds and removes itself
+        #: from any request's thread.
+        self.hooks_lock = threading.Lock()
         #: The guarded g class installed on the app, and the guarded
         #: session class its session interface makes (`None`: not
         #: installed): arming tells them by identity.
