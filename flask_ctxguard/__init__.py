@@ -7,7 +7,7 @@ test in CI.
 
 The public names are imported on first use (PEP 562): the pytest plugin is
 loaded in every pytest run of the environment through this package, and
-must not import Flask or structlog until it is enabled (issue 12).
+must not import Flask or structlog until it is enabled.
 """
 
 from __future__ import annotations

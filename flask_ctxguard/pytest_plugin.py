@@ -375,7 +375,7 @@ def pytest_terminal_summary(
         f" {tests} test{'' if tests == 1 else 's'}"
     )
 
-    # hammer's crossovers, in their own section (issue 13).
+    # hammer's crossovers, in their own section.
     from flask_ctxguard._hammer.hammer import write_crossover_summary
 
     write_crossover_summary(terminalreporter)

@@ -9,7 +9,7 @@ app.testing``, are not frozen: Flask's documented testing pattern sets
 ``TESTING`` after ``create_app()``, so they are resolved when a violation is
 reported, which costs nothing on requests that report nothing. A
 ``CTXGUARD_MODE`` switched between ``"raise"`` and ``"log"`` after
-``init_app`` is followed the same way (issue 14).
+``init_app`` is followed the same way.
 
 A pytest run may override the mode of every guard for the run (the command
 line wins, see docs/configuration.md): `RunOverride`.
@@ -123,7 +123,7 @@ class Settings:
     max_violations: int
     #: The share of requests guarded, in (0, 1] (``CTXGUARD_SAMPLE_RATE``).
     sample_rate: float = 1.0
-    # CTXGUARD_OTEL (issue 16): also send violations to OpenTelemetry.
+    # CTXGUARD_OTEL: also send violations to OpenTelemetry.
     otel: bool = False
     #: The keys the app set itself (not defaults).
     explicit: frozenset[str] = frozenset()
@@ -299,7 +299,7 @@ def read_settings(
         )
         raise ConfigurationError(msg)
 
-    # CTXGUARD_OTEL (issue 16): the OpenTelemetry API is imported only when
+    # CTXGUARD_OTEL: the OpenTelemetry API is imported only when
     # it is on, and must then be installed.
     otel = _read_bool(values, "CTXGUARD_OTEL")
     if otel:

@@ -32,7 +32,7 @@ _counter = itertools.count(1)
 
 
 #: The next request number of this process: requests are numbered when
-#: they are armed, in arrival order (issue 16), so a log that says request
+#: they are armed, in arrival order, so a log that says request
 #: '-2' held what '-3' set means '-2' started first.
 next_number = _counter.__next__
 

@@ -277,7 +277,7 @@ def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
     if settings.sample_rate < 1:
         # Sampling: requests, sessions and g stay Flask's own, unchecked;
         # the session interface picks the requests to guard and switches
-        # their classes (issue 15).
+        # their classes.
         return [
             (
                 "session_interface",

@@ -4,7 +4,7 @@ The guarded ``g`` classes of a request's own ``g``.
 ``app.app_ctx_globals_class`` is replaced by a generated subclass whose
 instances are read at full speed while their request runs: a request's
 own ``g`` is where its user and tenant live, and a page that renders
-``current_user`` reads it a hundred times (issue 15). Such a ``g`` can
+``current_user`` reads it a hundred times. Such a ``g`` can
 only be contaminated once something other than its app context holds
 it: a thread it was handed to, a cache, a global. The guard looks for
 that at the moments it matters, cheaply, by the ``g``'s reference count:

@@ -148,7 +148,7 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
     record.phase = ARMED
     record.thread_id = get_ident()
     record.started = time()
-    record.number = next_number()  # issue 16: tokens in arrival order
+    record.number = next_number()  # tokens in arrival order
     record.unlinked = 0
     request._ctxguard_record = record
     # A null session (no secret key) holds no data and refuses writes:

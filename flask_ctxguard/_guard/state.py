@@ -215,7 +215,7 @@ class AppState:
         if origin is not None:
             origin_tag = origin.tag()
             # Where a ContextVar was set cannot be known: the requests
-            # are the places, not a line (issue 14).
+            # are the places, not a line.
             origin_site = _sites.during(origin_tag)
         message = contextvar_leak_message(
             var.name,

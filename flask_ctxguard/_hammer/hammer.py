@@ -22,7 +22,7 @@ module and the pytest plugin import. Its rooms: `_hammer_plan` (requests,
 canaries, marks), `_hammer_run` (clients, barrier, collecting),
 `_hammer_result` (the result types, crossovers, the report),
 `_hammer_summary` (the pytest terminal summary) and `_hammer_server` (the
-servers). See docs/hammer.md and issue 13.
+servers). See docs/hammer.md.
 """
 
 from __future__ import annotations

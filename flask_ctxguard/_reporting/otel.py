@@ -1,7 +1,7 @@
 """
 OpenTelemetry: each violation as a span event and a counter increment.
 
-Imported only when an app sets ``CTXGUARD_OTEL = True`` (issue 16), and then
+Imported only when an app sets ``CTXGUARD_OTEL = True``, and then
 only the OpenTelemetry API: the application's SDK, or none, decides where
 the data goes. Without an SDK every call here is the API's no-op.
 """

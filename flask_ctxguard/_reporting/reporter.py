@@ -126,7 +126,7 @@ class Reporter:
         # restore when the last one closes.
         self._collectors = 0
         self._raise_settings: Settings | None = None
-        # CTXGUARD_OTEL (issue 16): OpenTelemetry is imported only when on.
+        # CTXGUARD_OTEL: OpenTelemetry is imported only when on.
         self._otel: Callable[[Violation], None] | None = None
         if settings.otel:
             from flask_ctxguard._reporting.otel import record

@@ -10,7 +10,7 @@ shared ``g``, when a value is written). Full stacks are only taken when
 traceback: frames of pytest, pluggy, runpy, Flask, Werkzeug, blinker,
 structlog and flask_ctxguard are folded into one line each run, so the
 user's frames and those of the libraries that matter (Flask-Login,
-Flask-SQLAlchemy) stand out (issue 14).
+Flask-SQLAlchemy) stand out.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ DOCS = "docs/rules.md"
 # (newline, ESC...), DEL, C1 controls, Unicode line and paragraph
 # separators, and the bidirectional overrides and isolates that reorder
 # what a reader sees. A request path is attacker-controlled, and
-# percent-decoding puts any of them into it (issue 11).
+# percent-decoding puts any of them into it.
 _CONTROLS = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )

@@ -17,7 +17,7 @@ the context's mapping untouched at the C level (the HAMT returns itself),
 on every supported Python: a request that sets a registry entry, a module
 constant or an enum member again on every request cannot be told from one
 that inherited it by looking at the context. So a value is only reported
-when the request could not have set it itself (issue 11): it is not an
+when the request could not have set it itself: it is not an
 ambient object any code can name (`is_ambient`), not part of the request's
 own data, and not reachable from the names the request's own code uses
 (`reachable_ids`). Both live in `_reachable`, the rule's static walk. The
