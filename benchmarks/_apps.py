@@ -226,7 +226,7 @@ API_KEY = "key-7"
 def _setup_login(app: Flask) -> None:
     # Flask-Login with a request_loader (an API key header), and a page
     # that reads current_user three times in each of its 30 rows: every
-    # read is `"_login_user" in g` and `g._login_user` (issue 15).
+    # read is `"_login_user" in g` and `g._login_user`.
     from flask_login import LoginManager, UserMixin, current_user
 
     class User(UserMixin):  # type: ignore[misc]

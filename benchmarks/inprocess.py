@@ -49,7 +49,7 @@ BUDGETS = {
     ("login", "log"): 1.04,
     ("hello", "raise+stacks"): 1.50,
     # Sampled at CTXGUARD_SAMPLE_RATE = 0.01: within the noise of bare
-    # Flask (issue 15).
+    # Flask.
     ("hello", "sampled"): 1.01,
     ("realistic", "sampled"): 1.01,
     ("login", "sampled"): 1.01,

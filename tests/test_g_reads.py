@@ -1,5 +1,5 @@
 """
-Reads of a request's own ``g``: checked per attribute name (issue 15).
+Reads of a request's own ``g``: checked per attribute name.
 """
 
 from __future__ import annotations

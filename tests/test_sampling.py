@@ -1,5 +1,5 @@
 """
-CTXGUARD_SAMPLE_RATE: guarding a random share of requests (issue 15).
+CTXGUARD_SAMPLE_RATE: guarding a random share of requests.
 
 The decision draws from the ``random`` module, so the tests seed it: each
 run sees the same requests sampled, and each test still fails if a

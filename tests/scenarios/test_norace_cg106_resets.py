@@ -75,7 +75,7 @@ def _orgs(*orgs: str) -> list[tuple[str, dict[str, str]]]:
 
 class IssueExample:
     """
-    The app of issue 11: a before_request binds a registry's plan, the
+    An app whose before_request binds a registry's plan, the
     region header or a module constant, an enum member and an actor that
     is None for anonymous callers, on every request.
     """
