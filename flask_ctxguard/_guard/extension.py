@@ -40,10 +40,12 @@ from flask_ctxguard._core.logger import get_logger
 from flask_ctxguard._core.tags import RequestTag
 from flask_ctxguard._guard.g import guarded_g_class
 from flask_ctxguard._guard.lifecycle import (
-    guarded_session_interface,
     install_fallback,
-    prepare_sampling,
     request_class_for,
+)
+from flask_ctxguard._guard.session_interface import (
+    guarded_session_interface,
+    prepare_sampling,
 )
 from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
 from flask_ctxguard._reporting import sites as _sites
