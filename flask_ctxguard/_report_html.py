@@ -7,7 +7,8 @@ text report. The page loads nothing (no script, font, image or style sheet
 from anywhere) and says so in its Content-Security-Policy, so it works
 offline and as a CI artifact, and nothing a log holds can run in it: every
 text from a log is escaped by `esc`, and no attribute is built from it.
-Past `MAX_DRAWN` findings, the rest are listed without a timeline.
+Past `MAX_DRAWN` findings, the rest are listed with their sites and fix
+only, without a timeline or the full report, so the page stays small.
 """
 
 from __future__ import annotations
@@ -163,11 +164,12 @@ def _finding(number: int, finding: Finding, *, drawn: bool) -> Iterator[str]:
     ]
     if first is not None:
         rows.append(("seen", first if first == last else f"{first} to {last}"))
-    rows += [
-        ("apps", _names(finding.apps)),
-        ("origin endpoints", _names(finding.origin_endpoints)),
-        ("accessor endpoints", _names(finding.accessor_endpoints)),
-    ]
+    if drawn:
+        rows += [
+            ("apps", _names(finding.apps)),
+            ("origin endpoints", _names(finding.origin_endpoints)),
+            ("accessor endpoints", _names(finding.accessor_endpoints)),
+        ]
     yield "<dl>\n"
     for name, value in rows:
         yield f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>\n"
@@ -179,11 +181,14 @@ def _finding(number: int, finding: Finding, *, drawn: bool) -> Iterator[str]:
     if rule is not None:
         url = rule_url(finding.code)
         yield f'<dt>docs</dt><dd><a href="{url}">{url}</a></dd>\n'
-
-    yield (
-        "</dl>\n<details><summary>Full report</summary>"
-        f"<pre>{esc_lines(finding.report())}</pre></details>\n</section>\n"
-    )
+    yield "</dl>\n"
+    # Past the limit, the sites and the fix only: the page stays small.
+    if drawn:
+        yield (
+            "<details><summary>Full report</summary>"
+            f"<pre>{esc_lines(finding.report())}</pre></details>\n"
+        )
+    yield "</section>\n"
 
 
 def esc_lines(text: str) -> str:

@@ -213,6 +213,7 @@ class TestPage:
         elements = Elements(page)
         assert 1 == len(elements.classes("timeline"))
         assert 3 == len(elements.classes("finding"))
+        assert 1 == page.count("<summary>Full report</summary>")
         assert (
             "Timelines are drawn for the first 1 findings; the other 2 are"
             " listed without one."
@@ -418,3 +419,17 @@ class TestDocsSite:
         """What is not a rule code links to the rules page."""
         assert DOCS_URL + "rules.html" == rule_url("javascript:x")
         assert DOCS_URL + "rules/cg104.html" == rule_url("CG104")
+
+
+class TestBenchmark:
+    def test_html_benchmark_runs(self, capsys):
+        """The HTML report's benchmark runs and prints both figures."""
+        from benchmarks import report_html
+
+        status = report_html.main(["--events", "30", "--runs", "1"])
+
+        out = capsys.readouterr().out.splitlines()
+        assert 0 == status
+        assert ["few bugs", "many bugs"] == [
+            line.split(":")[0] for line in out
+        ]
