@@ -48,11 +48,14 @@ def sections(text: str) -> list[tuple[str, str]]:
 
 def rule_page(code: str, section: str, anchors: set[str]) -> str:
     """The Markdown of rule *code*'s own page, from its section."""
-    body = section.split("\n", 1)[1] if "\n" in section else ""
+    heading, _, body = section.partition("\n")
+    # '## CG201 some-slug' names itself; '## CG101' has its slug below.
+    title = heading.removeprefix("##").strip()
     slug = _SLUG.search(body)
-    title = f"{code} {slug.group(1)}" if slug else code
+    if title == code and slug:
+        title = f"{code} {slug.group(1)}"
     # One level up: ## is the page title, ### its sections.
-    body = re.sub(r"^##(#+) ", r"\1 ", body, flags=re.MULTILINE)
+    body = re.sub(r"^#(##+) ", r"\1 ", body, flags=re.MULTILINE)
 
     def local(match: re.Match[str]) -> str:
         target = match.group(1)
