@@ -155,29 +155,27 @@ def _layout(samples: Iterable[tuple[dict[str, Any], float | None]]) -> _Layout:
             layout.requests[ref].start = slot
         else:
             layout.accesses[int(ref)].slot = slot
-    _bar_ends(layout, len(moments))
     return layout
 
 
-def _bar_ends(layout: _Layout, slots: int) -> None:
+def _bar_ends(layout: _Layout, slots: int, *, in_flight: bool) -> None:
     starts: dict[int, list[int]] = {}
     for found in layout.requests.values():
         starts.setdefault(found.lane, []).append(found.start)
     for found in layout.requests.values():
-        # A request lasts until its last access, or until the next request
-        # on its thread starts; otherwise a short bar (its end is unknown).
-        own = [
-            access.slot
+        # A request lasts until its last access; a request whose data was
+        # read lasts past the read only if it was still in flight (CG104).
+        # Otherwise its end is unknown: a short bar, ending before the next
+        # request on its thread.
+        ends = [
+            access.slot + 0.3
             for access in layout.accesses
             if access.accessor is found
+            or (in_flight and access.origin is found)
         ]
-        later = [s for s in starts[found.lane] if s > found.start]
-        if own:
-            found.end = max(own) + 0.3
-        elif later:
-            found.end = min(later) - 0.3
-        else:
-            found.end = min(found.start + 0.75, slots - 0.5)
+        later = [s - 0.3 for s in starts[found.lane] if s > found.start]
+        end = max(ends) if ends else found.start + 0.75
+        found.end = max(min(end, *later, slots - 0.5), found.start + 0.4)
 
 
 def timeline_svg(finding: Finding, *, title: str = "") -> str:
@@ -190,6 +188,7 @@ def timeline_svg(finding: Finding, *, title: str = "") -> str:
     """
     samples = finding.samples[:MAX_DRAWN_OCCURRENCES]
     layout = _layout(samples)
+    _bar_ends(layout, len(layout.times), in_flight=finding.code == "CG104")
     slots = max(len(layout.times), 1)
     step = (_WIDTH - _LABELS - 40) / slots
     lanes = max(len(layout.lanes), 1)
@@ -257,12 +256,21 @@ def _axis(times: list[float | None], x: Any, top: int) -> Iterator[str]:
 def _bars(
     requests: Iterable[_Request], x: Any, y: Any, step: float
 ) -> Iterator[str]:
+    requests = list(requests)
     for found in requests:
         left, right = x(found.start - 0.2), x(found.end)
+        # A label stops where the next bar on its lane begins.
+        following = [
+            x(other.start - 0.2)
+            for other in requests
+            if other.lane == found.lane and other.start > found.start
+        ]
         top = y(found.lane) - _BAR // 2
         color = _ORIGIN if found.origin else _ACCESSOR
         label = f"{found.method} {found.path} · {found.token}"
         room = max(right - left, step * 0.9, 120)
+        if following:
+            room = min(room, min(following) - left - 6)
         role = "origin" if found.origin else "accessor"
         yield (
             f'<g class="request {role}"><rect class="bar" x="{left}"'
