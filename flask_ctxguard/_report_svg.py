@@ -174,7 +174,7 @@ def _bar_ends(layout: _Layout, slots: int, *, in_flight: bool) -> None:
             or (in_flight and access.origin is found)
         ]
         later = [s - 0.3 for s in starts[found.lane] if s > found.start]
-        end = max(ends) if ends else found.start + 0.75
+        end = max(ends) if ends else found.start + 0.5
         found.end = max(min(end, *later, slots - 0.5), found.start + 0.4)
 
 
@@ -323,10 +323,9 @@ def _head(x: float, y: float, pointing: str) -> str:
 
 def _legend(finding: Finding, top: int) -> Iterator[str]:
     shown = min(len(finding.samples), MAX_DRAWN_OCCURRENCES)
-    lines = [
-        (_ORIGIN, "set or kept at", finding.origin_site or "(unknown)"),
-        (_ARROW, "read at", finding.access_site or "(unknown)"),
-    ]
+    lines = [(_ARROW, "read at", finding.access_site or "(unknown)")]
+    if finding.origin_site is not None:
+        lines.insert(0, (_ORIGIN, "set or kept at", finding.origin_site))
     for row, (color, what, site) in enumerate(lines):
         base = top + row * 16
         yield (
@@ -337,7 +336,7 @@ def _legend(finding: Finding, top: int) -> Iterator[str]:
         )
     yield (
         f'<text x="8" y="{top}" fill="{_MUTED}">'
-        f"{esc(f'{shown} of {finding.events} events drawn')}</text>"
+        f"events: {shown} of {finding.events} drawn</text>"
     )
 
 

@@ -174,6 +174,7 @@ class TestPage:
                 "CG105",
                 subject="app context",
                 origin=None,
+                origin_site=None,
                 accessor={"thread": "MainThread"},
                 timestamp=None,
             )
@@ -183,6 +184,8 @@ class TestPage:
         assert [] == elements.classes("arrow")
         assert 1 == len(elements.classes("access-outside"))
         assert ">?</text>" in page
+        assert "set or kept at: " not in page
+        assert "read at: app/views.py:12 in show" in page
 
     def test_occurrences_of_one_finding_share_a_figure(self):
         """Repeats of one finding are drawn in one figure, at most four."""
