@@ -41,6 +41,7 @@ demo: $(STAMP)
 # network for Sphinx's linkcheck, so external links are not followed.
 docs: $(DOCS_STAMP)
 	rm -rf docs/_build docs/rules
+	$(BIN)/python docs/_inventories/build.py
 	$(BIN)/sphinx-build -b html -W --keep-going -n docs docs/_build/html
 	$(BIN)/python docs/_ext/check_links.py docs/_build/html
 
