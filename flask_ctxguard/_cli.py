@@ -187,7 +187,11 @@ def _report(
     write = {"json": _write_json, "html": write_html}.get(output, write_text)
     if path is not None:
         try:
-            with open(path, "w", encoding="utf-8") as file:
+            # As on standard output: a character that cannot be written
+            # (a lone surrogate from a log) becomes an escape.
+            with open(
+                path, "w", encoding="utf-8", errors="backslashreplace"
+            ) as file:
                 write(findings, file)
         except OSError as error:
             raise UsageError(_unreadable(path, error, "write")) from None
@@ -347,7 +351,7 @@ def _explain(rule: str | None, out: TextIO) -> int:
             out.write(f"{code}  {known.kind:<{width}}  {known.title}\n")
         out.write(
             "\nRun 'explain CODE' for a rule's page; all rules:"
-            f" {_rules_url()}\n"
+            f" {DOCS_URL}rules.html\n"
         )
         return EXIT_CLEAN
     code = _code_of(rule)
@@ -392,7 +396,3 @@ def rule_page(code: str) -> str:
             return text[heading.start() : end].rstrip() + "\n"
     # Every code of RULES has a section: tests/test_explain.py checks it.
     raise AssertionError(code)  # pragma: no cover
-
-
-def _rules_url() -> str:
-    return f"{DOCS_URL}rules.html"

@@ -366,6 +366,20 @@ class TestCommand:
         assert 1 == status
         assert "CG103" == json.loads(out.read_text())["findings"][0]["code"]
 
+    @pytest.mark.parametrize("output", ["text", "html"])
+    def test_lone_surrogates_are_written_escaped(self, tmp_path, output):
+        """A lone surrogate in a logged subject is written as an escape."""
+        log = tmp_path / "app.log"
+        log.write_text(json.dumps(event(subject="g.\ud800")) + "\n")
+        out = tmp_path / "report"
+
+        status = _cli.main(
+            ["report", f"--format={output}", "-o", str(out), str(log)]
+        )
+
+        assert 1 == status
+        assert "g.\\ud800" in out.read_text("utf-8")
+
     def test_unwritable_output_exits_2(self, tmp_path, capsys):
         """An output file that cannot be written is a one-line error."""
         log = tmp_path / "empty.log"
