@@ -20,6 +20,7 @@ import pytest
 from flask import Flask, g, request
 
 from flask_ctxguard import CtxGuard, _cli
+from flask_ctxguard._report_html import CSP
 
 PWNED = "pwned-by-the-log"
 HOSTILE_PATHS = [
@@ -176,3 +177,31 @@ class TestInChromium:
         data = shot.read_bytes()
         assert b"\x89PNG\r\n\x1a\n" == data[:8]
         assert len(data) > 10_000
+
+    def test_the_browser_runs_scripts_the_policy_allows(
+        self, chromium, tmp_path
+    ):
+        """
+        The control: this chromium runs an inline script, unless the
+        report's Content-Security-Policy is on the page; so the checks
+        above would see a script that ran.
+        """
+        script = f"<script>document.title = '{PWNED}';</script>"
+        bare = tmp_path / "bare.html"
+        bare.write_text(f"<title>before</title>{script}", "utf-8")
+        guarded = tmp_path / "guarded.html"
+        guarded.write_text(
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f"<title>before</title>{script}",
+            "utf-8",
+        )
+
+        ran = Dom(
+            headless(chromium, tmp_path / "p1", "--dump-dom", bare.as_uri())
+        )
+        blocked = Dom(
+            headless(chromium, tmp_path / "p2", "--dump-dom", guarded.as_uri())
+        )
+
+        assert PWNED == ran.title
+        assert "before" == blocked.title
