@@ -57,7 +57,7 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 # hammer's *requests* is typed with a private Protocol; its docstring says
 # what it takes.
-nitpick_ignore = [("py:class", "flask_ctxguard._hammer_plan._Plan")]
+nitpick_ignore_regex = [("py:class", r"flask_ctxguard\..*\._Plan")]
 
 # -- intersphinx --------------------------------------------------------------
 
