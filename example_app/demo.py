@@ -13,7 +13,8 @@ Run it with ``python -m example_app.demo`` (or ``make demo``). It
 3. shows what the users saw that was not theirs and one raw
    ``contamination`` log line, then runs ``python -m flask_ctxguard report``
    over the server's ``contamination`` log lines: a table of findings,
-   worst first, and the full report of each;
+   worst first, and the full report of each; and writes the same findings
+   as an HTML page with a timeline per finding (``--html PATH``);
 4. hammers the app in-process with `flask_ctxguard.testing.hammer` and
    shows the one leak only hammer finds: a draft kept in a
    ``threading.local`` (`example_app.hammering`).
@@ -337,11 +338,15 @@ def run_digest_job(client: Client, traffic: Traffic) -> None:
 
 
 def render(
-    events: list[tuple[dict[str, Any], str]], traffic: Traffic, out: Any
+    events: list[tuple[dict[str, Any], str]],
+    traffic: Traffic,
+    out: Any,
+    html: str | None = None,
 ) -> set[str]:
     """
     Print what the users saw, one raw event, and the report command's
     findings over the server's log lines; the codes the report found.
+    With *html*, also write the HTML report there.
     """
     write = out.write
     if traffic.surprises:
@@ -372,6 +377,16 @@ def render(
             timeout=60,
             check=False,
         )
+        if html is not None:
+            subprocess.run(
+                [
+                    *(sys.executable, "-m", "flask_ctxguard", "report"),
+                    *("--format=html", f"--output={html}", log),
+                ],
+                cwd=_ROOT,
+                timeout=60,
+                check=False,
+            )
     write(result.stdout + result.stderr)
     # The codes of the report's table rows: '  1     16       5  CG102 ...'.
     return set(_TABLE_CODE.findall(result.stdout))
@@ -390,6 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=4,
         help="gunicorn worker threads (default 4)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="PATH",
+        default=os.path.join(tempfile.gettempdir(), "ctxguard-demo.html"),
+        help="where to write the HTML report (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     out = sys.stdout
@@ -457,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for failure in traffic.failed[:5]:
         out.write(f"  failed: {failure}\n")
-    seen = render(server.contamination(), traffic, out)
+    seen = render(server.contamination(), traffic, out, args.html)
 
     # The hammer step: a leak that only flask_ctxguard.testing.hammer finds.
     if hammering.main(out) != 0:
@@ -469,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write(f"\nNot reported: {', '.join(missing)}\n")
         return 1
     out.write(f"\nReported: {', '.join(sorted(seen))}.\n")
+    out.write(f"The HTML report, a timeline per finding: {args.html}\n")
     return 0
 
 

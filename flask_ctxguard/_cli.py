@@ -20,8 +20,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
+from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
 from flask_ctxguard._logs.findings import Finding, Findings, iso, printable
+from flask_ctxguard._logs.html import write_html
 from flask_ctxguard._reporting.violations import RULES
+from flask_ctxguard._terminal import render_rule
 
 __all__ = ["main", "rule_page"]
 
@@ -73,12 +76,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--format",
-        choices=("text", "json"),
+        choices=("text", "json", "html"),
         default="text",
         help=(
             "'text' (default): a table and each finding's report; 'json':"
-            " one object (schema in docs/logs.md)"
+            " one object (schema in docs/logs.md); 'html': one"
+            " self-contained page with a timeline per finding"
         ),
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
     )
     report.add_argument(
         "files",
@@ -118,7 +128,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "report":
-            return _report(args.files, args.format, stdout)
+            return _report(args.files, args.format, stdout, args.output)
         if args.command == "explain":
             return _explain(args.rule, stdout)
         parser.print_help(stdout)
@@ -155,7 +165,9 @@ def _safe_stream(stream: TextIO) -> TextIO:
 # -- report -------------------------------------------------------------------
 
 
-def _report(files: Sequence[str], output: str, out: TextIO) -> int:
+def _report(
+    files: Sequence[str], output: str, out: TextIO, path: str | None = None
+) -> int:
     findings = Findings()
     if not files:
         if sys.stdin is None or sys.stdin.isatty():
@@ -172,13 +184,20 @@ def _report(files: Sequence[str], output: str, out: TextIO) -> int:
             except (OSError, EOFError) as error:
                 raise UsageError(_unreadable(name, error)) from None
     status = EXIT_FOUND if findings.ordered() else EXIT_CLEAN
+    write = {"json": _write_json, "html": write_html}.get(output, write_text)
+    if path is not None:
+        try:
+            # As on standard output: a character that cannot be written
+            # (a lone surrogate from a log) becomes an escape.
+            with open(
+                path, "w", encoding="utf-8", errors="backslashreplace"
+            ) as file:
+                write(findings, file)
+        except OSError as error:
+            raise UsageError(_unreadable(path, error, "write")) from None
+        return status
     try:
-        if output == "json":
-            # ASCII: valid JSON whatever the encoding of standard output.
-            json.dump(findings.to_dict(), out)
-            out.write("\n")
-        else:
-            write_text(findings, out)
+        write(findings, out)
         out.flush()
     except BrokenPipeError:
         # The reader went away ('| head'): not an error of ours. Point
@@ -188,6 +207,12 @@ def _report(files: Sequence[str], output: str, out: TextIO) -> int:
             os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return status
+
+
+def _write_json(findings: Findings, out: TextIO) -> None:
+    # ASCII: valid JSON whatever the encoding of standard output.
+    json.dump(findings.to_dict(), out)
+    out.write("\n")
 
 
 @contextlib.contextmanager
@@ -203,10 +228,10 @@ def _opened(name: str) -> Iterator[IO[bytes]]:
         yield stream
 
 
-def _unreadable(name: str, error: BaseException) -> str:
+def _unreadable(name: str, error: BaseException, verb: str = "read") -> str:
     shown = "standard input" if name == "-" else repr(name)
-    reason = getattr(error, "strerror", None) or str(error) or "read error"
-    return f"cannot read {printable(shown)}: {printable(reason)}"
+    reason = getattr(error, "strerror", None) or str(error) or f"{verb} error"
+    return f"cannot {verb} {printable(shown)}: {printable(reason)}"
 
 
 def write_text(findings: Findings, out: TextIO) -> None:
@@ -326,12 +351,14 @@ def _explain(rule: str | None, out: TextIO) -> int:
             out.write(f"{code}  {known.kind:<{width}}  {known.title}\n")
         out.write(
             "\nRun 'explain CODE' for a rule's page; all rules:"
-            f" {_rules_url()}\n"
+            f" {DOCS_URL}rules.html\n"
         )
         return EXIT_CLEAN
     code = _code_of(rule)
-    out.write(rule_page(code))
-    out.write(f"\nOnline: {_rules_url()}#{code.lower()}\n")
+    # Colour for a terminal only, and never against NO_COLOR (no-color.org).
+    color = out.isatty() and not os.environ.get("NO_COLOR")
+    out.write(render_rule(rule_page(code), code, color=color))
+    out.write(f"\nOnline: {rule_url(code)}\n")
     return EXIT_CLEAN
 
 
@@ -369,18 +396,3 @@ def rule_page(code: str) -> str:
             return text[heading.start() : end].rstrip() + "\n"
     # Every code of RULES has a section: tests/test_explain.py checks it.
     raise AssertionError(code)  # pragma: no cover
-
-
-def _rules_url() -> str:
-    # From the package metadata, so the URL is written once (pyproject).
-    try:
-        urls = importlib.metadata.metadata("flask-ctxguard").get_all(
-            "Project-URL"
-        )
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        urls = None
-    for entry in urls or ():
-        label, _, url = str(entry).partition(",")
-        if label.strip().lower() == "rules":
-            return url.strip()
-    return "docs/rules.md"  # pragma: no cover

@@ -524,11 +524,12 @@ class TestLogs:
 
 class TestDemo:
     @needs_shared_g
-    def test_demo_reports_every_code(self):
-        """'python -m example_app.demo' exits 0 and shows a full report of
-        each runtime code."""
+    def test_demo_reports_every_code(self, tmp_path):
+        """'python -m example_app.demo' exits 0, shows a full report of
+        each runtime code and writes the HTML report."""
+        html = tmp_path / "demo.html"
         result = subprocess.run(
-            [sys.executable, "-m", "example_app.demo"],
+            [sys.executable, "-m", "example_app.demo", "--html", str(html)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -542,3 +543,10 @@ class TestDemo:
         assert "Reported: CG101, CG102, CG103, CG104, CG106." in (
             result.stdout
         )
+        assert result.stdout.endswith(
+            f"The HTML report, a timeline per finding: {html}\n"
+        )
+        page = html.read_text(encoding="utf-8")
+        for code in ("CG101", "CG102", "CG103", "CG104", "CG106"):
+            assert f">{code}</a>" in page
+        assert page.count('<svg xmlns="http://www.w3.org/2000/svg"') >= 5

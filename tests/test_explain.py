@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.parser
 import importlib.resources
+import io
 import os
 import re
 import runpy
@@ -19,6 +20,7 @@ import pytest
 
 from flask_ctxguard import _cli
 from flask_ctxguard._reporting.violations import RULES
+from flask_ctxguard._terminal import render_markdown, render_rule, slug
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "rules.md"
@@ -39,11 +41,15 @@ class TestExplain:
 
         out = capsys.readouterr().out
         assert 0 == status
-        assert out.startswith(section("CG106"))
-        assert "### Fix" in out
-        assert "## Sanctioned patterns" not in out
-        assert out.endswith("/docs/rules.md#cg106\n")
-        assert "Online: https://" in out
+        assert out.startswith("CG106\n=====\n\n`contextvar-leak`: ")
+        assert "\nFix\n---\n" in out
+        assert "Sanctioned patterns" not in out
+        assert "](" not in out  # every link resolved
+        assert "\x1b" not in out  # not a terminal: plain text
+        assert out.endswith(
+            "\nOnline: https://flask-ctxguard.readthedocs.io/en/latest"
+            "/rules/cg106.html\n"
+        )
 
     @pytest.mark.parametrize("name", ["cg101", "g-leak", " CG101 "])
     def test_codes_and_slugs_in_any_case(self, capsys, name):
@@ -51,7 +57,7 @@ class TestExplain:
         status = _cli.main(["explain", name])
 
         assert 0 == status
-        assert capsys.readouterr().out.startswith("## CG101\n")
+        assert capsys.readouterr().out.startswith("CG101\n=====\n")
 
     def test_unknown_rule_exits_2(self, capsys):
         """An unknown code exits 2 with one line listing the codes."""
@@ -90,6 +96,83 @@ class TestExplain:
             encoding="utf-8"
         )
         assert (ROOT / "flask_ctxguard" / "rules.md").is_symlink()
+
+
+class Terminal(io.StringIO):
+    """Standard output that is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class TestTerminalText:
+    def test_links_resolve_to_the_docs_site(self):
+        """Links to rules, pages and the rule's own headings become URLs."""
+        text = render_rule(
+            "## CG106\n\n[CG101](#cg101),"
+            " [ignore](configuration.md#ctxguard_ignore),"
+            " [limits](#what-it-can-tell), [safe](#sanctioned-patterns)\n"
+            "### What it can tell\n",
+            "CG106",
+            color=False,
+        )
+
+        site = "https://flask-ctxguard.readthedocs.io/en/latest/"
+        assert (
+            f"CG101 ({site}rules/cg101.html),"
+            f" ignore ({site}configuration.html#ctxguard_ignore),"
+            f" limits ({site}rules/cg106.html#what-it-can-tell),"
+            f" safe ({site}rules.html#sanctioned-patterns)"
+        ) in text
+
+    def test_plain_text(self):
+        """Without colour: underlined headings, indented code, no bold."""
+        text = render_markdown(
+            "## Title\n\n**`g-leak`**: x\n\n```python\ng.user = 1\n```\n"
+            "### Sub\n",
+            resolve=str,
+            color=False,
+        )
+
+        assert (
+            "Title\n=====\n\n`g-leak`: x\n\n    g.user = 1\nSub\n---\n" == text
+        )
+
+    def test_colour_on_a_terminal(self, monkeypatch):
+        """On a terminal, headings are bold and code is coloured."""
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        out = Terminal()
+
+        _cli._explain("CG101", out)
+
+        text = out.getvalue()
+        assert text.startswith("\x1b[1m\x1b[4mCG101\x1b[0m\n")
+        assert "\x1b[36m    " in text  # a code block
+        assert "```" not in text
+
+    def test_no_color_is_respected(self, monkeypatch):
+        """NO_COLOR turns colour off, even on a terminal."""
+        monkeypatch.setenv("NO_COLOR", "1")
+        out = Terminal()
+
+        _cli._explain("CG101", out)
+
+        assert "\x1b" not in out.getvalue()
+
+    @pytest.mark.parametrize(
+        ("heading", "anchor"),
+        [
+            (
+                "What the guard can tell, and what it cannot",
+                "what-the-guard-can-tell-and-what-it-cannot",
+            ),
+            ("`CTXGUARD_MODE`", "ctxguard_mode"),
+            ("CG101", "cg101"),
+        ],
+    )
+    def test_slugs_match_the_site(self, heading, anchor):
+        """Heading anchors are made as MyST and GitHub make them."""
+        assert anchor == slug(heading)
 
 
 @pytest.fixture(name="wheel", scope="module")
@@ -170,7 +253,9 @@ class TestWheel:
         assert 0 == result.returncode, result.stderr
         where, _, page = result.stdout.partition("\n")
         assert where.startswith(str(tmp_path))
-        assert page.startswith(section("CG105"))
+        assert page.startswith(
+            render_rule(section("CG105"), "CG105", color=False)
+        )
 
 
 class TestEntryPoint:
@@ -186,4 +271,4 @@ class TestEntryPoint:
             runpy.run_path(str(main), run_name="__main__")
 
         assert 0 == info.value.code
-        assert capsys.readouterr().out.startswith("## CG102\n")
+        assert capsys.readouterr().out.startswith("CG102\n=====\n")

@@ -29,6 +29,7 @@ from flask_ctxguard._reporting.violations import RULES, Violation
 
 __all__ = [
     "MAX_NAMES",
+    "MAX_SAMPLES",
     "Finding",
     "Findings",
     "endpoint_of",
@@ -41,6 +42,10 @@ __all__ = [
 #: Bound of the apps and endpoints kept per finding: request data from a
 #: gigabyte of logs must not grow memory.
 MAX_NAMES = 64
+
+#: Events kept per finding, with when each was seen, for the HTML report's
+#: timeline: the first occurrences, however many follow.
+MAX_SAMPLES = 8
 
 # C0 and C1 controls, DEL, and the format characters that reorder or hide
 # text (bidi overrides, zero-width), as in Trojan Source.
@@ -202,6 +207,10 @@ class Finding:
     apps: set[str] = dataclasses.field(default_factory=set)
     origin_endpoints: set[str] = dataclasses.field(default_factory=set)
     accessor_endpoints: set[str] = dataclasses.field(default_factory=set)
+    #: The first `MAX_SAMPLES` events, each with when it was seen.
+    samples: list[tuple[dict[str, Any], float | None]] = dataclasses.field(
+        default_factory=list
+    )
     # (process, app) -> [highest repeats, events]
     _counts: dict[tuple[str | None, str | None], list[int]] = (
         dataclasses.field(default_factory=dict)
@@ -223,6 +232,8 @@ class Finding:
         """Count *event*, seen at *when*, in this finding."""
         # The per-event path of a gigabyte of logs: kept flat on purpose.
         self.events += 1
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((event, when))
         repeats = event.get("repeats", 1)
         if repeats.__class__ is not int:
             repeats = 1
