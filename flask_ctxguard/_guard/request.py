@@ -236,9 +236,8 @@ def is_guarded_request_class(cls: type) -> bool:
     return registry.role(cls) in REQUEST_ROLES
 
 
-#: Wraps a request class's own ``close()`` into the one that retires the
-#: request (the lifecycle's): passed in, so that this module, which the
-#: lifecycle imports, never imports it back.
+#: Wraps a request class's ``close()`` into the lifecycle's, which retires
+#: the request: passed in, so that this module never imports the lifecycle.
 Retire = Callable[[Callable[..., Any]], Callable[[Any], None]]
 
 
