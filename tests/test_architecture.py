@@ -9,6 +9,7 @@ is still a cycle a reader has to untangle.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import flask_ctxguard
@@ -107,6 +108,101 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+#: The layers, top down: a module may import from its own layer and the
+#: layers below it, never from one above.
+LAYERS = (
+    ("flask_ctxguard", "flask_ctxguard.pytest_plugin", "flask_ctxguard._cli"),
+    (
+        "flask_ctxguard.testing",
+        "flask_ctxguard._pytest",
+        "flask_ctxguard._lint",
+    ),
+    (
+        "flask_ctxguard._hammer",
+        "flask_ctxguard._logs",
+        "flask_ctxguard._terminal",
+    ),
+    ("flask_ctxguard._guard",),
+    ("flask_ctxguard._rules",),
+    ("flask_ctxguard._reporting", "flask_ctxguard.exceptions"),
+    ("flask_ctxguard._core",),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in `LAYERS` of *module*'s layer (the longest match)."""
+    best, found = -1, -1
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(f"{prefix}.")) and len(
+                prefix
+            ) > best:
+                best, found = len(prefix), index
+    return found
+
+
+class TestShape:
+    def test_no_import_cycle(self):
+        """No two package modules import each other, even through others,
+        counting imports under TYPE_CHECKING and inside functions."""
+        assert [] == cycles(import_graph())
+
+    def test_imports_point_down_the_layers(self):
+        """A module imports only from its own layer and the ones below."""
+        upward = [
+            f"{module} -> {target}"
+            for module, targets in sorted(import_graph().items())
+            for target in sorted(targets)
+            if layer_of(target) < layer_of(module)
+        ]
+
+        assert [] == upward
+
+    def test_every_module_is_in_a_layer(self):
+        """A new module is placed in a layer, so the layering covers it."""
+        assert [] == [m for m in package_modules() if layer_of(m) < 0]
+
+    def test_no_module_over_400_lines(self):
+        """Each module is one room a reader can hold in their head."""
+        long = {
+            name: count
+            for name, path in package_modules().items()
+            if (count := len(path.read_text("utf-8").splitlines())) > MAX_LINES
+        }
+
+        assert {} == long
+
+    def test_violations_are_constructed_in_one_module(self):
+        """Only the violation model's module calls Violation(...)."""
+        callers = set()
+        for name, path in package_modules().items():
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "Violation"
+                ):
+                    callers.add(name)
+
+        assert {"flask_ctxguard._reporting.violations"} == callers
+
+    def test_no_tracker_numbers_in_code(self):
+        """Comments and docstrings link what a reader can open, never an
+        issue number of a tracker only the team has."""
+        pattern = re.compile(r"\bissues? #?\d+\b|\(#\d+\)", re.IGNORECASE)
+        found = [
+            f"{name}:{number}"
+            for name, path in package_modules().items()
+            for number, line in enumerate(
+                path.read_text("utf-8").splitlines(), 1
+            )
+            if pattern.search(line) and "github.com" not in line
+        ]
+
+        assert [] == found
 
 
 if __name__ == "__main__":  # pragma: no cover - a tool for refactoring
