@@ -42,7 +42,9 @@ class TestExplain:
         assert out.startswith(section("CG106"))
         assert "### Fix" in out
         assert "## Sanctioned patterns" not in out
-        assert out.endswith("/docs/rules.md#cg106\n")
+        assert out.endswith(
+            "Online: https://flask-ctxguard.readthedocs.io/en/latest/rules/cg106.html\n"
+        )
         assert "Online: https://" in out
 
     @pytest.mark.parametrize("name", ["cg101", "g-leak", " CG101 "])

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
+from flask_ctxguard._core.docs_url import DOCS_URL
 from flask_ctxguard._hammer.plan import RequestSpec, Server, find_marks
-from flask_ctxguard._hammer.server import escape
+from flask_ctxguard._reporting.escape import escape
 from flask_ctxguard._reporting.violations import Violation
 
 _EXCERPT = 40
 _SHOWN_PER_GROUP = 3
-_DOCS = "docs/hammer.md"
+_DOCS = f"{DOCS_URL}hammer.html"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,15 +1,19 @@
 """
-Log events: the guard's ``contamination`` events read out of JSON log lines.
+Log events: the guard's ``contamination`` events read out of log lines.
 
 `read_events` streams lines (`open_log` takes plain or gzipped bytes, from
 files or standard input) and yields each event with the pipeline wrapper it
-came in, counting every other line as skipped; `seen_at` tells when an event
-was logged from whatever time the event or its wrapper carries. Grouping the
-events into findings and reporting them is ``_findings.py``'s.
+came in and its line number, counting every other line as skipped; a line
+that claims to be an event but cannot be read raises `UnreadableEventError`.
+Lines are JSON (bare, after a shipper's prefix, or in a wrapper's field) or
+structlog's text renderings (``text_formats.py``). `seen_at` tells when an
+event was logged from whatever time the event or its wrapper carries.
+Grouping the events into findings is ``findings.py``'s.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime
 import gzip
 import io
@@ -19,9 +23,17 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from flask_ctxguard._logs.text_formats import (
+    UnreadableValueError,
+    looks_like_event,
+    parse_key_values,
+    strip_ansi,
+)
+
 __all__ = [
     "WRAPPERS",
     "LineCounter",
+    "UnreadableEventError",
     "epoch_of",
     "open_log",
     "parse_line",
@@ -74,25 +86,56 @@ def open_log(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
+class UnreadableEventError(ValueError):
+    """
+    A line that claims to be a ``contamination`` event (it says so and
+    has a guard's code) but cannot be read: a report without it would be
+    wrong, so the ``report`` command stops.
+
+    Attributes:
+        line: The line's number in its stream, from 1.
+        reason: What is wrong with it.
+    """
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
 def read_events(
     lines: Iterable[str], counter: LineCounter
-) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, int]]:
     """
     The ``contamination`` events among *lines*, each with the pipeline's
-    wrapper object it came in (or `None`).
+    wrapper object it came in (or `None`) and its line number.
 
-    Every line is counted in *counter*; a line that is not JSON, or is JSON
-    but not the guard's event, is skipped.
+    Every line is counted in *counter*; a line that is not the guard's
+    event is skipped.
+
+    Raises:
+        UnreadableEventError: for a line that looks like an event (see
+            `looks_like_event`) but cannot be read.
     """
     for line in lines:
         counter.lines += 1
         # Most lines of a real log are not ours: skip them without parsing.
         if _EVENT not in line:
             continue
-        found = parse_line(line)
+        try:
+            found = parse_line(line)
+        except UnreadableValueError as error:
+            raise UnreadableEventError(counter.lines, str(error)) from None
         if found is not None:
             counter.events += 1
-            yield found
+            yield (*found, counter.lines)
+        elif looks_like_event(strip_ansi(line)):
+            reason = (
+                "it names a 'contamination' event and a code, but is not a"
+                " JSON, key=value or console rendering of one with string"
+                " 'code' and 'subject' values"
+            )
+            raise UnreadableEventError(counter.lines, reason)
 
 
 def parse_line(
@@ -101,10 +144,29 @@ def parse_line(
     """
     The event on *line* and its wrapper, or `None` if there is none.
 
-    The event is the line itself, or the line's JSON after a plain-text
-    prefix (a container runtime's or syslog's), or one level down in a
-    wrapper field (`WRAPPERS`).
+    The event is the line itself as JSON, or the line's JSON after a
+    plain-text prefix (a container runtime's, syslog's, a ``logging``
+    format's), or one level down in a wrapper field (`WRAPPERS`) as JSON
+    or text; or the line is a ``key=value`` rendering (structlog's
+    ``ConsoleRenderer``, ``KeyValueRenderer``, ``LogfmtRenderer``, after
+    any prefix), or the repr of the event dict.
+
+    Raises:
+        UnreadableValueError: when a key=value rendering of an event has a
+            value that does not parse.
     """
+    found = _parse_json(line)
+    if found is not None:
+        return found
+    event = parse_key_values(line)
+    if event is not None and _is_event(event):
+        return event, None
+    return None
+
+
+def _parse_json(
+    line: str, *, nested: bool = False
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     try:
         # raw_decode: json.loads without two Python frames (this runs for
         # every event of a gigabyte of logs); text after the object is
@@ -114,19 +176,33 @@ def parse_line(
         data = None
     if data.__class__ is not dict:
         start = line.find("{")
-        if start <= 0:
+        if start < 0 or (start == 0 and data is not None):
             return None
-        data = _loads(line[start:])
+        data = _loads(line[start:]) or _repr_dict(line[start:])
         if data is None:
             return None
     if _is_event(data):
         return data, None
+    return None if nested else _unwrap(data)
+
+
+def _unwrap(
+    data: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     for key in WRAPPERS:
         inner = data.get(key)
-        if isinstance(inner, str | bytes):
-            inner = _loads(inner)
-        if isinstance(inner, dict) and _is_event(inner):
-            return inner, data
+        if isinstance(inner, bytes):
+            inner = inner.decode("utf-8", "replace")
+        if isinstance(inner, dict):
+            if _is_event(inner):
+                return inner, data
+            continue
+        if not isinstance(inner, str):
+            continue
+        found = _parse_json(inner, nested=True)
+        event = found[0] if found else parse_key_values(inner)
+        if event is not None and _is_event(event):
+            return event, data
     return None
 
 
@@ -134,6 +210,18 @@ def _loads(text: str | bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _repr_dict(text: str) -> dict[str, Any] | None:
+    # The repr of an event dict: a renderer-less pipeline printing it.
+    if "'event': 'contamination'" not in text:
+        return None
+    end = text.rfind("}")
+    try:
+        data = ast.literal_eval(text[: end + 1])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -1,0 +1,78 @@
+"""
+What makes two violations one finding: the grouping key, in one place.
+
+A finding is a root cause: one code, one subject, and the site that made
+the contamination possible. That is the origin site (the line that set or
+kept the value, or the view of the request the data belongs to) where the
+violation has one, else the access site. One ``bind_contextvars`` line
+whose value eight endpoints later held is one finding; two different bugs
+hit from the same endpoints are two.
+
+`finding_key` is the key; `violation_key` and `event_key` take it from a
+`Violation` or from a logged ``contamination`` event. The ``report``
+command, ``hammer``'s report, the pytest plugin's closing section and the
+OpenTelemetry span events all group with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask_ctxguard._reporting.violations import Violation
+
+__all__ = ["FindingKey", "event_key", "finding_key", "violation_key"]
+
+#: ``(code, subject, origin site, access site)``, with exactly one of the
+#: two sites set (or neither, when the violation has no site at all).
+FindingKey = tuple[str, str, str | None, str | None]
+
+
+def finding_key(
+    code: str,
+    subject: str,
+    origin_site: str | None,
+    access_site: str | None,
+) -> FindingKey:
+    """
+    The finding a violation belongs to.
+
+    Args:
+        code: The rule code, such as ``"CG106"``.
+        subject: What was touched, such as ``"ContextVar tenant"``.
+        origin_site: Where the value was set or kept, if known.
+        access_site: Where the data was touched, if known.
+
+    Returns:
+        ``(code, subject, origin_site, None)`` when there is an origin
+        site, else ``(code, subject, None, access_site)``.
+    """
+    if origin_site:
+        return (code, subject, origin_site, None)
+    return (code, subject, None, access_site or None)
+
+
+def violation_key(violation: Violation) -> FindingKey:
+    """The `finding_key` of *violation*."""
+    return finding_key(
+        violation.code,
+        violation.subject,
+        violation.origin_site,
+        violation.access_site,
+    )
+
+
+def event_key(event: Mapping[str, object]) -> FindingKey:
+    """
+    The `finding_key` of a ``contamination`` event, as logged.
+
+    Fields of the wrong type count as absent; *event* must carry string
+    ``code`` and ``subject`` values.
+    """
+    origin_site = event.get("origin_site")
+    access_site = event.get("access_site")
+    return finding_key(
+        str(event["code"]),
+        str(event["subject"]),
+        origin_site if isinstance(origin_site, str) else None,
+        access_site if isinstance(access_site, str) else None,
+    )
