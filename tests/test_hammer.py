@@ -696,7 +696,10 @@ class TestReport:
         assert [] == result.crossovers
         with pytest.raises(
             AssertionError,
-            match=r"\A\d+ request-context contamination violations?:\n\nCG10",
+            match=(
+                r"\A\d+ request-context contamination violations? in \d+"
+                r" findings?:\n\nCG10"
+            ),
         ):
             result.assert_clean()
 

@@ -43,7 +43,11 @@ from flask_ctxguard._logs.tally import (
     ranked,
     tally,
 )
-from flask_ctxguard._reporting.grouping import FindingKey, event_key
+from flask_ctxguard._reporting.grouping import (
+    FindingKey,
+    event_key,
+    finding_key,
+)
 from flask_ctxguard._reporting.violations import RULES, Violation
 
 __all__ = [
@@ -166,7 +170,9 @@ class Finding:
     @property
     def key(self) -> FindingKey:
         """The `finding_key` of this finding."""
-        return (self.code, self.subject, self.origin_site, self.access_site)
+        return finding_key(
+            self.code, self.subject, self.origin_site, self.access_site
+        )
 
     @property
     def grouped_by(self) -> str:

@@ -16,7 +16,7 @@ from typing import TextIO
 from flask_ctxguard._logs.event_report import iso, printable
 from flask_ctxguard._logs.findings import MAX_OCCURRENCES, Finding, Findings
 
-__all__ = ["WIDTH", "write_text"]
+__all__ = ["WIDTH", "format_findings", "write_text"]
 
 #: The table fits a terminal this wide.
 WIDTH = 100
@@ -135,6 +135,24 @@ def details(number: int, finding: Finding) -> Iterator[str]:
     # The report escapes the logged text itself, keeping its own lines.
     for line in finding.report().split("\n"):
         yield "    " + line
+
+
+def format_findings(findings: list[Finding]) -> str:
+    """
+    *findings* as a test's or ``hammer``'s report: each finding's first
+    report once, then where else it happened.
+    """
+    blocks = []
+    for finding in findings:
+        lines = [finding.report()]
+        if finding.events > 1:
+            lines.append(
+                f"  ({_plural(finding.events, 'occurrence')}; requests:"
+                f" {_requests(finding)}; access sites:"
+                f" {_counted(finding.access_sites)})"
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _requests(finding: Finding) -> str:

@@ -8,6 +8,13 @@ violation has one, else the access site. One ``bind_contextvars`` line
 whose value eight endpoints later held is one finding; two different bugs
 hit from the same endpoints are two.
 
+Where a site is not a line but the request something happened during
+(``"GET /login/alice (endpoint 'login')"``, as CG106 names the requests
+when it knows no line), the key keeps only the endpoint
+(``"(endpoint 'login')"``; ``"(no route)"`` for a request no route
+matched): the path holds user data (names, ids, canaries) and would split
+one bug into one finding per URL.
+
 `finding_key` is the key; `violation_key` and `event_key` take it from a
 `Violation` or from a logged ``contamination`` event. The ``report``
 command, ``hammer``'s report, the pytest plugin's closing section and the
@@ -16,11 +23,22 @@ OpenTelemetry span events all group with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from flask_ctxguard._reporting.violations import Violation
 
-__all__ = ["FindingKey", "event_key", "finding_key", "violation_key"]
+__all__ = [
+    "FindingKey",
+    "event_key",
+    "finding_key",
+    "key_site",
+    "violation_key",
+]
+
+# A request as `sites.during` names it: "GET /path (endpoint 'name')", or
+# "GET /path" when no route matched.
+_DURING = re.compile(r"[A-Z]+ (/.*?)(?: \(endpoint ('.*'|\".*\")\))?")
 
 #: ``(code, subject, origin site, access site)``, with exactly one of the
 #: two sites set (or neither, when the violation has no site at all).
@@ -47,8 +65,27 @@ def finding_key(
         site, else ``(code, subject, None, access_site)``.
     """
     if origin_site:
-        return (code, subject, origin_site, None)
-    return (code, subject, None, access_site or None)
+        return (code, subject, key_site(origin_site), None)
+    return (
+        code,
+        subject,
+        None,
+        key_site(access_site) if access_site else None,
+    )
+
+
+def key_site(site: str) -> str:
+    """
+    *site* as a finding's key holds it: a code site (``"app.py:12 in
+    login"``) as it is, a request (``"GET /login/alice (endpoint
+    'login')"``) as its endpoint only (``"(endpoint 'login')"``, or
+    ``"(no route)"``).
+    """
+    match = _DURING.fullmatch(site)
+    if match is None:
+        return site
+    endpoint = match.group(2)
+    return f"(endpoint {endpoint})" if endpoint else "(no route)"
 
 
 def violation_key(violation: Violation) -> FindingKey:
