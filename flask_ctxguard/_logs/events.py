@@ -119,8 +119,9 @@ def read_events(
     """
     for line in lines:
         counter.lines += 1
-        # Most lines of a real log are not ours: skip them without parsing.
-        if _EVENT not in line:
+        # Most lines of a real log are not ours: skip them without parsing
+        # (a line cut before its event name still names a code).
+        if _EVENT not in line and "CG1" not in line:
             continue
         try:
             found = parse_line(line)

@@ -32,6 +32,13 @@ _KEY = re.compile(r"(?:^|(?<=[\s\[(,]))([A-Za-z_][\w.-]*)=(?!=)")
 # JSON ("code": "CG106"), a repr (code='CG106'), logfmt or console
 # (code=CG106), JSON inside a JSON string (\"code\": \"CG106\").
 _CODE = re.compile(r"code[\\\"':= ]{1,8}CG1\d\d")
+_KIND = re.compile(
+    r"kind[\\\"':= ]{1,8}(?:g-leak|stale-access|cross-request-access"
+    r"|cross-thread-access|context-leak|contextvar-leak)\b"
+)
+_STAMP = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+)
 _OPENERS = {"{": "}", "[": "]", "(": ")"}
 _CLOSERS = {"}", "]", ")"}
 # The event name of a console rendering, before the first key.
@@ -49,10 +56,13 @@ def strip_ansi(line: str) -> str:
 
 def looks_like_event(line: str) -> bool:
     """
-    Whether *line* claims to be a ``contamination`` event: it says
-    ``contamination`` and has a ``code`` of the guard's (``CG1xx``).
+    Whether *line* claims to be a ``contamination`` event: it has a
+    ``code`` of the guard's (``CG1xx``) and says ``contamination`` or
+    names one of the guard's kinds (a line cut before its event name).
     """
-    return "contamination" in line and _CODE.search(line) is not None
+    return _CODE.search(line) is not None and (
+        "contamination" in line or _KIND.search(line) is not None
+    )
 
 
 def parse_key_values(line: str) -> dict[str, Any] | None:
@@ -81,6 +91,12 @@ def parse_key_values(line: str) -> dict[str, Any] | None:
             break
         value, position = _value(line, match.end())
         fields.setdefault(match.group(1), value)
+    if "timestamp" not in fields:
+        # ConsoleRenderer and logging formats write the time before the
+        # key-values.
+        stamp = _STAMP.search(head)
+        if stamp is not None:
+            fields["timestamp"] = stamp.group()
     event = fields.get("event")
     if event is None and _EVENT_WORD.search(head):
         fields["event"] = event = "contamination"
