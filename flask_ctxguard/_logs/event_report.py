@@ -22,6 +22,7 @@ __all__ = [
     "NO_REQUEST",
     "NO_ROUTE",
     "endpoint_of",
+    "event_of",
     "iso",
     "printable",
     "report_text",
@@ -70,6 +71,11 @@ def iso(when: float | None) -> str | None:
         return None
     moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def event_of(violation: Violation) -> dict[str, Any]:
+    """*violation* as the ``contamination`` event it would be logged as."""
+    return {"event": "contamination", **violation.to_dict()}
 
 
 def violation_from_event(event: dict[str, Any]) -> Violation:

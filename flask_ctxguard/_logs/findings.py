@@ -22,6 +22,7 @@ from flask_ctxguard._logs.event_report import (
     NO_REQUEST,
     NO_ROUTE,
     endpoint_of,
+    event_of,
     iso,
     printable,
     report_text,
@@ -47,6 +48,7 @@ from flask_ctxguard._reporting.grouping import (
     FindingKey,
     event_key,
     finding_key,
+    key_site,
 )
 from flask_ctxguard._reporting.violations import RULES, Violation
 
@@ -77,11 +79,6 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def event_of(violation: Violation) -> dict[str, Any]:
-    """*violation* as the ``contamination`` event it would be logged as."""
-    return {"event": "contamination", **violation.to_dict()}
-
-
 # A side that is no request: an origin of CG105, an accessor that is not an
 # object.
 _NO_SIDE: dict[str, Any] = {}
@@ -104,7 +101,7 @@ class Finding:
         origin_site: The root-cause site, or `None` when the finding is
             grouped by its access site.
         access_site: The first occurrence's access site (all of them, with
-            counts, are in `access_sites`).
+            counts, are in `access_sites`, a request's by its endpoint).
         example: The first occurrence, as an event dict.
         occurrences: The first `MAX_OCCURRENCES` occurrences, as event
             dicts (raw log events, or `Violation.to_dict` plus ``event``).
@@ -232,8 +229,8 @@ class Finding:
         if name not in self.accessor_endpoints:
             bounded_add(self.accessor_endpoints, name)
         self._add_request(name, accessor)
-        site = _text(event.get("access_site")) or "-"
-        tally(self.access_sites, site)
+        site = _text(event.get("access_site"))
+        tally(self.access_sites, key_site(site) if site else "-")
         thread = accessor.get("thread")
         tally(self.threads, thread if isinstance(thread, str) else "?")
 
