@@ -378,13 +378,15 @@ class TestUnreadable:
             "checking for contamination\n"
             "event='contamination-scan' rule=CG106\n"
             '{"event": "contamination", "note": "no code"}\n'
+            "contamination check note='it's broken\n"
+            '{"event": "scan", "message": "contamination note=\'x"}\n'
         )
 
         status = _cli.main(["report", str(log)])
 
         assert 0 == status
         assert (
-            "No findings: 0 contamination events, 3 other lines skipped.\n"
+            "No findings: 0 contamination events, 5 other lines skipped.\n"
             == capsys.readouterr().out
         )
 

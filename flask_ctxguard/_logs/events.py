@@ -159,10 +159,21 @@ def parse_line(
     found = _parse_json(line)
     if found is not None:
         return found
-    event = parse_key_values(line)
+    event = _key_values(line)
     if event is not None and _is_event(event):
         return event, None
     return None
+
+
+def _key_values(text: str) -> dict[str, Any] | None:
+    # A value that does not parse matters only on a line that claims to
+    # be an event: an app's own line may well hold "note='it's".
+    try:
+        return parse_key_values(text)
+    except UnreadableValueError:
+        if looks_like_event(strip_ansi(text)):
+            raise
+        return None
 
 
 def _parse_json(
@@ -201,7 +212,7 @@ def _unwrap(
         if not isinstance(inner, str):
             continue
         found = _parse_json(inner, nested=True)
-        event = found[0] if found else parse_key_values(inner)
+        event = found[0] if found else _key_values(inner)
         if event is not None and _is_event(event):
             return event, data
     return None
