@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from flask_ctxguard._logs.findings import printable
+from flask_ctxguard._logs.event_report import printable
 from flask_ctxguard._reporting.escape import escape
 from flask_ctxguard._reporting.violations import escape_controls
 

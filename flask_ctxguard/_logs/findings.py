@@ -24,9 +24,7 @@ from flask_ctxguard._logs.event_report import (
     endpoint_of,
     event_of,
     iso,
-    printable,
     report_text,
-    violation_from_event,
 )
 from flask_ctxguard._logs.events import (
     LineCounter,
@@ -61,12 +59,6 @@ __all__ = [
     "NO_ROUTE",
     "Finding",
     "Findings",
-    "endpoint_of",
-    "event_of",
-    "iso",
-    "printable",
-    "report_text",
-    "violation_from_event",
 ]
 
 #: The raw events kept per finding (`Finding.occurrences`): the first ones.
@@ -368,6 +360,10 @@ class Findings:
     def add_violation(self, violation: Violation) -> None:
         """Add one `Violation`, as the event it would be logged as."""
         self.add(event_of(violation))
+
+    def in_order(self) -> list[Finding]:
+        """The findings in the order of their first occurrence."""
+        return list(self._findings.values())
 
     def ordered(self) -> list[Finding]:
         """The findings, worst (most frequent) first."""
