@@ -265,7 +265,6 @@ class TestFormats:
         json_status, expected = report(json_log, capsys)
         status, actual = report(other, capsys)
 
-        assert len(events) == len(text.splitlines())
         assert (1, 1) == (json_status, status)
         assert len(events) == actual["events"]
         assert comparable(expected) == comparable(actual)
@@ -304,6 +303,12 @@ class TestFormats:
         Console lines after a shipper's prefix, or inside Docker's JSON
         wrapper, are read too.
         """
+        # Without stacks: a shipper makes each physical line a record, and
+        # an older structlog (23.1) writes a stack's line breaks raw.
+        events = [
+            {k: v for k, v in e.items() if not k.endswith("_stack")}
+            for e in events
+        ]
         text = rendered(events, direct(console(True)))
         prefixed = tmp_path / "prefixed.log"
         prefixed.write_text(
@@ -342,8 +347,9 @@ class TestUnreadable:
         2, naming the file and the line, with nothing on standard output.
         """
         lines = rendered(events, FORMATS[name]).splitlines()
-        cut = lines[2]
-        lines[2] = cut[: cut.index("origin") + 20]
+        number = next(n for n, line in enumerate(lines) if "origin" in line)
+        cut = lines[number]
+        lines[number] = cut[: cut.index("origin") + 20]
         log = tmp_path / "cut.log"
         log.write_text("\n".join(["some other line", *lines]) + "\n")
 
@@ -353,7 +359,7 @@ class TestUnreadable:
         assert 2 == status, cut
         assert "" == captured.out
         assert captured.err.startswith(
-            f"ctxguard report: error: {log}:4: cannot read this"
+            f"ctxguard report: error: {log}:{number + 2}: cannot read this"
             " contamination event: "
         )
 

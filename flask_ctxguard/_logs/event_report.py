@@ -14,7 +14,7 @@ from typing import Any
 
 from flask_ctxguard._core.docs_url import DOCS_URL
 from flask_ctxguard._core.tags import RequestTag
-from flask_ctxguard._logs.events import epoch_of
+from flask_ctxguard._logs.times import epoch_of
 from flask_ctxguard._reporting.escape import escape
 from flask_ctxguard._reporting.violations import RULES, Violation
 

@@ -30,7 +30,6 @@ from flask_ctxguard._logs.events import (
     LineCounter,
     open_log,
     read_events,
-    seen_at,
 )
 from flask_ctxguard._logs.tally import (
     MAX_NAMES,
@@ -42,6 +41,7 @@ from flask_ctxguard._logs.tally import (
     ranked,
     tally,
 )
+from flask_ctxguard._logs.times import seen_at
 from flask_ctxguard._reporting.grouping import (
     FindingKey,
     event_key,

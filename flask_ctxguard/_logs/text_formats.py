@@ -114,14 +114,36 @@ def _value(line: str, start: int) -> tuple[Any, int]:
     if start >= len(line):
         return "", start
     char = line[start]
-    if char in "'\"":
-        end = _string_end(line, start)
-        return _literal(line[start:end]), end
-    if char in _OPENERS:
-        end = _bracket_end(line, start)
-        return _literal(line[start:end]), end
+    if char in "'\"" or char in _OPENERS:
+        try:
+            end = (
+                _string_end(line, start)
+                if char in "'\""
+                else _bracket_end(line, start)
+            )
+        except UnreadableValueError:
+            if _bare_end(line, start) == len(line):
+                raise
+            end = -1
+        if end != -1 and _is_boundary(line, end):
+            return _literal(line[start:end]), end
     # A bare word: up to the next whitespace that starts a key, so that
-    # an old ConsoleRenderer's unquoted text with spaces stays whole.
+    # an older ConsoleRenderer's unquoted text with spaces (which may
+    # start with a quote: message='g.user' of ...) stays whole.
+    end = _bare_end(line, start)
+    return _bare(line[start:end]), end
+
+
+def _is_boundary(line: str, end: int) -> bool:
+    # Whether a value ending at *end* is followed by the next key or by
+    # nothing but whitespace.
+    rest = line[end:]
+    if not rest.strip():
+        return True
+    return rest[0].isspace() and _KEY.match(rest.lstrip()) is not None
+
+
+def _bare_end(line: str, start: int) -> int:
     end = start
     while True:
         space = line.find(" ", end)
@@ -132,8 +154,7 @@ def _value(line: str, start: int) -> tuple[Any, int]:
             end = space
             break
         end = space + 1
-    word = line[start:end]
-    return _bare(word), end
+    return end
 
 
 def _bare(word: str) -> Any:
@@ -184,6 +205,10 @@ def _bracket_end(line: str, start: int) -> int:
 
 
 def _literal(text: str) -> Any:
+    if text[:1] in "'\"" and "\n" in text:
+        # An older LogfmtRenderer quotes a stack without escaping its line
+        # breaks; a repr never holds a raw one.
+        text = text.replace("\n", "\\n")
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
