@@ -26,11 +26,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-
-from flask_ctxguard._reporting.violations import Violation
+from typing import Protocol
 
 __all__ = [
     "FindingKey",
+    "Sited",
     "event_key",
     "finding_key",
     "key_site",
@@ -90,8 +90,24 @@ def key_site(site: str) -> str:
     return f"(endpoint {endpoint})" if endpoint else "(no route)"
 
 
-def violation_key(violation: Violation) -> FindingKey:
-    """The `finding_key` of *violation*."""
+class Sited(Protocol):
+    """What a key is taken from: a `Violation`, or any object like it."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def origin_site(self) -> str | None: ...
+
+    @property
+    def access_site(self) -> str | None: ...
+
+
+def violation_key(violation: Sited) -> FindingKey:
+    """The `finding_key` of *violation* (a `Violation`)."""
     return finding_key(
         violation.code,
         violation.subject,
