@@ -108,11 +108,40 @@ class TestReadme:
         for code in ("CG101", "CG102", "CG103", "CG104", "CG105", "CG106"):
             assert f"[{code}]({rule_url(code)})" in readme
 
-    def test_readme_has_no_relative_docs_links(self):
-        """No README link points at a repository path of a docs page."""
+    def test_readme_links_are_absolute(self):
+        """
+        Every README link is an absolute URL or an anchor of the README,
+        so it works on a package index page.
+        """
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
 
-        assert [] == re.findall(r"\]\((?:\./)?docs/[^)]*\)", readme)
+        assert [] == [
+            target
+            for target in re.findall(r"\]\(([^)]*)\)", readme)
+            if not target.startswith(("https://", "http://", "#"))
+        ]
+
+    def test_repository_files_the_readme_links_are_in_the_sdist(self):
+        """Files of the repository that the README links ship in the sdist."""
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        pyproject = tomllib.loads(
+            (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+        )
+        included = pyproject["tool"]["flit"]["sdist"]["include"]
+        repository = "https://github.com/flask-ctxguard/flask-ctxguard/"
+        paths = re.findall(
+            re.escape(repository) + r"(?:tree|blob)/main/([^)#]+)", readme
+        )
+
+        assert paths
+        assert [] == [
+            path
+            for path in paths
+            if not any(
+                path.rstrip("/").startswith(entry.rstrip("/"))
+                for entry in included
+            )
+        ]
 
     def test_every_page_the_readme_links_is_in_the_sdist(self):
         """Each docs page the README links is under the sdist's includes."""
