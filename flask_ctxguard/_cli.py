@@ -1,10 +1,11 @@
 """
 The command line: ``python -m flask_ctxguard`` (or ``ctxguard``).
 
-``report`` turns the JSON logs of any number of workers into findings,
-``explain`` prints a rule's page. Exit statuses follow linters: 0 nothing
-found, 1 findings, 2 usage error or unreadable input, each error on one
-line of standard error.
+``report`` turns the logs of any number of workers into findings (reading
+them is ``_logs``'s), ``explain`` prints a rule's page. Exit statuses
+follow linters: 0 nothing found, 1 findings, 2 usage error, unreadable
+input or an event line that cannot be read, each error on one line of
+standard error.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
-from flask_ctxguard._logs.findings import Finding, Findings, iso, printable
+from flask_ctxguard._logs.event_report import printable
+from flask_ctxguard._logs.events import UnreadableEventError
+from flask_ctxguard._logs.findings import Findings
 from flask_ctxguard._logs.html import write_html
+from flask_ctxguard._logs.text_report import write_text
 from flask_ctxguard._reporting.violations import RULES
 from flask_ctxguard._terminal import render_rule
 
@@ -31,10 +35,6 @@ __all__ = ["main", "rule_page"]
 EXIT_CLEAN = 0
 EXIT_FOUND = 1
 EXIT_USAGE = 2
-
-#: The table fits a terminal this wide.
-WIDTH = 100
-_SUBJECT_WIDTH = 30
 
 
 class UsageError(Exception):
@@ -64,14 +64,18 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     report = commands.add_parser(
         "report",
-        help="group 'contamination' events of JSON logs into findings",
+        help="group 'contamination' events of logs into findings",
         description=(
-            "Read JSON lines (plain or gzipped; files, or standard input"
-            " for '-' or no file), keep flask_ctxguard's 'contamination'"
-            " events, also when nested in a pipeline's 'log' or 'message'"
-            " field, and group them by code, subject and sites, worst"
-            " first. Exit 0 when there is no finding, 1 when there is, 2 on"
-            " a usage error or an unreadable file."
+            "Read logs (plain or gzipped; files, or standard input for '-'"
+            " or no file), keep flask_ctxguard's 'contamination' events"
+            " (JSON lines, also after a shipper's prefix or in a pipeline's"
+            " 'log' or 'message' field; structlog's console, key=value and"
+            " logfmt renderings; standard logging lines around any of"
+            " them) and group them into findings, one per root cause:"
+            " code, subject and the site that set or kept the value (the"
+            " access site where none is logged), worst first. Exit 0 when"
+            " there is no finding, 1 when there is, 2 on a usage error, an"
+            " unreadable file, or an event line it cannot read."
         ),
     )
     report.add_argument(
@@ -94,7 +98,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "files",
         nargs="*",
         metavar="FILE",
-        help="JSON log files, plain or .gz; '-' or none: standard input",
+        help="log files, plain or .gz; '-' or none: standard input",
     )
     explain = commands.add_parser(
         "explain",
@@ -180,9 +184,11 @@ def _report(
     for name in files:
         with _opened(name) as stream:
             try:
-                findings.read(stream)
+                findings.read(stream, name)
             except (OSError, EOFError) as error:
                 raise UsageError(_unreadable(name, error)) from None
+            except UnreadableEventError as error:
+                raise UsageError(_unparsable(name, error)) from None
     status = EXIT_FOUND if findings.ordered() else EXIT_CLEAN
     write = {"json": _write_json, "html": write_html}.get(output, write_text)
     if path is not None:
@@ -210,9 +216,10 @@ def _report(
 
 
 def _write_json(findings: Findings, out: TextIO) -> None:
-    # ASCII: valid JSON whatever the encoding of standard output.
-    json.dump(findings.to_dict(), out)
-    out.write("\n")
+    # ASCII: valid JSON whatever the encoding of standard output. One
+    # write: the object is bounded (see MAX_OCCURRENCES), and json.dump's
+    # many small writes cost more than its parsing.
+    out.write(json.dumps(findings.to_dict()) + "\n")
 
 
 @contextlib.contextmanager
@@ -228,115 +235,19 @@ def _opened(name: str) -> Iterator[IO[bytes]]:
         yield stream
 
 
+def _unparsable(name: str, error: UnreadableEventError) -> str:
+    shown = "standard input" if name == "-" else name
+    return (
+        f"{printable(shown)}:{error.line}: cannot read this contamination"
+        f" event: {printable(error.reason)}; a report without it would be"
+        " wrong (see the formats read in 'report --help')"
+    )
+
+
 def _unreadable(name: str, error: BaseException, verb: str = "read") -> str:
     shown = "standard input" if name == "-" else repr(name)
     reason = getattr(error, "strerror", None) or str(error) or f"{verb} error"
     return f"cannot {verb} {printable(shown)}: {printable(reason)}"
-
-
-def write_text(findings: Findings, out: TextIO) -> None:
-    """
-    The human report: a table of findings, worst first, then each one's
-    details and full report.
-    """
-    ordered = findings.ordered()
-    counter = findings.counter
-    events = _plural(counter.events, "contamination event")
-    skipped = _plural(counter.skipped, "other line")
-    if not ordered:
-        out.write(f"No findings: {events}, {skipped} skipped.\n")
-        return
-    total = sum(finding.count for finding in ordered)
-    out.write(
-        f"{_plural(len(ordered), 'finding')},"
-        f" {_plural(total, 'occurrence')},"
-        f" from {events} ({skipped} skipped).\n\n"
-    )
-    if findings.sample_rates:
-        rates = ", ".join(f"{r:g}" for r in sorted(findings.sample_rates))
-        out.write(
-            f"Sampled: CTXGUARD_SAMPLE_RATE {rates}. Counts are of the"
-            " sampled requests only;\ndivide by the rate to estimate how"
-            " often each bug happened.\n\n"
-        )
-    for line in _table(ordered):
-        out.write(line.rstrip() + "\n")
-    out.write(
-        "\ncount: the highest 'repeats' each process logged, summed over"
-        " processes; a lower\nbound, as repeats are logged at the 1st, 2nd,"
-        " 4th, 8th... occurrence.\n"
-    )
-    for number, finding in enumerate(ordered, 1):
-        out.write("\n")
-        for line in _details(number, finding):
-            out.write(line + "\n")
-
-
-def _table(ordered: list[Finding]) -> Iterator[str]:
-    subjects = [printable(finding.subject) for finding in ordered]
-    sites = [printable(finding.access_site or "-") for finding in ordered]
-    number_width = max(1, len(str(len(ordered))))
-    count_width = max(len("count"), len(str(ordered[0].count)))
-    events_width = max(len("events"), *(len(str(f.events)) for f in ordered))
-    fixed = number_width + count_width + events_width + 17
-    # The subject gets what the longest site leaves, within bounds.
-    subject_width = min(
-        max(len("subject"), *map(len, subjects)),
-        max(_SUBJECT_WIDTH, WIDTH - fixed - max(map(len, sites))),
-    )
-    head = (
-        f"{'#':>{number_width}}  {'count':>{count_width}}"
-        f"  {'events':>{events_width}}  code   "
-        f"{'subject':<{subject_width}}  "
-    )
-    site_width = max(16, WIDTH - len(head))
-    yield head + "access site"
-    for number, (finding, subject, site) in enumerate(
-        zip(ordered, subjects, sites, strict=True), 1
-    ):
-        yield (
-            f"{number:>{number_width}}  {finding.count:>{count_width}}"
-            f"  {finding.events:>{events_width}}"
-            f"  {printable(finding.code)[:5]:<5}  "
-            f"{_clip_end(subject, subject_width):<{subject_width}}  "
-            f"{_clip_start(site, site_width)}"
-        )
-
-
-def _details(number: int, finding: Finding) -> Iterator[str]:
-    yield (
-        f"[{number}] {printable(finding.code)} {printable(finding.kind)}"
-        f" on '{printable(finding.subject)}':"
-        f" {_plural(finding.count, 'time')} in"
-        f" {_plural(finding.events, 'event')}"
-    )
-    first, last = iso(finding.first_seen), iso(finding.last_seen)
-    if first is not None:
-        seen = first if first == last else f"{first} to {last}"
-        yield f"    seen: {seen}"
-    yield f"    apps: {_names(finding.apps)}"
-    yield f"    origin endpoints: {_names(finding.origin_endpoints)}"
-    yield f"    accessor endpoints: {_names(finding.accessor_endpoints)}"
-    # The report escapes the logged text itself, keeping its own lines.
-    for line in finding.report().split("\n"):
-        yield "    " + line
-
-
-def _names(names: set[str]) -> str:
-    return ", ".join(printable(name) for name in sorted(names)) or "-"
-
-
-def _plural(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _clip_end(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _clip_start(text: str, width: int) -> str:
-    # The end of a site (file:line in function) says most.
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 # -- explain ------------------------------------------------------------------

@@ -308,18 +308,18 @@ def pytest_runtest_makereport(
     found = state.take(run)
     if not found:
         return
-    from flask_ctxguard._reporting import grouping
+    from flask_ctxguard._reporting import summaries
 
     report: pytest.TestReport = outcome.get_result()
-    groups = grouping.group_violations(found)
+    groups = summaries.group_violations(found)
     # Plain strings on the report travel to pytest-xdist's controller.
     report.ctxguard = [  # type: ignore[attr-defined]
-        [grouping.summarize_finding(g) for g in groups],
-        [grouping.format_finding(g) for g in groups],
+        [summaries.summarize_finding(g) for g in groups],
+        [summaries.format_finding(g) for g in groups],
     ]
     if not state.is_strict(run) or report.skipped:
         return
-    text = grouping.failure_text(found)
+    text = summaries.failure_text(found)
     if report.passed:
         report.outcome = "failed"
         report.longrepr = text

@@ -25,7 +25,7 @@ from flask_ctxguard._hammer.hammer import (
     RequestSpec,
     hammer,
 )
-from flask_ctxguard._reporting.grouping import (
+from flask_ctxguard._reporting.summaries import (
     capture_violations,
     failure_text,
     format_violations,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from flask_ctxguard import _cli
+from flask_ctxguard._core.docs_site import rule_url
 from flask_ctxguard._logs import findings as _findings
 from tests._compat import needs_shared_g
 
@@ -67,7 +68,7 @@ def event(
         "origin_site": origin_site,
         "access_site": access_site,
         "hint": "never share request objects.",
-        "docs": f"docs/rules.md#{code.lower()}",
+        "docs": rule_url(code),
         "app": app,
         "event": "contamination",
         "level": "warning",
@@ -187,16 +188,26 @@ class TestWorkers:
             "events",
             "code",
             "subject",
+            "/",
+            "origin",
+            "site",
+            "/",
             "access",
             "site",
         ]
         assert out[3].split()[:5] == ["1", "6", "5", "CG103", "request"]
-        assert out[4].split()[:5] == ["2", "1", "1", "CG101", "g.user"]
+        assert out[4].strip().startswith("origin: tests/logworker.py:")
+        assert out[5].strip().startswith("access: tests/logworker.py:")
+        assert out[6].split()[:5] == ["2", "1", "1", "CG101", "g.user"]
         assert "[1] CG103 cross-request-access on 'request': 6 times" in (
             result.stdout
         )
         assert "      used at:    tests/logworker.py:" in result.stdout
-        assert "      docs: docs/rules.md#cg101" in result.stdout
+        assert (
+            "      docs: https://flask-ctxguard.readthedocs.io/en/latest/"
+            "rules/cg101.html (offline: 'python -m flask_ctxguard explain"
+            " CG101')"
+        ) in result.stdout
 
     @needs_shared_g  # the workers' logs hold a CG101
     def test_standard_input_and_dash(self, worker_logs):
@@ -368,7 +379,7 @@ class TestInput:
             {"event": "request", "path": "/contamination"},
             {"event": "contamination"},
             "",
-            '{"event": "contamination", "code": "CG103", truncated',
+            '{"event": "contamination", "code": 103, "subject": "request"}',
             event(),
         )
 
@@ -545,28 +556,59 @@ class TestCounting:
 
         assert (6, ["admin", "notes"]) == (finding["count"], finding["apps"])
 
-    def test_findings_are_grouped_by_code_subject_and_sites(self):
+    def test_findings_are_grouped_by_code_subject_and_origin_site(self):
         """
-        A different subject or site is another finding; ordering is worst
-        first.
+        A different code, subject or origin site is another finding; access
+        sites of one origin site are one finding; ordering is worst first.
         """
         data = lines(
             event(),
             event(repeats=2, token="aaaa0001-4"),
             event(subject="session"),
-            event(access_site="app/views.py:99 in other", repeats=8),
+            event(origin_site="app/views.py:50 in edit", repeats=8),
+            event(access_site="app/views.py:99 in other", token="aaaa0001-5"),
             event("CG101", subject="g.user"),
         )
 
         findings = report_json(data)["findings"]
 
         assert [
-            ("CG103", "request", "app/views.py:99 in other", 8),
-            ("CG103", "request", "app/views.py:12 in show", 2),
-            ("CG101", "g.user", "app/views.py:12 in show", 1),
-            ("CG103", "session", "app/views.py:12 in show", 1),
+            ("CG103", "request", "app/views.py:50 in edit", 8, 1),
+            ("CG103", "request", "app/views.py:10 in show", 3, 3),
+            ("CG101", "g.user", "app/views.py:10 in show", 1, 1),
+            ("CG103", "session", "app/views.py:10 in show", 1, 1),
         ] == [
-            (f["code"], f["subject"], f["access_site"], f["count"])
+            (
+                f["code"],
+                f["subject"],
+                f["origin_site"],
+                f["count"],
+                f["events"],
+            )
+            for f in findings
+        ]
+        assert [
+            {"site": "app/views.py:12 in show", "events": 2},
+            {"site": "app/views.py:99 in other", "events": 1},
+        ] == findings[1]["access_sites"]
+
+    def test_without_origin_site_the_access_site_groups(self):
+        """
+        Events that logged no origin site are grouped by their access site.
+        """
+        data = lines(
+            event(origin_site=None),
+            event(origin_site=None, token="aaaa0001-4"),
+            event(origin_site=None, access_site="app/views.py:99 in other"),
+        )
+
+        findings = report_json(data)["findings"]
+
+        assert [
+            ("access_site", None, "app/views.py:12 in show", 2),
+            ("access_site", None, "app/views.py:99 in other", 1),
+        ] == [
+            (f["grouped_by"], f["origin_site"], f["access_site"], f["events"])
             for f in findings
         ]
 
@@ -579,7 +621,7 @@ class TestCounting:
 
         finding = report_json(data)["findings"][0]
 
-        assert ["(no endpoint)", "notes.show"] == finding["origin_endpoints"]
+        assert ["(no route)", "notes.show"] == finding["origin_endpoints"]
 
     def test_names_kept_per_finding_are_bounded(self):
         """However many endpoints a finding sees, it keeps a bounded number."""
@@ -608,6 +650,13 @@ class TestCounting:
             "apps",
             "origin_endpoints",
             "accessor_endpoints",
+            "grouped_by",
+            "requests",
+            "threads",
+            "access_sites",
+            "occurrences",
+            "more_locations",
+            "omitted_occurrences",
             "report",
         } == set(report["findings"][0])
 
@@ -621,7 +670,10 @@ class TestCounting:
         finding = report_json(lines(future))["findings"][0]
 
         assert finding["report"].startswith("CG199 future-leak: ")
-        assert "  docs: docs/rules.md#cg199" in finding["report"]
+        assert (
+            "  docs: https://flask-ctxguard.readthedocs.io/en/latest/rules/"
+            "cg199.html"
+        ) in finding["report"]
 
 
 class TestText:
@@ -671,10 +723,10 @@ class TestText:
 
         out = capsys.readouterr().out.splitlines()
         table = out[2 : out.index("", 2)]
-        assert 2 == len(table)
+        assert 4 == len(table)
         assert all(len(line) <= 100 for line in table)
-        assert table[1].endswith("views.py:1 in f")
-        assert "..." in table[1]
+        assert table[3].endswith("views.py:1 in f")
+        assert "..." in table[3]
 
     def test_details_of_a_finding(self, tmp_path, capsys):
         """
@@ -693,10 +745,15 @@ class TestText:
         assert (
             "[1] CG103 cross-request-access on 'request':"
             " 2 times in 2 events\n"
+            "    grouped by: origin site (where the value was set or kept)\n"
             "    seen: 2026-11-25T20:52:53Z to 2026-11-25T21:00:00Z\n"
             "    apps: notes\n"
             "    origin endpoints: notes.show\n"
             "    accessor endpoints: notes.show\n"
+            "    requests: notes.show (GET) x2\n"
+            "    threads: worker-1 x2\n"
+            "    access sites: app/views.py:12 in show x2\n"
+            f"    read at: {log}:1, {log}:2\n"
             "    CG103 cross-request-access: 'request' of GET /notes"
             " was used.\n"
         ) in out

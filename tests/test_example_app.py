@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from example_app import buggy, create_app, demo
 from example_app.db import DEMO_USERS
 from flask_ctxguard import ContaminationError
+from flask_ctxguard._core.docs_site import DOCS_URL
 from tests._compat import needs_shared_g
 from tests.helpers import codes, kept_request_control
 
@@ -514,7 +515,7 @@ class TestLogs:
             "level": "warning",
             "logger": "flask_ctxguard",
             "user": "carol",
-            "docs": "docs/rules.md#cg103",
+            "docs": "https://flask-ctxguard.readthedocs.io/en/latest/rules/cg103.html",
         } == {
             key: event[key]
             for key in ("code", "level", "logger", "user", "docs")
@@ -539,7 +540,8 @@ class TestDemo:
 
         assert 0 == result.returncode, result.stdout + result.stderr
         for code in ("CG101", "CG102", "CG103", "CG104", "CG106"):
-            assert f"docs: docs/rules.md#{code.lower()}" in result.stdout
+            url = f"{DOCS_URL}rules/{code.lower()}.html"
+            assert f"docs: {url}" in result.stdout
         assert "Reported: CG101, CG102, CG103, CG104, CG106." in (
             result.stdout
         )

@@ -655,7 +655,8 @@ class TestReport:
             " outside its own context: a module global, a class attribute,"
             " a threading.local, a cache (functools.lru_cache) not keyed by"
             " the user, or a ContextVar set and never reset.\n"
-            "  docs: docs/hammer.md#crossovers"
+            "  docs: https://flask-ctxguard.readthedocs.io/en/latest/hammer.html"
+            "#crossovers"
         ) in text
 
     def test_control_characters_are_escaped(self):
@@ -695,7 +696,10 @@ class TestReport:
         assert [] == result.crossovers
         with pytest.raises(
             AssertionError,
-            match=r"\A\d+ request-context contamination violations?:\n\nCG10",
+            match=(
+                r"\A\d+ request-context contamination violations? in \d+"
+                r" findings?:\n\nCG10"
+            ),
         ):
             result.assert_clean()
 

@@ -557,8 +557,8 @@ class TestControlCharacters:
         violation = guard.violations[0]
         text = str(violation)
         assert "CG106" == violation.code
-        assert "/x\\x0aforged line\\x1b[31m\\u2028\\x85set" in text
-        assert "/x\\x0aforged line\\x1b[31m\\u2028\\x85 " in violation.message
+        assert "/x\\nforged line\\x1b[31m\\u2028\\x85set" in text
+        assert "/x\\nforged line\\x1b[31m\\u2028\\x85 " in violation.message
         for raw in ("\n", "\x1b", "\u2028", "\x85"):
             assert raw not in violation.message
         assert len(text.splitlines()) == text.count("\n") + 1

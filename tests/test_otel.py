@@ -128,6 +128,36 @@ class TestOtel:
         assert event["ctxguard.origin_site"].startswith("tests/test_otel.py:")
         assert {CG103: 1} == counted(reader)
 
+    def test_repeats_within_one_span_are_one_event(self, spans, reader):
+        """
+        Six reads of a kept request within one request's span are one span
+        event (one finding), and six counter points.
+        """
+        app = buggy_app(CTXGUARD_OTEL=True)
+        tracer = trace.get_tracer("tests")
+        kept: list[Any] = []
+
+        @app.get("/keep")
+        def keep() -> str:
+            kept.append(request._get_current_object())
+            return ""
+
+        @app.get("/read")
+        def read() -> str:
+            with tracer.start_as_current_span("GET /read"):
+                return "".join(kept[0].path for _ in range(6))
+
+        client = app.test_client()
+        client.get("/keep")
+        client.get("/read")
+        client.get("/read")
+
+        assert [("GET /read", "CG103"), ("GET /read", "CG103")] == [
+            (event["span"], event["ctxguard.code"])
+            for event in events_of(spans)
+        ]
+        assert {CG103: 12} == counted(reader)
+
     def test_counter_counts_every_violation(self, spans, reader):
         """Every violation counts, also those the log rate-limits."""
         client = buggy_app(CTXGUARD_OTEL=True).test_client()

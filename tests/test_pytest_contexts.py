@@ -69,7 +69,8 @@ class TestContextLeaks:
                 " and 'g'.",
                 f"  found at:  test_ctx.py:{site} in test_request_context",
                 "  fix: pop every context you push: *",
-                "  docs: docs/rules.md#cg105",
+                "  docs: https://flask-ctxguard.readthedocs.io/en/latest/rules/"
+                "cg105.html (offline: *",
                 "*_ ERROR at teardown of test_app_context _*",
                 "CG105 context-leak: an app context of the app 'other' is"
                 " still pushed in thread 'MainThread'; everything that runs"

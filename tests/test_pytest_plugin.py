@@ -288,7 +288,8 @@ class TestStrictMode:
                 f"  set at:  test_report.py:{written} in set_user",
                 "  fix: the two requests shared one application context;"
                 " don't push an app context around test-client requests, *",
-                "  docs: docs/rules.md#cg101",
+                "  docs: https://flask-ctxguard.readthedocs.io/en/latest/rules/"
+                "cg101.html (offline: *",
             ],
             consecutive=True,
         )

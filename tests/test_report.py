@@ -76,9 +76,12 @@ class TestRules:
             "CG106": "contextvar-leak",
         } == {code: rule.kind for code, rule in RULES.items()}
 
-    def test_docs_anchor(self):
-        """Every rule links its section of docs/rules.md."""
-        assert "docs/rules.md#cg104" == RULES["CG104"].docs
+    def test_docs_url(self):
+        """Every rule links its page on the docs site."""
+        assert (
+            "https://flask-ctxguard.readthedocs.io/en/latest/rules/cg104.html"
+            == RULES["CG104"].docs
+        )
 
 
 class TestViolation:
@@ -92,7 +95,8 @@ class TestViolation:
             "  read at: app/views.py:31 in me\n"
             "  set at:  app/views.py:12 in login\n"
             f"  fix: {RULES['CG101'].hint}\n"
-            "  docs: docs/rules.md#cg101"
+            "  docs: https://flask-ctxguard.readthedocs.io/en/latest/rules/"
+            "cg101.html (offline: 'python -m flask_ctxguard explain CG101')"
         ) == str(_violation())
 
     def test_str_with_stacks(self):

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from flask_ctxguard._core.docs_site import DOCS_URL, normalized_docs_url
 from flask_ctxguard.exceptions import ConfigurationError
 
 Mode = Literal["raise", "log", "off"]
@@ -82,6 +83,7 @@ KEYS: dict[str, Key] = {
             "share of requests guarded, in (0, 1]",
         ),
         Key("CTXGUARD_OTEL", False, "also send violations to OpenTelemetry"),
+        Key("CTXGUARD_DOCS_URL", DOCS_URL, "base URL of the rules' pages"),
     )
 }
 
@@ -125,6 +127,8 @@ class Settings:
     sample_rate: float = 1.0
     # CTXGUARD_OTEL: also send violations to OpenTelemetry.
     otel: bool = False
+    #: The base URL of the rules' pages (``CTXGUARD_DOCS_URL``).
+    docs_url: str = DOCS_URL
     #: The keys the app set itself (not defaults).
     explicit: frozenset[str] = frozenset()
     #: The app's live config, or `None` for fixed settings.
@@ -315,7 +319,20 @@ def read_settings(
         explicit=explicit,
         config=config if live else None,
         otel=otel,
+        docs_url=_read_docs_url(values.get("CTXGUARD_DOCS_URL", DOCS_URL)),
     )
+
+
+def _read_docs_url(value: object) -> str:
+    url = normalized_docs_url(value)
+    if url is None:
+        msg = (
+            "CTXGUARD_DOCS_URL must be an absolute http:// or https:// URL,"
+            " the base of the rules' pages (<base>rules/cg101.html), such as"
+            f" {DOCS_URL!r}; got {value!r}."
+        )
+        raise ConfigurationError(msg)
+    return url
 
 
 def _read_sample_rate(config: Mapping[str, Any]) -> float:

@@ -1,6 +1,12 @@
 """
-The docs site's addresses: its home, each rule's page, and the links of the
-Markdown docs resolved against it.
+The docs site's addresses: its home, each rule's page, the links of the
+Markdown docs resolved against it, and ``CTXGUARD_DOCS_URL``.
+
+Every ``contamination`` event, report and failure names its rule's page as
+an absolute URL, ``<base>rules/<code>.html``, so that the link works from an
+installed package, a package index page or a log pipeline. The base is the
+project's docs site unless an app points ``CTXGUARD_DOCS_URL`` at its own
+copy (a company's intranet mirror).
 
 The site is built from ``docs/`` with Sphinx; every rule has a page of its
 own at ``rules/<code in lower case>.html``. `resolve_link` turns a link as
@@ -12,8 +18,15 @@ HTML report point where the docs are.
 from __future__ import annotations
 
 import re
+import urllib.parse
 
-__all__ = ["DOCS_URL", "REPOSITORY_URL", "resolve_link", "rule_url"]
+__all__ = [
+    "DOCS_URL",
+    "REPOSITORY_URL",
+    "normalized_docs_url",
+    "resolve_link",
+    "rule_url",
+]
 
 #: The public home of the docs site; every other address is under it.
 DOCS_URL = "https://flask-ctxguard.readthedocs.io/en/latest/"
@@ -60,3 +73,24 @@ def resolve_link(
     if name == "rules" and _CODE.fullmatch(anchor[1:]):
         return rule_url(anchor[1:], base)
     return f"{base}{name}.html{anchor}"
+
+
+def normalized_docs_url(value: object) -> str | None:
+    """
+    *value* as the base of the rules' pages, ending with ``/``, or `None`
+    unless it is an absolute http(s) URL with a host and without a query
+    or fragment (`read_settings` then names the key, value and form).
+    """
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    parts = urllib.parse.urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+        or not url.isprintable()
+    ):
+        return None
+    return url if url.endswith("/") else url + "/"

@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
+from flask_ctxguard._core.docs_site import DOCS_URL
 from flask_ctxguard._hammer.plan import RequestSpec, Server, find_marks
-from flask_ctxguard._hammer.server import escape
+from flask_ctxguard._logs.findings import Finding
+from flask_ctxguard._logs.text_report import format_findings
+from flask_ctxguard._reporting.escape import escape
 from flask_ctxguard._reporting.violations import Violation
 
 _EXCERPT = 40
 _SHOWN_PER_GROUP = 3
-_DOCS = "docs/hammer.md"
+_DOCS = f"{DOCS_URL}hammer.html"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,17 +155,20 @@ class HammerResult:
         """
         Every crossover, violation and error, for a person to act on.
         """
-        from flask_ctxguard._reporting.grouping import format_violations
-
         parts = []
         if self.crossovers:
             parts.append(format_crossovers(self.crossovers))
         if self.violations:
+            # Grouped by root cause (finding_key), as the report command
+            # groups logs: one bind line hit by eight endpoints is one.
+            findings = Finding.of_violations(self.violations)
             count = len(self.violations)
             noun = "violation" if count == 1 else "violations"
+            groups = len(findings)
             parts.append(
-                f"{count} request-context contamination {noun}:\n\n"
-                f"{format_violations(self.violations)}"
+                f"{count} request-context contamination {noun} in"
+                f" {groups} finding{'' if groups == 1 else 's'}:\n\n"
+                f"{format_findings(findings)}"
             )
         if self.errors:
             parts.append(format_errors(self.errors))

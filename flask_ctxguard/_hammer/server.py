@@ -10,7 +10,7 @@ The servers of `flask_ctxguard.testing.hammer`, and how they stay quiet.
 Both run the app through `call_app`, which buffers the response and turns
 an exception into a short 500 counted in an `ErrorLog`, never a traceback
 on stderr; `QuietFlaskErrors` does the same for the errors Flask logs
-itself. `escape` makes request-derived text safe for a report.
+itself; the errors' text is escaped with `_reporting.escape.escape`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import IO, Any, cast
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
 
+from flask_ctxguard._reporting.escape import escape
 from flask_ctxguard._reporting.sites import relative
 
 __all__ = [
@@ -39,30 +40,7 @@ __all__ = [
     "QuietFlaskErrors",
     "QuietHandler",
     "call_app",
-    "escape",
 ]
-
-_ESCAPES = {
-    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
-    ord("\\"): "\\\\",
-    ord("\t"): "\\t",
-    ord("\n"): "\\n",
-    ord("\r"): "\\r",
-}
-
-
-def escape(text: str) -> str:
-    """*text* with control and other unprintable characters escaped."""
-    text = text.translate(_ESCAPES)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
-
-
-def _escape_char(char: str) -> str:
-    code = ord(char)
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
 
 # -- the app's own errors, collected quietly ----------------------------------
 

@@ -1,6 +1,7 @@
 """
-Reading contamination events out of logs and grouping them into
-findings, for the report command.
+Reading contamination events out of logs (JSON lines and structlog's text
+renderings) and grouping them, or violations, into findings: the one
+``Finding`` type of the report command and ``hammer``'s report.
 """
 
 from __future__ import annotations

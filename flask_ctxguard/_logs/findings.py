@@ -1,198 +1,116 @@
 """
-Findings: ``contamination`` log events from any number of workers, grouped.
+Findings: violations grouped by root cause, the one ``Finding`` type.
 
-`Findings` reads JSON log streams (through ``_log_events.py``) and groups
-their events by code, subject and the two sites, in memory bounded by the
-number of distinct bugs, not by the number of lines. Each `Finding` renders
-its report from its first event, rebuilt as the `Violation` it was logged
-from; `printable` escapes logged text for a terminal. This is what
-``python -m flask_ctxguard report`` runs (see ``_cli.py``).
+A `Finding` is every occurrence of one bug: one code, subject and the site
+that made the contamination possible (`finding_key`: the origin site, else
+the access site), with what it reached inside (endpoints, paths, threads,
+access sites, request counts, first and last time) and the first
+occurrences themselves. `Findings` builds them in one pass from log events
+(``python -m flask_ctxguard report``) or from `Violation` objects (the
+``hammer`` report, the pytest plugin), in memory bounded by the number of
+distinct bugs, not by the number of lines.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import io
-import re
+from collections.abc import Iterable
 from typing import IO, Any
 
-from flask_ctxguard._core.tags import RequestTag
+from flask_ctxguard._logs.event_report import (
+    NO_REQUEST,
+    NO_ROUTE,
+    endpoint_of,
+    event_of,
+    iso,
+    report_text,
+)
 from flask_ctxguard._logs.events import (
     LineCounter,
-    epoch_of,
     open_log,
     read_events,
-    seen_at,
+)
+from flask_ctxguard._logs.tally import (
+    MAX_NAMES,
+    MAX_PATHS,
+    OTHERS,
+    Endpoint,
+    bounded_add,
+    process_of,
+    ranked,
+    tally,
+)
+from flask_ctxguard._logs.times import seen_at
+from flask_ctxguard._reporting.grouping import (
+    FindingKey,
+    event_key,
+    finding_key,
+    key_site,
 )
 from flask_ctxguard._reporting.violations import RULES, Violation
 
 __all__ = [
+    "MAX_LOCATIONS",
     "MAX_NAMES",
+    "MAX_OCCURRENCES",
+    "MAX_PATHS",
     "MAX_SAMPLES",
+    "NO_REQUEST",
+    "NO_ROUTE",
     "Finding",
     "Findings",
-    "endpoint_of",
-    "iso",
-    "printable",
-    "report_text",
-    "violation_from_event",
 ]
 
-#: Bound of the apps and endpoints kept per finding: request data from a
-#: gigabyte of logs must not grow memory.
-MAX_NAMES = 64
-
-#: Events kept per finding, with when each was seen, for the HTML report's
-#: timeline: the first occurrences, however many follow.
+#: The raw events kept per finding (`Finding.occurrences`): the first ones.
+MAX_OCCURRENCES = 20
+#: The ``file:line`` locations of occurrences kept per finding.
+MAX_LOCATIONS = 1000
+#: The occurrences a timeline draws from (`Finding.samples`).
 MAX_SAMPLES = 8
-
-# C0 and C1 controls, DEL, and the format characters that reorder or hide
-# text (bidi overrides, zero-width), as in Trojan Source.
-_UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-
-
-def printable(text: str) -> str:
-    r"""
-    *text* with every control or text-reordering character escaped
-    (``\n`` as ``\\n``, others as ``\\xNN`` or ``\\uNNNN``).
-    """
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in "\n\r\t":
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _side(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def endpoint_of(side: dict[str, Any]) -> str:
-    """
-    How a finding names one side (origin or accessor) of an event.
-
-    The endpoint of a request, ``(no endpoint)`` for a request that routing
-    did not match, ``(no request)`` for an access outside any request.
-    """
-    if "token" not in side:
-        return "(no request)"
-    endpoint = side.get("endpoint")
-    return endpoint if isinstance(endpoint, str) else "(no endpoint)"
-
-
-def iso(when: float | None) -> str | None:
-    """*when* as an ISO 8601 UTC time, or `None`."""
-    if when is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def violation_from_event(event: dict[str, Any]) -> Violation:
-    """
-    The `Violation` a ``contamination`` event was logged from, as far as
-    the event tells.
-    """
-    accessor = _side(event.get("accessor"))
-    code = event["code"]
-    rule = RULES.get(code)
-    return Violation(
-        code=code,
-        kind=_text(event.get("kind")) or (rule.kind if rule else "unknown"),
-        message=_text(event.get("message")) or "",
-        subject=event["subject"],
-        origin=_tag(_side(event.get("origin"))),
-        accessor=_tag(accessor),
-        thread=str(accessor.get("thread", "?")),
-        origin_site=_text(event.get("origin_site")),
-        access_site=_text(event.get("access_site")),
-        origin_stack=_text(event.get("origin_stack")),
-        access_stack=_text(event.get("access_stack")),
-        hint=_text(event.get("hint")) or (rule.hint if rule else ""),
-        value_type=_text(event.get("value_type")),
-        value_repr=_text(event.get("value")),
-        app=_text(event.get("app")),
-        timestamp=epoch_of(event.get("timestamp")) or 0.0,
-    )
-
-
-def _tag(side: dict[str, Any]) -> RequestTag | None:
-    if "token" not in side:
-        return None
-    thread_id = side.get("thread_id")
-    started = side.get("started")
-    return RequestTag(
-        token=str(side["token"]),
-        thread_id=thread_id if isinstance(thread_id, int) else 0,
-        thread_name=str(side.get("thread", "?")),
-        method=str(side.get("method", "?")),
-        path=str(side.get("path", "?")),
-        endpoint=_text(side.get("endpoint")),
-        started=started if isinstance(started, int | float) else 0.0,
-    )
-
-
-def report_text(event: dict[str, Any]) -> str:
-    """
-    The full report of *event*, as ``str(violation)`` renders it.
-
-    Rules the installed package does not know (a newer version logged
-    them) still render, without the rule's labels. Control characters of
-    the logged text (request paths, endpoints, thread names) are escaped,
-    so the report is safe to print; stacks keep their line breaks.
-    """
-    violation = violation_from_event(_printable_event(event))
-    if violation.code in RULES:
-        return str(violation)
-    lines = [f"{violation.code} {violation.kind}: {violation.message}"]
-    if violation.access_site:
-        lines.append(f"  at:   {violation.access_site}")
-    if violation.origin_site:
-        lines.append(f"  from: {violation.origin_site}")
-    if violation.hint:
-        lines.append(f"  fix: {violation.hint}")
-    docs = _text(event.get("docs"))
-    if docs:
-        lines.append(f"  docs: {docs}")
-    return "\n".join(lines)
-
-
-def _printable_event(event: dict[str, Any]) -> dict[str, Any]:
-    safe: dict[str, Any] = {}
-    for key, value in event.items():
-        if key in ("origin_stack", "access_stack") and isinstance(value, str):
-            safe[key] = "\n".join(map(printable, value.split("\n")))
-        elif isinstance(value, str):
-            safe[key] = printable(value)
-        elif isinstance(value, dict):
-            safe[key] = {
-                name: printable(item) if isinstance(item, str) else item
-                for name, item in value.items()
-            }
-        else:
-            safe[key] = value
-    return safe
+# A side that is no request: an origin of CG105, an accessor that is not an
+# object.
+_NO_SIDE: dict[str, Any] = {}
 
 
 @dataclasses.dataclass(slots=True)
 class Finding:
     """
-    One bug: every event of one code, subject, origin site and access site.
+    One bug: every occurrence of one code, subject and root-cause site.
 
-    `count` sums, over the processes that logged it, the highest running
-    count (``repeats``) each reported: every process rate-limits its own
-    repeats, and the prefix of a request token tells processes apart.
+    The site is *origin_site* (the line that set or kept the value, or the
+    view of the request the data belonged to) when the occurrences have
+    one, else *access_site* (see `finding_key`). `count` sums, over the
+    processes that logged it, the highest running count (``repeats``)
+    each reported: every process rate-limits its own repeats, and the
+    prefix of a request token tells processes apart.
+
+    Attributes:
+        code, kind, subject: The rule and what was touched.
+        origin_site: The root-cause site, or `None` when the finding is
+            grouped by its access site.
+        access_site: The first occurrence's access site (all of them, with
+            counts, are in `access_sites`, a request's by its endpoint).
+        example: The first occurrence, as an event dict.
+        occurrences: The first `MAX_OCCURRENCES` occurrences, as event
+            dicts (raw log events, or `Violation.to_dict` plus ``event``).
+        locations: Where the first `MAX_LOCATIONS` occurrences were read,
+            as ``"file:line"`` (``"-"`` for standard input); the first
+            entries are those of `occurrences`. Empty for violations.
+        requests: The requests that touched the data, by endpoint; those
+            no route matched are one `NO_ROUTE` entry, accesses outside any
+            request one `NO_REQUEST` entry.
+        threads: The threads that touched it, with how many events each.
+
+    .. versionchanged:: 0.1.0
+       Grouped by root cause; *occurrences*, *locations*, *requests*,
+       *threads* and *access_sites* added.
     """
 
     code: str
@@ -207,14 +125,61 @@ class Finding:
     apps: set[str] = dataclasses.field(default_factory=set)
     origin_endpoints: set[str] = dataclasses.field(default_factory=set)
     accessor_endpoints: set[str] = dataclasses.field(default_factory=set)
-    #: The first `MAX_SAMPLES` events, each with when it was seen.
-    samples: list[tuple[dict[str, Any], float | None]] = dataclasses.field(
+    access_sites: dict[str, int] = dataclasses.field(default_factory=dict)
+    requests: dict[str, Endpoint] = dataclasses.field(default_factory=dict)
+    threads: dict[str, int] = dataclasses.field(default_factory=dict)
+    occurrences: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    locations: list[str] = dataclasses.field(default_factory=list)
+    #: When each of `occurrences` was seen.
+    occurrence_times: list[float | None] = dataclasses.field(
         default_factory=list
     )
     # (process, app) -> [highest repeats, events]
     _counts: dict[tuple[str | None, str | None], list[int]] = (
         dataclasses.field(default_factory=dict)
     )
+
+    @classmethod
+    def of_event(cls, event: dict[str, Any]) -> Finding:
+        """An empty finding of the bug *event* is an occurrence of."""
+        _, _, origin_site, access_site = event_key(event)
+        code = event["code"]
+        rule = RULES.get(code)
+        return cls(
+            code=code,
+            kind=_text(event.get("kind"))
+            or (rule.kind if rule else "unknown"),
+            subject=event["subject"],
+            origin_site=origin_site,
+            access_site=access_site or _text(event.get("access_site")),
+            example=event,
+        )
+
+    @classmethod
+    def of_violations(cls, violations: Iterable[Violation]) -> list[Finding]:
+        """*violations* grouped into findings, worst first."""
+        findings = Findings()
+        for violation in violations:
+            findings.add_violation(violation)
+        return findings.ordered()
+
+    @property
+    def key(self) -> FindingKey:
+        """The `finding_key` of this finding."""
+        return finding_key(
+            self.code, self.subject, self.origin_site, self.access_site
+        )
+
+    @property
+    def grouped_by(self) -> str:
+        """``"origin_site"`` or ``"access_site"``: what `key` holds."""
+        return "origin_site" if self.origin_site else "access_site"
+
+    @property
+    def samples(self) -> list[tuple[dict[str, Any], float | None]]:
+        """The first `MAX_SAMPLES` occurrences with when each was seen."""
+        pairs = zip(self.occurrences, self.occurrence_times, strict=True)
+        return list(pairs)[:MAX_SAMPLES]
 
     @property
     def count(self) -> int:
@@ -227,13 +192,20 @@ class Finding:
         return sum(max(top, seen) for top, seen in self._counts.values())
 
     def add(
-        self, event: dict[str, Any], when: float | None, app: str | None
+        self,
+        event: dict[str, Any],
+        when: float | None,
+        app: str | None,
+        location: str | None = None,
     ) -> None:
-        """Count *event*, seen at *when*, in this finding."""
+        """Count *event*, seen at *when* and read at *location*."""
         # The per-event path of a gigabyte of logs: kept flat on purpose.
         self.events += 1
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append((event, when))
+        if len(self.occurrences) < MAX_OCCURRENCES:
+            self.occurrences.append(event)
+            self.occurrence_times.append(when)
+        if location is not None and len(self.locations) < MAX_LOCATIONS:
+            self.locations.append(location)
         repeats = event.get("repeats", 1)
         if repeats.__class__ is not int:
             repeats = 1
@@ -243,7 +215,7 @@ class Finding:
             origin = _NO_SIDE
         if accessor.__class__ is not dict:
             accessor = _NO_SIDE
-        bucket_key = (_process(accessor) or _process(origin), app)
+        bucket_key = (process_of(accessor) or process_of(origin), app)
         bucket = self._counts.get(bucket_key)
         if bucket is None:
             bucket = self._counts[bucket_key] = [0, 0]
@@ -255,16 +227,38 @@ class Finding:
             if self.last_seen is None or when > self.last_seen:
                 self.last_seen = when
         if app is not None and app not in self.apps:
-            _bounded_add(self.apps, app)
+            bounded_add(self.apps, app)
         name = endpoint_of(origin)
         if name not in self.origin_endpoints:
-            _bounded_add(self.origin_endpoints, name)
+            bounded_add(self.origin_endpoints, name)
         name = endpoint_of(accessor)
         if name not in self.accessor_endpoints:
-            _bounded_add(self.accessor_endpoints, name)
+            bounded_add(self.accessor_endpoints, name)
+        self._add_request(name, accessor)
+        site = _text(event.get("access_site"))
+        tally(self.access_sites, key_site(site) if site else "-")
+        thread = accessor.get("thread")
+        tally(self.threads, thread if isinstance(thread, str) else "?")
+
+    def _add_request(self, name: str, accessor: dict[str, Any]) -> None:
+        entry = self.requests.get(name)
+        if entry is None:
+            if len(self.requests) >= MAX_NAMES:
+                name = OTHERS
+            entry = self.requests.setdefault(name, Endpoint())
+        entry.events += 1
+        method = accessor.get("method")
+        if isinstance(method, str) and len(entry.methods) < MAX_PATHS:
+            entry.methods.add(method)
+        path = accessor.get("path")
+        if isinstance(path, str):
+            if path in entry.paths:
+                entry.paths[path] += 1
+            elif len(entry.paths) < MAX_PATHS:
+                entry.paths[path] = 1
 
     def report(self) -> str:
-        """The full report of this finding's first event."""
+        """The full report of this finding's first occurrence."""
         return report_text(self.example)
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +267,7 @@ class Finding:
             "code": self.code,
             "kind": self.kind,
             "subject": self.subject,
+            "grouped_by": self.grouped_by,
             "origin_site": self.origin_site,
             "access_site": self.access_site,
             "count": self.count,
@@ -282,27 +277,30 @@ class Finding:
             "apps": sorted(self.apps),
             "origin_endpoints": sorted(self.origin_endpoints),
             "accessor_endpoints": sorted(self.accessor_endpoints),
+            "requests": [
+                entry.to_dict(name)
+                for name, entry in sorted(
+                    self.requests.items(), key=lambda i: (-i[1].events, i[0])
+                )
+            ],
+            "threads": ranked(self.threads, "thread"),
+            "access_sites": ranked(self.access_sites, "site"),
+            "occurrences": [
+                {
+                    "location": (
+                        self.locations[index]
+                        if index < len(self.locations)
+                        else None
+                    ),
+                    "event": event,
+                }
+                for index, event in enumerate(self.occurrences)
+            ],
+            "more_locations": self.locations[len(self.occurrences) :],
+            "omitted_occurrences": self.events
+            - max(len(self.locations), len(self.occurrences)),
             "report": self.report(),
         }
-
-
-# A side that is no request: an origin of CG105, an accessor that is not an
-# object.
-_NO_SIDE: dict[str, Any] = {}
-
-
-def _process(side: dict[str, Any]) -> str | None:
-    token = side.get("token")
-    if token.__class__ is str:
-        prefix, dash, _ = token.rpartition("-")
-        if dash:
-            return prefix
-    return None
-
-
-def _bounded_add(names: set[str], name: str) -> None:
-    if len(names) < MAX_NAMES or name in names:
-        names.add(name)
 
 
 # Distinct sample rates a report keeps: a fleet has a handful.
@@ -311,22 +309,25 @@ _MAX_RATES = 16
 
 class Findings:
     """
-    The findings of a stream of events, built in one pass.
+    The findings of a stream of events or violations, built in one pass.
     """
 
     def __init__(self) -> None:
         self.counter = LineCounter()
-        self._findings: dict[tuple[Any, ...], Finding] = {}
+        self._findings: dict[FindingKey, Finding] = {}
         #: The CTXGUARD_SAMPLE_RATE values below 1 that events carried.
         self.sample_rates: set[float] = set()
 
-    def read(self, stream: IO[bytes]) -> None:
+    def read(self, stream: IO[bytes], name: str = "-") -> None:
         """
-        Add every event of the JSON lines in *stream* (gzipped or not).
+        Add every event of the log lines in *stream* (gzipped or not),
+        read from the file *name*.
 
         Raises:
             OSError: when it cannot be read (including a corrupt gzip).
             EOFError: when a gzip stream ends early.
+            UnreadableEventError: for a line that claims to be an event
+                but cannot be read.
         """
         # Text, so that JSON parsing need not detect the encoding of every
         # line; bytes that are not UTF-8 become U+FFFD, and only '\n' ends
@@ -335,17 +336,24 @@ class Findings:
             open_log(stream), encoding="utf-8", errors="replace", newline="\n"
         )
         add = self.add
+        # Line numbers count per file; the counter counts every file.
+        counter = LineCounter()
         try:
-            for event, wrapper in read_events(text, self.counter):
-                add(event, wrapper)
+            for event, wrapper, line in read_events(text, counter):
+                add(event, wrapper, f"{name}:{line}")
         finally:
+            self.counter.lines += counter.lines
+            self.counter.events += counter.events
             # Leave the stream open: it is the caller's (standard input).
             text.detach()
 
     def add(
-        self, event: dict[str, Any], wrapper: dict[str, Any] | None = None
+        self,
+        event: dict[str, Any],
+        wrapper: dict[str, Any] | None = None,
+        location: str | None = None,
     ) -> None:
-        """Add one ``contamination`` event."""
+        """Add one ``contamination`` event, read at *location*."""
         rate = event.get("sample_rate")
         if (
             isinstance(rate, int | float)
@@ -355,23 +363,21 @@ class Findings:
             and len(self.sample_rates) < _MAX_RATES
         ):
             self.sample_rates.add(float(rate))
-        origin_site = _text(event.get("origin_site"))
-        access_site = _text(event.get("access_site"))
-        key = (event["code"], event["subject"], origin_site, access_site)
+        key = event_key(event)
         finding = self._findings.get(key)
         if finding is None:
-            code = event["code"]
-            rule = RULES.get(code)
-            finding = self._findings[key] = Finding(
-                code=code,
-                kind=_text(event.get("kind"))
-                or (rule.kind if rule else "unknown"),
-                subject=event["subject"],
-                origin_site=origin_site,
-                access_site=access_site,
-                example=event,
-            )
-        finding.add(event, seen_at(event, wrapper), _text(event.get("app")))
+            finding = self._findings[key] = Finding.of_event(event)
+        finding.add(
+            event, seen_at(event, wrapper), _text(event.get("app")), location
+        )
+
+    def add_violation(self, violation: Violation) -> None:
+        """Add one `Violation`, as the event it would be logged as."""
+        self.add(event_of(violation))
+
+    def in_order(self) -> list[Finding]:
+        """The findings in the order of their first occurrence."""
+        return list(self._findings.values())
 
     def ordered(self) -> list[Finding]:
         """The findings, worst (most frequent) first."""
@@ -382,8 +388,8 @@ class Findings:
                 -f.events,
                 f.code,
                 f.subject,
-                f.access_site or "",
                 f.origin_site or "",
+                f.access_site or "",
             ),
         )
 

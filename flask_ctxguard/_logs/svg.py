@@ -24,7 +24,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask_ctxguard._logs.findings import Finding, printable
+from flask_ctxguard._logs.event_report import printable
+from flask_ctxguard._logs.findings import Finding
 
 __all__ = ["MAX_DRAWN_OCCURRENCES", "esc", "timeline_svg"]
 

@@ -3,7 +3,7 @@ The pytest plugin's run state, imported only once the plugin is enabled.
 
 `pytest_plugin` holds the hooks and stays light (no Flask, no structlog);
 this module holds what a guarded run keeps: the guard of every app, each
-test's violations (through `grouping.capture_violations`),
+test's violations (through `summaries.capture_violations`),
 the checks at the end of a test, and the ``ctxguard`` fixture's object.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from flask_ctxguard._pytest import harness as _harness
-from flask_ctxguard._reporting import grouping
+from flask_ctxguard._reporting import summaries
 from flask_ctxguard._reporting.violations import RULES, Violation
 from flask_ctxguard.exceptions import ContaminationError
 
@@ -115,7 +115,7 @@ class PluginRun:
     def begin(self, nodeid: str, site: str) -> TestRun:
         """Start collecting the violations of the test *nodeid*."""
         stack = contextlib.ExitStack()
-        found = stack.enter_context(grouping.capture_violations())
+        found = stack.enter_context(summaries.capture_violations())
         run = TestRun(
             nodeid=nodeid,
             site=site,
@@ -271,4 +271,4 @@ class CtxGuardFixture:
         __tracebackhide__ = True
         violations = self.violations
         if violations:
-            pytest.fail(grouping.failure_text(violations), pytrace=False)
+            pytest.fail(summaries.failure_text(violations), pytrace=False)

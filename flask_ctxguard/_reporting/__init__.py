@@ -1,6 +1,7 @@
 """
 Turning an access into a report: the violation model and its messages,
-sites, and the sinks (structlog, the blinker signal, OpenTelemetry).
+sites, the one escaper, the grouping key of findings, and the sinks
+(structlog, the blinker signal, OpenTelemetry).
 """
 
 from __future__ import annotations

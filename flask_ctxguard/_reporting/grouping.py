@@ -1,171 +1,134 @@
 """
-Violations grouped into findings, and their text for people.
+What makes two violations one finding: the grouping key, in one place.
 
-A finding is one crossing (the same data, from the same request to the
-same request or thread), or several crossings of the same code and subject
-between the same two code sites: one bug hit by many requests. The pytest
-plugin, `hammer` and `flask_ctxguard.testing` show violations this way.
+A finding is a root cause: one code, one subject, and the site that made
+the contamination possible. That is the origin site (the line that set or
+kept the value, or the view of the request the data belongs to) where the
+violation has one, else the access site. One ``bind_contextvars`` line
+whose value eight endpoints later held is one finding; two different bugs
+hit from the same endpoints are two.
+
+Where a site is not a line but the request something happened during
+(``"GET /login/alice (endpoint 'login')"``, as CG106 names the requests
+when it knows no line), the key keeps only the endpoint
+(``"(endpoint 'login')"``; ``"(no route)"`` for a request no route
+matched): the path holds user data (names, ids, canaries) and would split
+one bug into one finding per URL.
+
+`finding_key` is the key; `violation_key` and `event_key` take it from a
+`Violation` or from a logged ``contamination`` event. The ``report``
+command, ``hammer``'s report, the pytest plugin's closing section and the
+OpenTelemetry span events all group with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
-
-from flask_ctxguard._reporting.signals import contamination_detected
-from flask_ctxguard._reporting.violations import Violation
+import functools
+import re
+from collections.abc import Mapping
+from typing import Protocol
 
 __all__ = [
-    "capture_violations",
-    "failure_text",
-    "format_finding",
-    "format_violations",
-    "group_violations",
-    "summarize_finding",
+    "FindingKey",
+    "Sited",
+    "event_key",
+    "finding_key",
+    "key_site",
+    "violation_key",
 ]
 
+# A request as `sites.during` names it: "GET /path (endpoint 'name')", or
+# "GET /path" when no route matched.
+_DURING = re.compile(r"[A-Z]+ (/.*?)(?: \(endpoint ('.*'|\".*\")\))?")
 
-@contextlib.contextmanager
-def capture_violations() -> Iterator[list[Violation]]:
+#: ``(code, subject, origin site, access site)``, with exactly one of the
+#: two sites set (or neither, when the violation has no site at all).
+FindingKey = tuple[str, str, str | None, str | None]
+
+
+def finding_key(
+    code: str,
+    subject: str,
+    origin_site: str | None,
+    access_site: str | None,
+) -> FindingKey:
     """
-    Collect every violation any guarded app reports inside the block.
+    The finding a violation belongs to.
 
-    Yields the list the violations are appended to, oldest first; it is
-    filled from any thread.
+    Args:
+        code: The rule code, such as ``"CG106"``.
+        subject: What was touched, such as ``"ContextVar tenant"``.
+        origin_site: Where the value was set or kept, if known.
+        access_site: Where the data was touched, if known.
 
-    .. versionadded:: 0.1.0
+    Returns:
+        ``(code, subject, origin_site, None)`` when there is an origin
+        site, else ``(code, subject, None, access_site)``.
     """
-    found: list[Violation] = []
-    lock = threading.Lock()
-
-    def receiver(sender: Any, violation: Violation, **_: Any) -> None:
-        with lock:
-            found.append(violation)
-
-    contamination_detected.connect(receiver, weak=False)
-    try:
-        yield found
-    finally:
-        contamination_detected.disconnect(receiver)
-
-
-def _crossing(violation: Violation) -> tuple[object, ...]:
-    """
-    What makes two violations one finding: the same data crossing from
-    the same request to the same request (or thread). A ContextVar leak
-    is one finding however many requests held it.
-    """
-    origin = violation.origin.token if violation.origin else None
-    if violation.code == "CG106":
-        return (violation.app, violation.code, violation.subject, origin)
-    accessor = (
-        violation.accessor.token if violation.accessor else violation.thread
-    )
+    if origin_site:
+        return (code, subject, key_site(origin_site), None)
     return (
-        violation.app,
+        code,
+        subject,
+        None,
+        key_site(access_site) if access_site else None,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def key_site(site: str) -> str:
+    """
+    *site* as a finding's key holds it: a code site (``"app.py:12 in
+    login"``) as it is, a request (``"GET /login/alice (endpoint
+    'login')"``) as its endpoint only (``"(endpoint 'login')"``, or
+    ``"(no route)"``).
+    """
+    match = _DURING.fullmatch(site)
+    if match is None:
+        return site
+    endpoint = match.group(2)
+    return f"(endpoint {endpoint})" if endpoint else "(no route)"
+
+
+class Sited(Protocol):
+    """What a key is taken from: a `Violation`, or any object like it."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def origin_site(self) -> str | None: ...
+
+    @property
+    def access_site(self) -> str | None: ...
+
+
+def violation_key(violation: Sited) -> FindingKey:
+    """The `finding_key` of *violation* (a `Violation`)."""
+    return finding_key(
         violation.code,
         violation.subject,
-        origin,
-        accessor,
-        None if violation.origin else violation.access_site,
+        violation.origin_site,
+        violation.access_site,
     )
 
 
-def group_violations(
-    violations: Iterable[Violation],
-) -> list[list[Violation]]:
+def event_key(event: Mapping[str, object]) -> FindingKey:
     """
-    *violations* grouped into findings, in the order of their first
-    violation.
+    The `finding_key` of a ``contamination`` event, as logged.
 
-    The accesses of one crossing (the same data, from the same request to
-    the same request or thread) are one finding; so are crossings of the
-    same code and subject between the same two code sites (one bug hit
-    by many requests).
-
-    .. versionadded:: 0.1.0
+    Fields of the wrong type count as absent; *event* must carry string
+    ``code`` and ``subject`` values.
     """
-    findings: dict[tuple[object, ...], list[Violation]] = {}
-    by_crossing: dict[tuple[object, ...], tuple[object, ...]] = {}
-    for violation in violations:
-        crossing = _crossing(violation)
-        key = by_crossing.get(crossing)
-        if key is None:
-            key = by_crossing[crossing] = (
-                violation.app,
-                violation.code,
-                violation.subject,
-                violation.origin_site,
-                violation.access_site,
-            )
-        findings.setdefault(key, []).append(violation)
-    return list(findings.values())
-
-
-def format_finding(group: Sequence[Violation]) -> str:
-    """The full report of one finding: its first violation and counts."""
-    report = str(group[0])
-    count = len(group)
-    if count == 1:
-        return report
-    first = group[0]
-    crossings = len({_crossing(v) for v in group})
-    if first.code == "CG106":
-        return f"{report}\n  (held by {count} requests)"
-    sites = {v.access_site for v in group} - {first.access_site, None}
-    extra = f"  ({count} accesses"
-    if crossings > 1:
-        extra += f" in {crossings} crossings"
-    if sites:
-        extra += "; also at " + ", ".join(sorted(s for s in sites if s))
-    return f"{report}\n{extra})"
-
-
-def summarize_finding(group: Sequence[Violation]) -> str:
-    """One line for *group*: code, slug, subject, requests and count."""
-    first = group[0]
-    origin = (
-        f" from {first.origin.method} {first.origin.path}"
-        if first.origin
-        else ""
-    )
-    if first.accessor is not None:
-        into = f" into {first.accessor.method} {first.accessor.path}"
-    elif first.code == "CG106":
-        into = ""
-    else:
-        into = f" in thread {first.thread!r}"
-    count = f" (x{len(group)})" if len(group) > 1 else ""
-    return f"{first.code} {first.kind}: {first.subject}{origin}{into}{count}"
-
-
-def format_violations(violations: Iterable[Violation]) -> str:
-    """
-    The full reports of *violations*, one per finding, separated by blank
-    lines.
-
-    Violations of one crossing (the same subject, from the same request to
-    the same request or thread) are one finding, shown once with the
-    count: Flask-Login's ``'_login_user' in g`` and ``g._login_user`` in
-    one request, or a ContextVar held by several requests.
-
-    .. versionchanged:: 0.1.0
-       Grouped by crossing rather than by code, subject and sites.
-    """
-    return "\n\n".join(
-        format_finding(group) for group in group_violations(violations)
-    )
-
-
-def failure_text(violations: Sequence[Violation]) -> str:
-    """
-    The text a test fails with: a headline, then each finding once.
-    """
-    count = len(group_violations(violations))
-    noun = "finding" if count == 1 else "findings"
-    return (
-        f"{count} request-context contamination {noun}:\n\n"
-        f"{format_violations(violations)}"
-    )
+    # Once per event of a gigabyte of logs: no call that is not needed.
+    code, subject = str(event["code"]), str(event["subject"])
+    site = event.get("origin_site")
+    if site.__class__ is str and site:
+        return (code, subject, key_site(site), None)
+    site = event.get("access_site")
+    if site.__class__ is str and site:
+        return (code, subject, None, key_site(site))
+    return (code, subject, None, None)

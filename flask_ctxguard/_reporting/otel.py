@@ -1,19 +1,25 @@
 """
 OpenTelemetry: each violation as a span event and a counter increment.
 
-Imported only when an app sets ``CTXGUARD_OTEL = True``, and then
-only the OpenTelemetry API: the application's SDK, or none, decides where
-the data goes. Without an SDK every call here is the API's no-op.
+Imported only when an app sets ``CTXGUARD_OTEL = True``, and then only the
+OpenTelemetry API: the application's SDK, or none, decides where the data
+goes. Without an SDK every call here is the API's no-op.
+
+A span gets one event per finding (`finding_key`): the repeats of one bug
+within one request (Flask-Login reads ``g._login_user`` several times per
+request) are counted, not added again.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.metadata
 import threading
 from typing import Any
 
 from opentelemetry import metrics, trace
 
+from flask_ctxguard._reporting.grouping import FindingKey, violation_key
 from flask_ctxguard._reporting.violations import Violation
 
 __all__ = ["COUNTER", "EVENT", "METER", "record"]
@@ -29,6 +35,14 @@ _lock = threading.Lock()
 # The counter and the meter provider it was made from.
 _counter: Any = None
 _provider: Any = None
+
+# The findings each recent span already has an event of, by (trace id,
+# span id): bounded, the oldest spans forgotten first.
+_MAX_SPANS = 4096
+_MAX_KEYS_PER_SPAN = 64
+_span_findings: collections.OrderedDict[tuple[int, int], set[FindingKey]] = (
+    collections.OrderedDict()
+)
 
 
 def _get_counter() -> Any:
@@ -64,7 +78,7 @@ def record(violation: Violation) -> None:
     Add *violation* to the current span, if one is recording, and count it.
     """
     span = trace.get_current_span()
-    if span.is_recording():
+    if span.is_recording() and _is_new_on(span, violation_key(violation)):
         attributes = {
             "ctxguard.code": violation.code,
             "ctxguard.kind": violation.kind,
@@ -84,3 +98,20 @@ def record(violation: Violation) -> None:
             "app": violation.app or "",
         },
     )
+
+
+def _is_new_on(span: Any, key: FindingKey) -> bool:
+    # Whether the span has no event of this finding yet; records it.
+    context = span.get_span_context()
+    span_id = (context.trace_id, context.span_id)
+    with _lock:
+        keys = _span_findings.get(span_id)
+        if keys is None:
+            keys = _span_findings[span_id] = set()
+            if len(_span_findings) > _MAX_SPANS:
+                _span_findings.popitem(last=False)
+        if key in keys:
+            return False
+        if len(keys) < _MAX_KEYS_PER_SPAN:
+            keys.add(key)
+        return True

@@ -211,6 +211,7 @@ class Reporter:
             value_type=value_type,
             value_repr=value_repr,
             app=self.app_name,
+            docs_url=self.settings.docs_url,
         )
 
     def report(self, violation: Violation, *, raise_now: bool = True) -> None:

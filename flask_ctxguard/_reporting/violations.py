@@ -11,11 +11,12 @@ the data its detector passes.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from typing import Any
 
+from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
 from flask_ctxguard._core.tags import RequestTag
+from flask_ctxguard._reporting.escape import escape
 
 __all__ = [
     "RULES",
@@ -32,37 +33,14 @@ __all__ = [
     "stale_access_message",
 ]
 
-DOCS = "docs/rules.md"
-
-# What must never reach a terminal or a plain-text log raw: C0 controls
-# (newline, ESC...), DEL, C1 controls, Unicode line and paragraph
-# separators, and the bidirectional overrides and isolates that reorder
-# what a reader sees. A request path is attacker-controlled, and
-# percent-decoding puts any of them into it.
-_CONTROLS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-# Stacks are multi-line by nature: only their newlines are kept.
-_STACK_CONTROLS = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     """
-    *text* with every control character written as a Python escape
-    (``\\n`` as ``\\x0a``, ESC as ``\\x1b``), so that it reads as one
-    line and cannot drive a terminal; *keep_newlines* keeps line feeds.
+    *text* with every control character escaped (see `escape`): it reads
+    as one line and cannot drive a terminal; *keep_newlines* keeps line
+    feeds.
     """
-    pattern = _STACK_CONTROLS if keep_newlines else _CONTROLS
-    if pattern.search(text) is None:
-        return text
-    return pattern.sub(_escaped, text)
+    return escape(text, keep_newlines=keep_newlines)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,8 +59,8 @@ class Rule:
 
     @property
     def docs(self) -> str:
-        """The rule's section in the docs."""
-        return f"{DOCS}#{self.code.lower()}"
+        """The rule's page on the project's docs site."""
+        return rule_url(self.code)
 
 
 RULES: dict[str, Rule] = {
@@ -191,8 +169,11 @@ class Violation:
             ``CTXGUARD_LOG_VALUES``.
         app: The name of the app that reported it.
         timestamp: When it was detected, as ``time.time()``.
+        docs_url: The base URL of the rules' pages (``CTXGUARD_DOCS_URL``).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       *docs_url* added; `docs` is an absolute URL.
     """
 
     code: str
@@ -211,6 +192,7 @@ class Violation:
     value_repr: str | None = None
     app: str | None = None
     timestamp: float = dataclasses.field(default_factory=time.time)
+    docs_url: str = DOCS_URL
 
     def __post_init__(self) -> None:
         # Every text field may carry request data (a path in the message,
@@ -245,8 +227,11 @@ class Violation:
 
     @property
     def docs(self) -> str:
-        """Where the rule is documented."""
-        return self.rule.docs
+        """
+        The rule's page under `docs_url`, such as
+        ``https://flask-ctxguard.readthedocs.io/en/latest/rules/cg101.html``.
+        """
+        return rule_url(self.code, self.docs_url)
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None]:
@@ -269,7 +254,10 @@ class Violation:
             label = f"{rule.origin_label}:".ljust(width)
             lines.append(f"  {label} {self.origin_site}")
         lines.append(f"  fix: {self.hint}")
-        lines.append(f"  docs: {self.docs}")
+        lines.append(
+            f"  docs: {self.docs} (offline: 'python -m flask_ctxguard"
+            f" explain {self.code}')"
+        )
         if self.access_stack:
             lines.append(f"  {rule.access_label} (stack):")
             lines.extend(_indent(self.access_stack))

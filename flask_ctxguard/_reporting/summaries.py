@@ -1,0 +1,158 @@
+"""
+Violations caught as they are reported, grouped into findings, and their
+text for people.
+
+A finding is a root cause (`grouping.finding_key`): one code, one subject
+and the site that made the contamination possible. The pytest plugin and
+`flask_ctxguard.testing` show violations this way, each finding once with
+its counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from flask_ctxguard._reporting.grouping import violation_key
+from flask_ctxguard._reporting.signals import contamination_detected
+from flask_ctxguard._reporting.violations import Violation
+
+__all__ = [
+    "capture_violations",
+    "failure_text",
+    "format_finding",
+    "format_violations",
+    "group_violations",
+    "summarize_finding",
+]
+
+
+@contextlib.contextmanager
+def capture_violations() -> Iterator[list[Violation]]:
+    """
+    Collect every violation any guarded app reports inside the block.
+
+    Yields the list the violations are appended to, oldest first; it is
+    filled from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    found: list[Violation] = []
+    lock = threading.Lock()
+
+    def receiver(sender: Any, violation: Violation, **_: Any) -> None:
+        with lock:
+            found.append(violation)
+
+    contamination_detected.connect(receiver, weak=False)
+    try:
+        yield found
+    finally:
+        contamination_detected.disconnect(receiver)
+
+
+def _crossing(violation: Violation) -> tuple[object, ...]:
+    """
+    One crossing: the same data from the same request to the same request
+    (or thread), counted in a finding's text. A ContextVar leak is one
+    crossing however many requests held it.
+    """
+    origin = violation.origin.token if violation.origin else None
+    if violation.code == "CG106":
+        return (violation.app, violation.code, violation.subject, origin)
+    accessor = (
+        violation.accessor.token if violation.accessor else violation.thread
+    )
+    return (
+        violation.app,
+        violation.code,
+        violation.subject,
+        origin,
+        accessor,
+        None if violation.origin else violation.access_site,
+    )
+
+
+def group_violations(
+    violations: Iterable[Violation],
+) -> list[list[Violation]]:
+    """
+    *violations* grouped into findings, in the order of their first
+    violation: one group per app and `grouping.finding_key`.
+
+    .. versionadded:: 0.1.0
+    """
+    findings: dict[tuple[object, ...], list[Violation]] = {}
+    for violation in violations:
+        key = (violation.app, *violation_key(violation))
+        findings.setdefault(key, []).append(violation)
+    return list(findings.values())
+
+
+def format_finding(group: Sequence[Violation]) -> str:
+    """The full report of one finding: its first violation and counts."""
+    report = str(group[0])
+    count = len(group)
+    if count == 1:
+        return report
+    first = group[0]
+    crossings = len({_crossing(v) for v in group})
+    if first.code == "CG106":
+        return f"{report}\n  (held by {count} requests)"
+    sites = {v.access_site for v in group} - {first.access_site, None}
+    extra = f"  ({count} accesses"
+    if crossings > 1:
+        extra += f" in {crossings} crossings"
+    if sites:
+        extra += "; also at " + ", ".join(sorted(s for s in sites if s))
+    return f"{report}\n{extra})"
+
+
+def summarize_finding(group: Sequence[Violation]) -> str:
+    """One line for *group*: code, slug, subject, requests and count."""
+    first = group[0]
+    origin = (
+        f" from {first.origin.method} {first.origin.path}"
+        if first.origin
+        else ""
+    )
+    if first.accessor is not None:
+        into = f" into {first.accessor.method} {first.accessor.path}"
+    elif first.code == "CG106":
+        into = ""
+    else:
+        into = f" in thread {first.thread!r}"
+    count = f" (x{len(group)})" if len(group) > 1 else ""
+    return f"{first.code} {first.kind}: {first.subject}{origin}{into}{count}"
+
+
+def format_violations(violations: Iterable[Violation]) -> str:
+    """
+    The full reports of *violations*, one per finding, separated by blank
+    lines.
+
+    Violations of one crossing (the same subject, from the same request to
+    the same request or thread) are one finding, shown once with the
+    count: Flask-Login's ``'_login_user' in g`` and ``g._login_user`` in
+    one request, or a ContextVar held by several requests.
+
+    .. versionchanged:: 0.1.0
+       Grouped by crossing rather than by code, subject and sites.
+    """
+    return "\n\n".join(
+        format_finding(group) for group in group_violations(violations)
+    )
+
+
+def failure_text(violations: Sequence[Violation]) -> str:
+    """
+    The text a test fails with: a headline, then each finding once.
+    """
+    count = len(group_violations(violations))
+    noun = "finding" if count == 1 else "findings"
+    return (
+        f"{count} request-context contamination {noun}:\n\n"
+        f"{format_violations(violations)}"
+    )
