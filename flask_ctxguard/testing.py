@@ -8,15 +8,14 @@ Helpers for testing an app with flask_ctxguard, with any test runner.
   keep-alive) on 127.0.0.1 and fires concurrent clients at it; it finds
   violations and crossovers, one client's canary in another's response.
 
-The pytest plugin (``pytest --ctxguard``) is a thin layer over these.
+The pytest plugin (``pytest --ctxguard``) shares their machinery
+(`flask_ctxguard._reporting.capture`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from flask_ctxguard._guard.extension import CtxGuard
 from flask_ctxguard._hammer.hammer import (
@@ -27,7 +26,7 @@ from flask_ctxguard._hammer.hammer import (
     RequestSpec,
     hammer,
 )
-from flask_ctxguard._reporting.signals import contamination_detected
+from flask_ctxguard._reporting import capture as _capture
 from flask_ctxguard._reporting.violations import Violation
 
 __all__ = [
@@ -44,8 +43,7 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def capture_violations() -> Iterator[list[Violation]]:
+def capture_violations() -> contextlib.AbstractContextManager[list[Violation]]:
     """
     Collect every violation any guarded app reports inside the block.
 
@@ -54,40 +52,7 @@ def capture_violations() -> Iterator[list[Violation]]:
 
     .. versionadded:: 0.1.0
     """
-    found: list[Violation] = []
-    lock = threading.Lock()
-
-    def receiver(sender: Any, violation: Violation, **_: Any) -> None:
-        with lock:
-            found.append(violation)
-
-    contamination_detected.connect(receiver, weak=False)
-    try:
-        yield found
-    finally:
-        contamination_detected.disconnect(receiver)
-
-
-def _crossing(violation: Violation) -> tuple[object, ...]:
-    """
-    What makes two violations one finding: the same data crossing from
-    the same request to the same request (or thread). A ContextVar leak
-    is one finding however many requests held it.
-    """
-    origin = violation.origin.token if violation.origin else None
-    if violation.code == "CG106":
-        return (violation.app, violation.code, violation.subject, origin)
-    accessor = (
-        violation.accessor.token if violation.accessor else violation.thread
-    )
-    return (
-        violation.app,
-        violation.code,
-        violation.subject,
-        origin,
-        accessor,
-        None if violation.origin else violation.access_site,
-    )
+    return _capture.capture_violations()
 
 
 def group_violations(
@@ -104,58 +69,7 @@ def group_violations(
 
     .. versionadded:: 0.1.0
     """
-    findings: dict[tuple[object, ...], list[Violation]] = {}
-    by_crossing: dict[tuple[object, ...], tuple[object, ...]] = {}
-    for violation in violations:
-        crossing = _crossing(violation)
-        key = by_crossing.get(crossing)
-        if key is None:
-            key = by_crossing[crossing] = (
-                violation.app,
-                violation.code,
-                violation.subject,
-                violation.origin_site,
-                violation.access_site,
-            )
-        findings.setdefault(key, []).append(violation)
-    return list(findings.values())
-
-
-def _format_finding(group: Sequence[Violation]) -> str:
-    """The full report of one finding: its first violation and counts."""
-    report = str(group[0])
-    count = len(group)
-    if count == 1:
-        return report
-    first = group[0]
-    crossings = len({_crossing(v) for v in group})
-    if first.code == "CG106":
-        return f"{report}\n  (held by {count} requests)"
-    sites = {v.access_site for v in group} - {first.access_site, None}
-    extra = f"  ({count} accesses"
-    if crossings > 1:
-        extra += f" in {crossings} crossings"
-    if sites:
-        extra += "; also at " + ", ".join(sorted(s for s in sites if s))
-    return f"{report}\n{extra})"
-
-
-def _summarize_finding(group: Sequence[Violation]) -> str:
-    """One line for *group*: code, slug, subject, requests and count."""
-    first = group[0]
-    origin = (
-        f" from {first.origin.method} {first.origin.path}"
-        if first.origin
-        else ""
-    )
-    if first.accessor is not None:
-        into = f" into {first.accessor.method} {first.accessor.path}"
-    elif first.code == "CG106":
-        into = ""
-    else:
-        into = f" in thread {first.thread!r}"
-    count = f" (x{len(group)})" if len(group) > 1 else ""
-    return f"{first.code} {first.kind}: {first.subject}{origin}{into}{count}"
+    return _capture.group_violations(violations)
 
 
 def format_violations(violations: Iterable[Violation]) -> str:
@@ -171,27 +85,13 @@ def format_violations(violations: Iterable[Violation]) -> str:
     .. versionchanged:: 0.1.0
        Grouped by crossing rather than by code, subject and sites.
     """
-    return "\n\n".join(
-        _format_finding(group) for group in group_violations(violations)
-    )
-
-
-def _failure_text(violations: Sequence[Violation]) -> str:
-    """
-    The text a test fails with: a headline, then each finding once.
-    """
-    count = len(group_violations(violations))
-    noun = "finding" if count == 1 else "findings"
-    return (
-        f"{count} request-context contamination {noun}:\n\n"
-        f"{format_violations(violations)}"
-    )
+    return _capture.format_violations(violations)
 
 
 def _fail_if_any(violations: Sequence[Violation]) -> None:
     __tracebackhide__ = True
     if violations:
-        raise AssertionError(_failure_text(violations))
+        raise AssertionError(_capture.failure_text(violations))
 
 
 @contextlib.contextmanager

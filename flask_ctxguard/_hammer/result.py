@@ -152,7 +152,7 @@ class HammerResult:
         """
         Every crossover, violation and error, for a person to act on.
         """
-        from flask_ctxguard.testing import format_violations
+        from flask_ctxguard._reporting.capture import format_violations
 
         parts = []
         if self.crossovers:

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Iterator
 from types import FrameType
 
-from flask_ctxguard._core import config as _config
+from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.tags import RequestTag
 
 __all__ = [
@@ -169,7 +169,7 @@ def during(tag: RequestTag) -> str:
     ``"GET /orders (endpoint 'orders')"``.
     """
     endpoint = f" (endpoint {tag.endpoint!r})" if tag.endpoint else ""
-    return f"{tag.method} {tag.path}{endpoint}"
+    return f"{tag.name}{endpoint}"
 
 
 def capture_site(depth: int = 0) -> str | None:
@@ -192,7 +192,7 @@ def capture_stack(depth: int = 0) -> str | None:
     frame = user_frame(depth + 1)
     if frame is None:
         return None
-    if _config.RUN.full_stacks:
+    if _override.current().full_stacks:
         return "".join(traceback.format_stack(frame))
     return "".join(_trimmed(frame))
 

@@ -1,0 +1,173 @@
+"""
+Violations collected by a test harness, and the texts a test shows.
+
+- `capture_violations` collects every violation any guarded app reports
+  inside a block (`flask_ctxguard.testing`, `hammer` and the pytest plugin
+  build on it).
+- `group_violations` turns them into findings: the accesses of one
+  crossing, and crossings of one bug, are one finding.
+- `finding_report` and `finding_line` are a finding's full report and its
+  one line; `failure_text` is what a failing test shows.
+- `finding_key` is what makes findings of several tests one finding in a
+  run's closing summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from flask_ctxguard._reporting.signals import contamination_detected
+from flask_ctxguard._reporting.violations import Violation, request_name
+
+__all__ = [
+    "capture_violations",
+    "failure_text",
+    "finding_key",
+    "finding_line",
+    "finding_report",
+    "format_violations",
+    "group_violations",
+]
+
+
+@contextlib.contextmanager
+def capture_violations() -> Iterator[list[Violation]]:
+    """
+    Collect every violation any guarded app reports inside the block.
+
+    Yields the list the violations are appended to, oldest first; it is
+    filled from any thread.
+    """
+    found: list[Violation] = []
+    lock = threading.Lock()
+
+    def receiver(sender: Any, violation: Violation, **_: Any) -> None:
+        with lock:
+            found.append(violation)
+
+    contamination_detected.connect(receiver, weak=False)
+    try:
+        yield found
+    finally:
+        contamination_detected.disconnect(receiver)
+
+
+def _crossing(violation: Violation) -> tuple[object, ...]:
+    """
+    What makes two violations one finding: the same data crossing from
+    the same request to the same request (or thread). A ContextVar leak
+    is one finding however many requests held it.
+    """
+    origin = violation.origin.token if violation.origin else None
+    if violation.code == "CG106":
+        return (violation.app, violation.code, violation.subject, origin)
+    accessor = (
+        violation.accessor.token if violation.accessor else violation.thread
+    )
+    return (
+        violation.app,
+        violation.code,
+        violation.subject,
+        origin,
+        accessor,
+        None if violation.origin else violation.access_site,
+    )
+
+
+def group_violations(
+    violations: Iterable[Violation],
+) -> list[list[Violation]]:
+    """
+    *violations* grouped into findings, in the order of their first
+    violation.
+
+    The accesses of one crossing (the same data, from the same request to
+    the same request or thread) are one finding; so are crossings of the
+    same code and subject between the same two code sites (one bug hit
+    by many requests).
+    """
+    findings: dict[tuple[object, ...], list[Violation]] = {}
+    by_crossing: dict[tuple[object, ...], tuple[object, ...]] = {}
+    for violation in violations:
+        crossing = _crossing(violation)
+        key = by_crossing.get(crossing)
+        if key is None:
+            key = by_crossing[crossing] = (
+                violation.app,
+                violation.code,
+                violation.subject,
+                violation.origin_site,
+                violation.access_site,
+            )
+        findings.setdefault(key, []).append(violation)
+    return list(findings.values())
+
+
+def finding_key(violation: Violation) -> str:
+    """
+    What makes findings of several tests one finding of the run: the code,
+    the subject and the site that made the contamination possible (the
+    line that set or kept the value, else the access site).
+
+    A string, so that it travels from pytest-xdist's workers.
+    """
+    site = violation.origin_site or violation.access_site or ""
+    return "\0".join((violation.code, violation.subject, site))
+
+
+def finding_report(group: Sequence[Violation]) -> str:
+    """The full report of one finding: its first violation and counts."""
+    report = str(group[0])
+    count = len(group)
+    if count == 1:
+        return report
+    first = group[0]
+    crossings = len({_crossing(v) for v in group})
+    if first.code == "CG106":
+        return f"{report}\n  (held by {count} requests)"
+    sites = {v.access_site for v in group} - {first.access_site, None}
+    extra = f"  ({count} accesses"
+    if crossings > 1:
+        extra += f" in {crossings} crossings"
+    if sites:
+        extra += "; also at " + ", ".join(sorted(s for s in sites if s))
+    return f"{report}\n{extra})"
+
+
+def finding_line(group: Sequence[Violation]) -> str:
+    """One line for *group*: code, slug, subject, requests and count."""
+    first = group[0]
+    origin = f" from {request_name(first.origin)}" if first.origin else ""
+    if first.accessor is not None:
+        into = f" into {request_name(first.accessor)}"
+    elif first.code == "CG106":
+        into = ""
+    else:
+        into = f" in thread {first.thread!r}"
+    count = f" (x{len(group)})" if len(group) > 1 else ""
+    return f"{first.code} {first.kind}: {first.subject}{origin}{into}{count}"
+
+
+def format_violations(violations: Iterable[Violation]) -> str:
+    """
+    The full reports of *violations*, one per finding, separated by blank
+    lines (see `group_violations`).
+    """
+    return "\n\n".join(
+        finding_report(group) for group in group_violations(violations)
+    )
+
+
+def failure_text(violations: Sequence[Violation]) -> str:
+    """
+    The text a test fails with: a headline, then each finding once.
+    """
+    count = len(group_violations(violations))
+    noun = "finding" if count == 1 else "findings"
+    return (
+        f"{count} request-context contamination {noun}:\n\n"
+        f"{format_violations(violations)}"
+    )
