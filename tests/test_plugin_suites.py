@@ -385,6 +385,29 @@ class TestStacks:
         assert "_pytest/" not in failure
 
     @needs_shared_g
+    def test_xdist_workers_frames_fold(self, ourtester):
+        """Under pytest-xdist, the frames of execnet and xdist that start
+        a worker's stack fold like pytest's."""
+        pytest.importorskip("xdist")
+        ourtester.makepyfile(test_stacks=self.STACKED)
+
+        result = run(ourtester, "-n", "2", "--ctxguard", subprocess=True)
+
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "  read at (stack):",
+                "    ?* frames of execnet, xdist, pluggy, pytest?",
+                '*File "*test_stacks.py", line *, in test_leaky',
+            ]
+        )
+        failure = result.stdout.str().split("= ctxguard =")[0]
+        assert '"<string>"' not in failure
+        assert "execnet" + "/" not in failure
+        assert "xdist" + "/" not in failure
+        assert "threading.py" not in failure
+
+    @needs_shared_g
     def test_full_stacks_on_request(self, ourtester):
         """--ctxguard-full-stacks keeps every frame (the positive control
         of the trimming)."""
