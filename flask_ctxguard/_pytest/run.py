@@ -101,9 +101,10 @@ class PluginRun:
         # The run's option wins over each app's own mode: no guard raises
         # (the plugin decides the outcome), and guards stay out of
         # structlog unless --ctxguard-log or the app asked for log mode.
-        if self.inactive_reason is not None:
-            return
-        self.auto.activate()
+        # On a Flask it cannot guard, apps' own guards follow the run too
+        # (none raises), but nothing is installed.
+        if self.inactive_reason is None:
+            self.auto.activate()
         self._overridden += 1
         if self._overridden == 1:
             # Undone at the end: a pytester run inside a guarded run gives
@@ -120,9 +121,8 @@ class PluginRun:
             )
 
     def _unguard(self) -> None:
-        if self.inactive_reason is not None:
-            return
-        self.auto.deactivate()
+        if self.inactive_reason is None:
+            self.auto.deactivate()
         self._overridden -= 1
         if self._overridden == 0:
             self._override.close()
