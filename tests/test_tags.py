@@ -183,7 +183,6 @@ class TestRequestTag:
             "thread": "MainThread",
             "thread_id": 1,
             "started": 1.5,
-            "pushed_by": None,
         } == json.loads(json.dumps(tag.to_dict()))
 
     def test_pushed_by_a_harness(self):

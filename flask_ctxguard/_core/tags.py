@@ -120,9 +120,9 @@ class RequestTag:
     def to_dict(self) -> dict[str, Any]:
         """
         The tag as a JSON-safe dict: token, method, path, endpoint, thread,
-        and what pushed it (`None` for a request the app handled).
+        and ``pushed_by`` for a context a test harness pushed.
         """
-        return {
+        fields: dict[str, Any] = {
             "token": self.token,
             "method": self.method,
             "path": self.path,
@@ -130,8 +130,10 @@ class RequestTag:
             "thread": self.thread_name,
             "thread_id": self.thread_id,
             "started": self.started,
-            "pushed_by": self.pushed_by,
         }
+        if self.pushed_by is not None:
+            fields["pushed_by"] = self.pushed_by
+        return fields
 
 
 class RequestRecord:
