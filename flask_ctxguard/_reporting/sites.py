@@ -138,10 +138,13 @@ def user_frame(depth: int) -> FrameType | None:
     Flask, Werkzeug, flask_ctxguard and their plumbing are skipped; so are
     installed third-party packages (a Flask extension reading ``g``) as
     long as a frame of the user's own code follows them within the same
-    request. A library that reads during a request with no user frame
-    between it and Flask's dispatch (Flask-Login's ``login_required``) is
-    the reader itself: its frame is returned, not the test's that sent the
-    request.
+    request. A template of the user's project is the user's code (see
+    `describe` for its line). A library that reads during a request with
+    no user frame between it and Flask's dispatch (Flask-Login's
+    ``login_required``) is the reader itself: its frame is returned, not
+    the test's that sent the request. Only Flask's dispatch functions are
+    that boundary: a context processor that ``render_template`` calls
+    from a view (through ``flask.app``) is on the way to the view.
     """
     try:
         frame: FrameType | None = sys._getframe(depth + 1)
