@@ -350,6 +350,45 @@ class TestHarnessContexts:
             ]
         )
 
+    @needs_shared_g
+    def test_a_fixtures_app_context_is_named_in_the_fix(self, ourtester):
+        """Two test-client requests sharing the app context a session-wide
+        fixture pushed: CG101's fix names that fixture."""
+        ourtester.makepyfile(
+            test_app_ctx="""
+            import pytest
+            from shop import create_app
+
+
+            @pytest.fixture(scope="session")
+            def app():
+                app = create_app()
+                with app.app_context():
+                    yield app
+
+
+            def test_two_requests(app):
+                client = app.test_client()
+                client.get("/set/alice")
+                assert b"alice" == client.get("/get").data
+            """
+        )
+
+        result = run(ourtester, "--ctxguard")
+
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "CG101 g-leak: 'g.user' was read during GET /get (request *)"
+                " but was set during GET /set/alice (request *).",
+                "  fix: the two requests shared the application context of"
+                " the fixture 'app'; don't keep per-request values on 'g'"
+                " between test-client requests: push that context only in"
+                " the tests that need it, and set per-request values on 'g'"
+                " in every request (before_request).",
+            ]
+        )
+
 
 class TestGuardedNothing:
     def test_an_app_that_cannot_be_guarded(self, ourtester):
