@@ -153,8 +153,8 @@ class _Options:
     state: PluginRun | None = None
     #: Why the run guards nothing: the guard cannot run here.
     inactive: str | None = None
-    #: What the test reports carried, from every process (`RunResults`).
-    reported: Any = None
+    #: What the test reports carried, from every process.
+    reported: RunResults | None = None
 
     def ensure_state(self) -> PluginRun | None:
         """The run state, made on first use; `None` if it cannot be."""
@@ -176,7 +176,7 @@ class _Options:
             from flask_ctxguard._pytest.summary import RunResults
 
             self.reported = RunResults()
-        return self.reported  # type: ignore[no-any-return]
+        return self.reported
 
 
 _OPTIONS = pytest.StashKey[_Options]()
