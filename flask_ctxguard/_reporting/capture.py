@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from flask_ctxguard._reporting.signals import contamination_detected
-from flask_ctxguard._reporting.violations import Violation, request_name
+from flask_ctxguard._reporting.violations import Violation
 
 __all__ = [
     "capture_violations",
@@ -140,9 +140,9 @@ def finding_report(group: Sequence[Violation]) -> str:
 def finding_line(group: Sequence[Violation]) -> str:
     """One line for *group*: code, slug, subject, requests and count."""
     first = group[0]
-    origin = f" from {request_name(first.origin)}" if first.origin else ""
+    origin = f" from {first.origin.name}" if first.origin else ""
     if first.accessor is not None:
-        into = f" into {request_name(first.accessor)}"
+        into = f" into {first.accessor.name}"
     elif first.code == "CG106":
         into = ""
     else:

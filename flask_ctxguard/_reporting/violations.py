@@ -15,7 +15,6 @@ import re
 import time
 from typing import Any
 
-from flask_ctxguard._core.codes import CODES
 from flask_ctxguard._core.tags import RequestTag
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "escape_controls",
     "g_leak_hint",
     "g_leak_message",
-    "request_name",
     "stale_access_message",
 ]
 
@@ -167,9 +165,6 @@ RULES: dict[str, Rule] = {
         ),
     )
 }
-
-# The codes every layer validates against are these rules' codes.
-assert {code: rule.kind for code, rule in RULES.items()} == CODES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -340,22 +335,14 @@ def _indent(stack: str) -> list[str]:
 def _of(subject: str, attribute: str, origin: RequestTag) -> str:
     what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
     return (
-        f"{what} of {request_name(origin)} (request"
+        f"{what} of {origin.name} (request"
         f" {origin.token}, thread {origin.thread_name!r})"
     )
 
 
-def request_name(tag: RequestTag) -> str:
-    """
-    How reports name the request *tag*: ``"GET /path"``, or what pushed
-    its context when a test harness did (`RequestTag.pushed_by`).
-    """
-    return tag.name
-
-
 def _request_named(origin: RequestTag) -> str:
     """*origin* as the messages name it: ``GET /path (request TOKEN)``."""
-    return f"{request_name(origin)} (request {origin.token})"
+    return f"{origin.name} (request {origin.token})"
 
 
 def g_leak_message(
