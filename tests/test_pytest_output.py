@@ -421,6 +421,33 @@ class TestGuardedNothing:
         strict.stdout.no_fnmatch_line("ctxguard: 0 findings*")
         assert pytest.ExitCode.OK == warn.ret
 
+    def test_an_app_that_cannot_be_guarded_under_xdist(self, ourtester):
+        """Under pytest-xdist the workers' problems reach the controller:
+        the run says it guarded nothing, and strict exits 1."""
+        pytest.importorskip("xdist")
+        ourtester.makepyfile(
+            test_bad="""
+            from shop import create_app
+
+
+            def test_bad_config():
+                app = create_app("bad")
+                app.config["CTXGUARD_MODE"] = "loud"
+                assert b"plain" == app.test_client().get("/plain").data
+            """
+        )
+
+        result = run(ourtester, "-n", "2", "--ctxguard", subprocess=True)
+
+        result.assert_outcomes(passed=1)
+        assert pytest.ExitCode.TESTS_FAILED == result.ret
+        result.stdout.fnmatch_lines(
+            [
+                "problem: app 'bad' not guarded: CTXGUARD_MODE must be*",
+                "ctxguard: guarded nothing: app 'bad' not guarded: *",
+            ]
+        )
+
     def test_a_suite_without_flask(self, ourtester):
         """A run in which no app handled a request says nothing was
         checked, not '0 findings', and passes."""
