@@ -365,6 +365,8 @@ def pytest_terminal_summary(
         results=options.results(),
         inactive=options.inactive,
     )
+    if options.state is None:
+        return  # the guard could not be imported: no hammer either
     # hammer's crossovers, in their own section.
     from flask_ctxguard._hammer.hammer import write_crossover_summary
 

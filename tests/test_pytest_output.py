@@ -391,6 +391,42 @@ class TestHarnessContexts:
 
 
 class TestGuardedNothing:
+    def test_no_flask_installed(self, ourtester, no_flask_python, monkeypatch):
+        """Where Flask is not installed, the plugin says the guard cannot
+        be imported, strict exits 1, and a test asking for the fixture
+        errors with that reason; nothing crashes."""
+        checkout = str(Path(flask_ctxguard.__file__).parent.parent)
+        monkeypatch.setenv("PYTHONPATH", checkout)
+        ourtester.makepyfile(
+            test_plain="def test_plain():\n    assert 1\n",
+            test_fixture="def test_fixture(ctxguard):\n    assert 1\n",
+        )
+        reason = (
+            'flask_ctxguard cannot be imported: ModuleNotFoundError("No'
+            " module named 'flask'\")"
+        )
+
+        result = ourtester.run(
+            no_flask_python,
+            "-m",
+            "pytest",
+            "-p",
+            "flask_ctxguard.pytest_plugin",
+            "--ctxguard",
+            timeout=120,
+        )
+
+        assert "INTERNALERROR" not in result.stdout.str()
+        result.assert_outcomes(passed=1, errors=1)
+        assert pytest.ExitCode.TESTS_FAILED == result.ret
+        result.stdout.fnmatch_lines(
+            [
+                f"ctxguard: guarding nothing: {reason}",
+                f"E * Failed: ctxguard: guarding nothing: {reason}",
+                f"ctxguard: guarded nothing: {reason}",
+            ]
+        )
+
     def test_an_app_that_cannot_be_guarded(self, ourtester):
         """The only app cannot be guarded (a bad key): the closing line
         says the run guarded nothing and why, and strict exits 1."""
@@ -536,18 +572,17 @@ class TestGuardedNothing:
 
 
 #: The unsupported Flask the test above runs on, and its Werkzeug.
-OLD_FLASK = ("flask==2.1.3", "werkzeug==2.1.2")
+OLD_FLASK = ("flask==2.1.3", "werkzeug==2.1.2", "blinker", "structlog")
 
 
-@pytest.fixture(scope="session", name="old_flask_python")
-def _old_flask_python():
+def _venv(name: str, packages: tuple[str, ...]) -> str:
     """
-    A Python with Flask 2.1.3, which the guard cannot run on, in a venv
-    made once per machine and Python version (flask_ctxguard itself comes
-    from this checkout, through PYTHONPATH).
+    The Python of a venv with pytest and *packages*, made once per
+    machine and Python version under the temporary directory; skips the
+    test if pip cannot install them.
     """
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    venv = Path(tempfile.gettempdir()) / f"flask_ctxguard-flask-2.1-{version}"
+    venv = Path(tempfile.gettempdir()) / f"flask_ctxguard-{name}-{version}"
     python = venv / "bin" / "python"
     done = venv / ".complete"
     if not done.exists():
@@ -562,10 +597,8 @@ def _old_flask_python():
                 "pip",
                 "install",
                 "--quiet",
-                *OLD_FLASK,
-                "blinker",
-                "structlog",
                 "pytest",
+                *packages,
             ],
             capture_output=True,
             timeout=600,
@@ -574,8 +607,23 @@ def _old_flask_python():
         if install.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             pytest.skip(
-                "pip could not install Flask 2.1.3 (no access to PyPI?):"
+                f"pip could not install {packages} (no access to PyPI?):"
                 f" {install.stderr.decode()[-300:]}"
             )
         done.touch()
     return str(python)
+
+
+@pytest.fixture(scope="session", name="old_flask_python")
+def _old_flask_python():
+    """
+    A Python with Flask 2.1.3, which the guard cannot run on
+    (flask_ctxguard itself comes from this checkout, through PYTHONPATH).
+    """
+    return _venv("flask-2.1", OLD_FLASK)
+
+
+@pytest.fixture(scope="session", name="no_flask_python")
+def _no_flask_python():
+    """A Python with pytest and neither Flask nor structlog."""
+    return _venv("no-flask", ())
