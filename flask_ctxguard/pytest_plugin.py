@@ -386,13 +386,7 @@ def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
     state = options.ensure_state()
     if state is None:
         pytest.fail(f"ctxguard: guarding nothing: {options.inactive}")
-    run = request.node.stash.get(_TEST, None)
-    if run is not None:
-        yield state.fixture(run)
-        return
-    # Asked for with request.getfixturevalue(): guarded from now on.
-    run = state.begin(request.node.nodeid, _site(request.node))
-    try:
-        yield state.fixture(run)
-    finally:
-        state.end(run)
+    node = request.node
+    run = node.stash.get(_TEST, None)
+    with state.fixture_for(run, node.nodeid, _site(node)) as fixture:
+        yield fixture

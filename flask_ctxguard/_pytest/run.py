@@ -258,6 +258,24 @@ class PluginRun:
             if owner is fixturedef:
                 del self.exempt[key]
 
+    @contextlib.contextmanager
+    def fixture_for(
+        self, run: TestRun | None, nodeid: str, site: str
+    ) -> Iterator[CtxGuardFixture]:
+        """
+        The ``ctxguard`` fixture's object for the test *nodeid*: of its
+        *run*, or, for a test that asked for the fixture with
+        ``request.getfixturevalue()``, guarded from now on.
+        """
+        if run is not None:
+            yield self.fixture(run)
+            return
+        run = self.begin(nodeid, site)
+        try:
+            yield self.fixture(run)
+        finally:
+            self.end(run)
+
     def fixture(self, run: TestRun) -> CtxGuardFixture:
         """The ``ctxguard`` fixture's object for *run*."""
         self.force(run)
