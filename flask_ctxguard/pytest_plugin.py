@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -315,6 +315,9 @@ def pytest_runtest_makereport(
     state = item.config.stash[_OPTIONS].state
     if run is not None and state is not None:
         state.annotate(run, outcome.get_result())
+        if run.late and call.when == "teardown":
+            state.end(run)
+            del item.stash[_TEST]
 
 
 class _Collector:
@@ -374,7 +377,7 @@ def pytest_terminal_summary(
 
 
 @pytest.fixture
-def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
+def ctxguard(request: pytest.FixtureRequest) -> CtxGuardFixture:
     """
     Guard every Flask app this test uses and give access to its violations.
 
@@ -388,5 +391,7 @@ def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
         pytest.fail(f"ctxguard: guarding nothing: {options.inactive}")
     node = request.node
     run = node.stash.get(_TEST, None)
-    with state.fixture_for(run, node.nodeid, _site(node)) as fixture:
-        yield fixture
+    if run is None:  # asked for with request.getfixturevalue()
+        run = node.stash[_TEST] = state.begin(node.nodeid, _site(node))
+        run.late = True  # ended after its teardown report
+    return state.fixture(run)

@@ -147,6 +147,37 @@ class TestOutputOnce:
         )
 
 
+class TestFixtureAskedLate:
+    @needs_shared_g
+    def test_getfixturevalue_guards_from_then_on(self, ourtester):
+        """A test that asks for the ctxguard fixture with
+        request.getfixturevalue(), without the option, is guarded from
+        then on and fails with its finding."""
+        ourtester.makepyfile(
+            test_late="""
+            from shop import create_app, leak_g
+
+
+            def test_late(request):
+                guard = request.getfixturevalue("ctxguard")
+                leak_g(create_app())
+                assert 1 == len(guard.violations)
+            """
+        )
+
+        result = run(ourtester)
+
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*_ test_late _*",
+                "1 request-context contamination finding:",
+                "",
+                "CG101 g-leak: 'g.user' was read during GET /get *",
+            ]
+        )
+
+
 class TestSkippedTest:
     SKIPS = """
         import pytest

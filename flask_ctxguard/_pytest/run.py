@@ -49,6 +49,9 @@ class TestRun:
     allowed: frozenset[str] = frozenset()
     forced: bool = False
     activated: bool = False
+    #: Began when the test asked for the fixture late
+    #: (``request.getfixturevalue``), not with the test.
+    late: bool = False
     taken: int = 0
     absorbed: set[int] = dataclasses.field(default_factory=set)
     #: Violations a failure of the test already shows (assert_clean).
@@ -257,24 +260,6 @@ class PluginRun:
         for key, owner in list(self.exempt.items()):
             if owner is fixturedef:
                 del self.exempt[key]
-
-    @contextlib.contextmanager
-    def fixture_for(
-        self, run: TestRun | None, nodeid: str, site: str
-    ) -> Iterator[CtxGuardFixture]:
-        """
-        The ``ctxguard`` fixture's object for the test *nodeid*: of its
-        *run*, or, for a test that asked for the fixture with
-        ``request.getfixturevalue()``, guarded from now on.
-        """
-        if run is not None:
-            yield self.fixture(run)
-            return
-        run = self.begin(nodeid, site)
-        try:
-            yield self.fixture(run)
-        finally:
-            self.end(run)
 
     def fixture(self, run: TestRun) -> CtxGuardFixture:
         """The ``ctxguard`` fixture's object for *run*."""
