@@ -7,8 +7,9 @@ pytest run of the environment: importing it has no side effects and imports
 neither Flask nor structlog nor the rest of the package. Installing it
 changes nothing until the user opts in with ``--ctxguard``, the ini key
 ``ctxguard`` or the ``ctxguard`` fixture; only then is the run state
-(`flask_ctxguard._pytest.run`, a thin layer over `flask_ctxguard.testing`)
-imported.
+(`flask_ctxguard._pytest.run`) imported. This module holds the options, ini
+keys, markers, fixture and hooks; the machinery is in
+`flask_ctxguard._pytest`.
 
 While active, every Flask app that pushes a context or handles a request
 gets a guard, and every violation is attributed to the test during which
@@ -21,13 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:  # the run state imports Flask: only when enabled
     from flask_ctxguard._pytest.run import CtxGuardFixture, PluginRun, TestRun
+    from flask_ctxguard._pytest.summary import RunResults
 
 __all__ = ["CtxGuardFixture"]
 
@@ -149,19 +151,32 @@ class _Options:
     log: bool
     full_stacks: bool
     state: PluginRun | None = None
-    #: Per test: short findings and full reports, from every process.
-    results: dict[str, tuple[list[str], list[str]]] = dataclasses.field(
-        default_factory=dict
-    )
+    #: Why the run guards nothing: the guard cannot run here.
+    inactive: str | None = None
+    #: What the test reports carried, from every process.
+    reported: RunResults | None = None
 
-    def ensure_state(self) -> PluginRun:
-        if self.state is None:
-            from flask_ctxguard._pytest.run import PluginRun
-
+    def ensure_state(self) -> PluginRun | None:
+        """The run state, made on first use; `None` if it cannot be."""
+        if self.state is None and self.inactive is None:
+            try:
+                from flask_ctxguard._pytest.run import PluginRun
+            except Exception as exc:  # noqa: BLE001 - say it, don't crash
+                self.inactive = f"flask_ctxguard cannot be imported: {exc!r}"
+                return None
             self.state = PluginRun(
                 self.mode, log=self.log, full_stacks=self.full_stacks
             )
+            self.inactive = self.state.inactive_reason
         return self.state
+
+    def results(self) -> RunResults:
+        """What the test reports carried so far."""
+        if self.reported is None:
+            from flask_ctxguard._pytest.summary import RunResults
+
+            self.reported = RunResults()
+        return self.reported
 
 
 _OPTIONS = pytest.StashKey[_Options]()
@@ -210,17 +225,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(collector)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    mode = config.stash[_OPTIONS].mode
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    options = config.stash[_OPTIONS]
+    mode = options.mode
     if mode == "off":
         return None
-    return f"ctxguard: {mode} (reproduce with --ctxguard={mode})"
-
-
-def _allowed_codes(*codes: str) -> frozenset[str]:
-    from flask_ctxguard._pytest.run import known_codes
-
-    return known_codes("@pytest.mark.ctxguard_allow", codes)
+    lines = [f"ctxguard: {mode} (reproduce with --ctxguard={mode})"]
+    if options.inactive is not None:
+        lines.append(f"ctxguard: guarding nothing: {options.inactive}")
+    return lines
 
 
 def _site(item: pytest.Item) -> str:
@@ -239,6 +252,9 @@ def pytest_runtest_protocol(
         yield  # not guarded: the plugin costs one check per test
         return
     state = options.ensure_state()
+    if state is None or options.inactive is not None:
+        yield  # nothing can be guarded; the summary says why
+        return
     run = state.begin(item.nodeid, _site(item))
     item.stash[_TEST] = run
     try:
@@ -251,12 +267,8 @@ def pytest_runtest_protocol(
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.stash.get(_TEST, None)
-    if run is None:
-        return
-    codes: set[str] = set()
-    for marker in item.iter_markers("ctxguard_allow"):
-        codes |= _allowed_codes(*marker.args, **marker.kwargs)
-    run.allowed = frozenset(codes)
+    if run is not None:
+        run.allow(item.iter_markers("ctxguard_allow"))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -276,14 +288,12 @@ def pytest_runtest_teardown(
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> Generator[None, None, None]:
-    state = request.config.stash[_OPTIONS].state
-    if state is None or fixturedef.scope == "function":
+    options = request.config.stash[_OPTIONS]
+    state = options.state
+    if state is None or options.inactive is not None:
         yield
         return
-    from flask_ctxguard._pytest import harness as _harness
-
-    before = _harness.pushed_context_ids()
-    left = _harness.left_behind()
+    before, left = state.before_fixture(fixturedef)
     yield
     state.note_fixture(fixturedef, before, left)
 
@@ -303,34 +313,17 @@ def pytest_runtest_makereport(
     outcome = yield
     run = item.stash.get(_TEST, None)
     state = item.config.stash[_OPTIONS].state
-    if run is None or state is None:
-        return
-    found = state.take(run)
-    if not found:
-        return
-    from flask_ctxguard._reporting import summaries
-
-    report: pytest.TestReport = outcome.get_result()
-    groups = summaries.group_violations(found)
-    # Plain strings on the report travel to pytest-xdist's controller.
-    report.ctxguard = [  # type: ignore[attr-defined]
-        [summaries.summarize_finding(g) for g in groups],
-        [summaries.format_finding(g) for g in groups],
-    ]
-    if not state.is_strict(run) or report.skipped:
-        return
-    text = summaries.failure_text(found)
-    if report.passed:
-        report.outcome = "failed"
-        report.longrepr = text
-    else:
-        report.sections.append(("ctxguard", text))
+    if run is not None and state is not None:
+        state.annotate(run, outcome.get_result())
+        if run.late and call.when == "teardown":
+            state.end(run)
+            del item.stash[_TEST]
 
 
 class _Collector:
     """
-    Gathers the findings each test report carries, in this process or,
-    under pytest-xdist, from every worker.
+    Gathers what each test report carries (findings, apps that could not
+    be guarded), in this process or, under pytest-xdist, from every worker.
     """
 
     def __init__(self, options: _Options) -> None:
@@ -338,43 +331,45 @@ class _Collector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = getattr(report, "ctxguard", None)
-        if not found:
+        problems = getattr(report, "ctxguard_problems", None)
+        guarded = getattr(report, "ctxguard_guarded", False)
+        if not (found or problems or guarded):
             return
-        short, full = self.options.results.setdefault(report.nodeid, ([], []))
-        short.extend(found[0])
-        full.extend(found[1])
+        results = self.options.results()
+        if found:
+            results.add(report.nodeid, found)
+        if problems:
+            results.add_problems(problems)
+        results.guarded = results.guarded or bool(guarded)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A strict run that could guard nothing is not a passing run.
+    options = session.config.stash.get(_OPTIONS, None)
+    if options is None or options.mode != "strict" or session.exitstatus:
+        return
+    if options.results().unguarded_reason(options.inactive) is not None:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(
     terminalreporter: Any, exitstatus: int, config: pytest.Config
 ) -> None:
     options = config.stash.get(_OPTIONS, None)
-    if options is None:
+    if options is None or (options.mode == "off" and options.reported is None):
         return
-    problems = options.state.auto.problems if options.state else []
-    if options.mode == "off" and not options.results and not problems:
-        return
-    write = terminalreporter.write_line
-    if options.results or problems:
-        terminalreporter.section("ctxguard")
-    total = 0
-    for nodeid, (short, full) in options.results.items():
-        total += len(short)
-        if options.mode == "warn":
-            write(nodeid)
-            for line in "\n\n".join(full).splitlines():
-                write(f"  {line}" if line else "")
-        else:
-            for line in short:
-                write(f"{nodeid}: {line}")
-    for problem in problems:
-        write(f"problem: {problem}")
-    tests = len(options.results)
-    write(
-        f"ctxguard: {total} finding{'' if total == 1 else 's'} in"
-        f" {tests} test{'' if tests == 1 else 's'}"
-    )
+    from flask_ctxguard._pytest.summary import write_summary
 
+    write_summary(
+        terminalreporter.write_line,
+        terminalreporter.section,
+        mode=options.mode,
+        results=options.results(),
+        inactive=options.inactive,
+    )
+    if options.state is None:
+        return  # the guard could not be imported: no hammer either
     # hammer's crossovers, in their own section.
     from flask_ctxguard._hammer.hammer import write_crossover_summary
 
@@ -382,7 +377,7 @@ def pytest_terminal_summary(
 
 
 @pytest.fixture
-def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
+def ctxguard(request: pytest.FixtureRequest) -> CtxGuardFixture:
     """
     Guard every Flask app this test uses and give access to its violations.
 
@@ -390,14 +385,13 @@ def ctxguard(request: pytest.FixtureRequest) -> Iterator[CtxGuardFixture]:
     listed, the outcome is the test's own); without the option the fixture
     makes its test strict.
     """
-    state = request.config.stash[_OPTIONS].ensure_state()
-    run = request.node.stash.get(_TEST, None)
-    if run is not None:
-        yield state.fixture(run)
-        return
-    # Asked for with request.getfixturevalue(): guarded from now on.
-    run = state.begin(request.node.nodeid, _site(request.node))
-    try:
-        yield state.fixture(run)
-    finally:
-        state.end(run)
+    options = request.config.stash[_OPTIONS]
+    state = options.ensure_state()
+    if state is None:
+        pytest.fail(f"ctxguard: guarding nothing: {options.inactive}")
+    node = request.node
+    run = node.stash.get(_TEST, None)
+    if run is None:  # asked for with request.getfixturevalue()
+        run = node.stash[_TEST] = state.begin(node.nodeid, _site(node))
+        run.late = True  # ended after its teardown report
+    return state.fixture(run)

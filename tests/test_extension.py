@@ -15,6 +15,12 @@ from flask_ctxguard._guard import extension as _extension
 from tests._compat import needs_shared_g
 from tests.helpers import add_g_user_views, share_g
 
+#: What an unsupported Flask makes the guard say.
+REASON = (
+    "flask_ctxguard cannot guard Flask 2.1.3: no '_cv_tokens'. Supported"
+    " are Flask 2.3, 3.0, 3.1 and 3.2."
+)
+
 
 def _app(name="app", **config):
     app = Flask(name)
@@ -75,9 +81,7 @@ class TestInitApp:
 
     def test_unsupported_flask_raise_mode(self, monkeypatch):
         """If a Flask internal is missing, raise mode fails init_app."""
-        monkeypatch.setattr(
-            _extension, "check_support", lambda: "no '_cv_tokens'"
-        )
+        monkeypatch.setattr(_extension, "unsupported_reason", lambda: REASON)
         app = _app(CTXGUARD_MODE="raise")
 
         with pytest.raises(ConfigurationError, match="cannot guard"):
@@ -85,23 +89,53 @@ class TestInitApp:
 
     @needs_shared_g
     def test_unsupported_flask_log_mode(self, monkeypatch):
-        """If a Flask internal is missing, log mode degrades with one error
-        log and installs nothing."""
-        monkeypatch.setattr(
-            _extension, "check_support", lambda: "no '_cv_tokens'"
-        )
-        app = _app()
+        """If a Flask internal is missing, log mode degrades with one
+        warning for the guard, installs nothing and says why it is
+        inactive."""
+        monkeypatch.setattr(_extension, "unsupported_reason", lambda: REASON)
+        app, other = _app(), _app("other")
         request_class = app.request_class
 
         with capture_logs() as logs:
             guard = CtxGuard(app)
+            guard.init_app(other)
             [response] = share_g(app)
 
         assert b"alice" == response.data
         assert request_class is app.request_class
         assert [] == guard.violations
-        assert ["unsupported-flask"] == [e["event"] for e in logs]
-        assert "error" == logs[0]["log_level"]
+        assert [("unsupported-flask", "warning", REASON)] == [
+            (e["event"], e["log_level"], e["message"]) for e in logs
+        ]
+        assert (False, REASON) == (guard.active, guard.inactive_reason)
+
+
+class TestActive:
+    def test_active_once_installed(self):
+        """A guard installed on an app is active, with no reason."""
+        app = _app()
+        guard = CtxGuard(app)
+
+        assert (True, None) == (guard.active, guard.inactive_reason)
+
+    def test_not_installed(self):
+        """A guard on no app is inactive and says how to install it."""
+        guard = CtxGuard()
+
+        assert (False, "it is installed on no app; call init_app(app).") == (
+            guard.active,
+            guard.inactive_reason,
+        )
+
+    def test_mode_off(self):
+        """CTXGUARD_MODE = 'off' installs nothing: inactive, and why."""
+        app = _app(CTXGUARD_MODE="off")
+        guard = CtxGuard(app)
+
+        assert (False, "CTXGUARD_MODE is 'off'.") == (
+            guard.active,
+            guard.inactive_reason,
+        )
 
 
 class TestSeveralApps:

@@ -48,8 +48,8 @@ class TestPrecedence:
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
             [
-                "test_own.py::test_leaky",
-                "  CG101 g-leak: 'g.user' was read during GET /get *",
+                "CG101 g-leak: 'g.user' was read during GET /get *",
+                "  in test: test_own.py::test_leaky",
                 "ctxguard: 1 finding in 1 test",
             ]
         )
@@ -285,12 +285,12 @@ class TestContextVarLeftByATest:
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
             [
-                "test_order.py::test_a_leaves_tenant",
-                "  CG106 contextvar-leak: ContextVar 'tenant' still held*",
+                "CG106 contextvar-leak: ContextVar 'tenant' still held*",
+                "  in test: test_order.py::test_a_leaves_tenant",
                 "ctxguard: 1 finding in 1 test",
             ]
         )
-        result.stdout.no_fnmatch_line("test_order.py::test_b_clean")
+        result.stdout.no_fnmatch_line("*test_order.py::test_b_clean*")
 
     def test_a_leak_inside_one_test_stays_that_tests(self, ourtester):
         """Two requests of one test, the second holding the first's value,
@@ -385,6 +385,29 @@ class TestStacks:
         assert "_pytest/" not in failure
 
     @needs_shared_g
+    def test_xdist_workers_frames_fold(self, ourtester):
+        """Under pytest-xdist, the frames of execnet and xdist that start
+        a worker's stack fold like pytest's."""
+        pytest.importorskip("xdist")
+        ourtester.makepyfile(test_stacks=self.STACKED)
+
+        result = run(ourtester, "-n", "2", "--ctxguard", subprocess=True)
+
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "  read at (stack):",
+                "    ?* frames of execnet, xdist, pluggy, pytest?",
+                '*File "*test_stacks.py", line *, in test_leaky',
+            ]
+        )
+        failure = result.stdout.str().split("= ctxguard =")[0]
+        assert '"<string>"' not in failure
+        assert "execnet" + "/" not in failure
+        assert "xdist" + "/" not in failure
+        assert "threading.py" not in failure
+
+    @needs_shared_g
     def test_full_stacks_on_request(self, ourtester):
         """--ctxguard-full-stacks keeps every frame (the positive control
         of the trimming)."""
@@ -402,7 +425,8 @@ class TestXdist:
     @needs_shared_g
     def test_summary_counts_the_workers_findings(self, ourtester):
         """Under pytest-xdist the closing summary lists what the workers
-        found."""
+        found: one bug hit by a test on each worker is one finding, listed
+        once with both tests."""
         pytest.importorskip("xdist")
         ourtester.makepyfile(
             test_a=LEAKY, test_b=LEAKY.replace("test_leaky", "test_leaky_b")
@@ -414,11 +438,14 @@ class TestXdist:
         result.stdout.fnmatch_lines(
             [
                 "*= ctxguard =*",
-                "ctxguard: 2 findings in 2 tests",
+                "CG101 g-leak: 'g.user' was read during GET /get *",
+                "  in 2 tests: test_*.py::test_leaky*, test_*.py::test_leaky*",
+                "ctxguard: 1 finding in 2 tests",
             ]
         )
-        result.stdout.fnmatch_lines(["test_a.py::test_leaky"])
-        result.stdout.fnmatch_lines(["test_b.py::test_leaky_b"])
+        result.stdout.fnmatch_lines(["*test_a.py::test_leaky*"])
+        result.stdout.fnmatch_lines(["*test_b.py::test_leaky_b*"])
+        assert 1 == result.stdout.str().count("CG101 g-leak: 'g.user'")
 
     @needs_shared_g
     def test_strict_under_xdist(self, ourtester):

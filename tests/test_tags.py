@@ -185,6 +185,26 @@ class TestRequestTag:
             "started": 1.5,
         } == json.loads(json.dumps(tag.to_dict()))
 
+    def test_pushed_by_a_harness(self):
+        """A request context a test harness pushed is named by what pushed
+        it, not by its method and path."""
+        tag = RequestTag(
+            token="3f9a-8",
+            thread_id=1,
+            thread_name="MainThread",
+            method="GET",
+            path="/",
+            endpoint=None,
+            started=1.5,
+            pushed_by="the fixture 'req_ctx'",
+        )
+
+        assert (
+            "the fixture 'req_ctx' (request 3f9a-8, thread 'MainThread')"
+            == str(tag)
+        )
+        assert "the fixture 'req_ctx'" == tag.to_dict()["pushed_by"]
+
 
 class TestRequestRecord:
     def _record(self):

@@ -12,7 +12,7 @@ reported, which costs nothing on requests that report nothing. A
 ``init_app`` is followed the same way.
 
 A pytest run may override the mode of every guard for the run (the command
-line wins, see docs/configuration.md): `RunOverride`.
+line wins, see docs/configuration.md): `flask_ctxguard._core.override`.
 
 The key table `KEYS` is the one list of keys: add a key there, give
 `Settings` a field and read it in `read_settings`.
@@ -24,23 +24,17 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib
-import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
+from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.docs_site import DOCS_URL, normalized_docs_url
+from flask_ctxguard._core.ignore import read_ignore
 from flask_ctxguard.exceptions import ConfigurationError
 
 Mode = Literal["raise", "log", "off"]
 MODES: tuple[Mode, ...] = ("raise", "log", "off")
-
-_CODE_RE = re.compile(r"^CG\d{3}$", re.IGNORECASE)
-
-# Subjects a violation can have; anything else in CTXGUARD_IGNORE must be
-# a glob or start like one of the prefixes.
-_SUBJECTS = ("request", "session", "request context", "app context")
-_SUBJECT_PREFIXES = ("g.", "ContextVar ")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,26 +82,6 @@ KEYS: dict[str, Key] = {
 }
 
 
-@dataclasses.dataclass
-class RunOverride:
-    """
-    What a test run imposes on every guard, whatever the app configured.
-
-    Set by the pytest plugin for the run: *mode* replaces the mode of every
-    guard that is not ``"off"``; *quiet* keeps guards that the app did not
-    configure itself out of structlog, since the plugin's report is the
-    channel; *full_stacks* turns off the trimming of stacks.
-    """
-
-    mode: Mode | None = None
-    quiet: bool = False
-    full_stacks: bool = False
-
-
-#: The override of the current test run, if any (one per process).
-RUN = RunOverride()
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """
@@ -146,7 +120,7 @@ class Settings:
         config = self.config
         if config is not None:
             mode = _live_mode(config, mode)
-        override = RUN.mode
+        override = _override.current().mode
         return mode if override is None or mode == "off" else override
 
     @property
@@ -163,10 +137,13 @@ class Settings:
     @property
     def logs(self) -> bool:
         """
-        Whether violations go to structlog: always, except in a pytest run
-        for a guard whose app set no ``CTXGUARD_*`` key (see `RunOverride`).
+        Whether violations go to structlog: always, except in a quiet
+        pytest run (see `flask_ctxguard._core.override.RunOverride`) for
+        a guard whose app did not set ``CTXGUARD_MODE = "log"`` itself.
         """
-        return not (RUN.quiet and not self.explicit)
+        if not _override.current().quiet:
+            return True
+        return "CTXGUARD_MODE" in self.explicit and self.initial_mode == "log"
 
     def turned_off(self) -> Settings:
         """These settings in ``"off"`` mode, fixed."""
@@ -289,7 +266,7 @@ def read_settings(
     mode = _read_mode(values["CTXGUARD_MODE"])
     stacks = _read_bool(values, "CTXGUARD_STACKS")
     log_values = _read_bool(values, "CTXGUARD_LOG_VALUES")
-    ignore = _read_ignore(values["CTXGUARD_IGNORE"])
+    ignore = read_ignore(values["CTXGUARD_IGNORE"])
 
     max_violations = values["CTXGUARD_MAX_VIOLATIONS"]
     if (
@@ -381,60 +358,6 @@ def _read_mode(mode: object) -> Mode:
     elif isinstance(mode, str) and mode.lower() in MODES:
         msg += f" Did you mean {mode.lower()!r}?"
     raise ConfigurationError(msg)
-
-
-def _read_ignore(raw: object) -> frozenset[str]:
-    from flask_ctxguard._reporting.violations import RULES
-
-    if isinstance(raw, str | bytes) or not isinstance(raw, Iterable):
-        msg = (
-            "CTXGUARD_IGNORE must be a list or tuple of codes and subjects,"
-            f" such as ('CG106', 'g._sa_session'); got {raw!r}."
-        )
-        if isinstance(raw, str):
-            msg += f" Did you mean ({raw!r},)?"
-        raise ConfigurationError(msg)
-    ignore: set[str] = set()
-    for item in raw:
-        if not isinstance(item, str) or not item.strip():
-            msg = (
-                "CTXGUARD_IGNORE entries must be non-empty strings (a code"
-                f" such as 'CG101' or a subject such as 'g.user'); got"
-                f" {item!r}."
-            )
-            raise ConfigurationError(msg)
-        if _CODE_RE.match(item):
-            if item.upper() not in RULES:
-                known = ", ".join(sorted(RULES))
-                msg = (
-                    f"CTXGUARD_IGNORE names the unknown code {item!r}; the"
-                    f" codes are {known}."
-                )
-                raise ConfigurationError(msg)
-            if item != item.upper():
-                msg = (
-                    f"CTXGUARD_IGNORE entry {item!r} would ignore nothing:"
-                    f" codes are upper case. Did you mean {item.upper()!r}?"
-                )
-                raise ConfigurationError(msg)
-        elif not _is_subject(item):
-            msg = (
-                f"CTXGUARD_IGNORE entry {item!r} matches no subject and is"
-                " no code, so it would ignore nothing. Did you mean"
-                f" 'g.{item}' or 'ContextVar {item}'? Subjects are"
-                " 'request', 'session', 'request context', 'app context',"
-                " 'g.<attribute>' and 'ContextVar <name>' (globs allowed)."
-            )
-            raise ConfigurationError(msg)
-        ignore.add(item)
-    return frozenset(ignore)
-
-
-def _is_subject(item: str) -> bool:
-    if item in _SUBJECTS or item.startswith(_SUBJECT_PREFIXES):
-        return True
-    # A glob such as 'g._sa_*' or 'ContextVar structlog_*' is taken as is.
-    return any(char in item for char in "*?[")
 
 
 def _read_bool(config: Mapping[str, Any], key: str) -> bool:

@@ -31,6 +31,7 @@ version number:
 
 from __future__ import annotations
 
+import importlib.metadata
 import operator
 import sys
 from collections.abc import Callable
@@ -59,6 +60,7 @@ __all__ = [
     "request_ctx_var",
     "request_of",
     "session_of",
+    "unsupported_reason",
 ]
 
 _missing: ContextVar[Any] = ContextVar("flask_ctxguard.missing")
@@ -139,6 +141,24 @@ def check_support() -> str | None:
     if missing:
         return f"flask.ctx's context class sets no {sorted(missing)}"
     return None
+
+
+def unsupported_reason() -> str | None:
+    """
+    `None` if the guard can run on this Flask, else one sentence saying
+    why not, with Flask's version and the supported ones.
+    """
+    problem = check_support()
+    if problem is None:
+        return None
+    try:
+        version = f"Flask {importlib.metadata.version('flask')}"
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        version = "this Flask"
+    return (
+        f"flask_ctxguard cannot guard {version}: {problem}. Supported are"
+        " Flask 2.3, 3.0, 3.1 and 3.2."
+    )
 
 
 def pushed_contexts() -> list[Any]:

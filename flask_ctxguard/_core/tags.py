@@ -78,8 +78,14 @@ class RequestTag:
         path: The request path, without the query string.
         endpoint: The matched endpoint, or `None` if routing failed.
         started: When the request started, as ``time.time()``.
+        pushed_by: What pushed this request's context when a test harness
+            did, not a client: ``"the fixture 'req_ctx'"`` or
+            pytest-flask's automatic request context; `None` for a
+            request the app handled.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       *pushed_by*.
     """
 
     token: str
@@ -89,18 +95,29 @@ class RequestTag:
     path: str
     endpoint: str | None
     started: float
+    pushed_by: str | None = None
 
     def __str__(self) -> str:
         return (
-            f"{self.method} {self.path} (request {self.token},"
-            f" thread {self.thread_name!r})"
+            f"{self.name} (request {self.token}, thread {self.thread_name!r})"
         )
+
+    @property
+    def name(self) -> str:
+        """
+        How reports name the request: ``"GET /orders"``, or what pushed
+        its context (*pushed_by*) for one a test harness pushed.
+        """
+        if self.pushed_by is not None:
+            return self.pushed_by
+        return f"{self.method} {self.path}"
 
     def to_dict(self) -> dict[str, Any]:
         """
-        The tag as a JSON-safe dict: token, method, path, endpoint, thread.
+        The tag as a JSON-safe dict: token, method, path, endpoint, thread,
+        and ``pushed_by`` for a context a test harness pushed.
         """
-        return {
+        fields: dict[str, Any] = {
             "token": self.token,
             "method": self.method,
             "path": self.path,
@@ -109,6 +126,9 @@ class RequestTag:
             "thread_id": self.thread_id,
             "started": self.started,
         }
+        if self.pushed_by is not None:
+            fields["pushed_by"] = self.pushed_by
+        return fields
 
 
 def thread_name(ident: int) -> str:

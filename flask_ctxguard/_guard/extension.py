@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Flask
 
+from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.classes import SESSION, G, registry
 from flask_ctxguard._core.config import (
     KEYS,
@@ -31,10 +32,10 @@ from flask_ctxguard._core.config import (
     read_settings,
 )
 from flask_ctxguard._core.flaskcompat import (
-    check_support,
     pushed_contexts,
     request_ctx_var,
     request_of,
+    unsupported_reason,
 )
 from flask_ctxguard._core.logger import get_logger
 from flask_ctxguard._core.tags import RequestTag
@@ -92,6 +93,8 @@ class CtxGuard:
         # (an app built inline, a test's app). A state holds its app weakly.
         self._states: list[AppState] = []
         self._lock = threading.Lock()
+        # Why no app is guarded, when this Flask cannot be.
+        self._unsupported: str | None = None
         if app is not None:
             self.init_app(app)
 
@@ -147,20 +150,13 @@ class CtxGuard:
             raise AlreadyRegisteredError(msg)
         settings = _read_app_settings(app, auto=auto)
 
-        problem = check_support()
-        if problem is not None and settings.mode != "off":
-            msg = (
-                f"flask_ctxguard cannot guard this Flask: {problem}."
-                " Supported are Flask 2.3, 3.0, 3.1 and 3.2."
-            )
+        reason = unsupported_reason()
+        if reason is not None and settings.mode != "off":
             if settings.mode == "raise":
-                raise ConfigurationError(msg)
-            get_logger().error(
-                "unsupported-flask",
-                message=msg,
-                flask_version=_flask_version(),
-                app=app.name,
-            )
+                raise ConfigurationError(reason)
+            if not auto and self._unsupported is None:
+                _warn_unsupported(reason, app.name)  # once per guard
+            self._unsupported = reason
             settings = settings.turned_off()
 
         state = AppState(self, app, settings, auto=auto)
@@ -178,6 +174,39 @@ class CtxGuard:
         return state
 
     # -- public helpers -----------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """
+        Whether this guard checks the requests of at least one app.
+
+        `False` until `init_app`, with ``CTXGUARD_MODE = "off"``, and on a
+        Flask the guard cannot run on (see `inactive_reason`).
+
+        .. versionadded:: 0.1.0
+        """
+        return any(
+            state.settings.initial_mode != "off"
+            for state in self._alive()
+            if state.app is not None
+        )
+
+    @property
+    def inactive_reason(self) -> str | None:
+        """
+        Why this guard checks nothing, in one sentence, or `None` while it
+        is `active`: an unsupported Flask (named with its version),
+        ``CTXGUARD_MODE = "off"``, or no app yet.
+
+        .. versionadded:: 0.1.0
+        """
+        if self.active:
+            return None
+        if self._unsupported is not None:
+            return self._unsupported
+        if any(state.app is not None for state in self._alive()):
+            return "CTXGUARD_MODE is 'off'."
+        return "it is installed on no app; call init_app(app)."
 
     def _alive(self) -> list[AppState]:
         with self._lock:
@@ -335,6 +364,24 @@ def _install_classes(app: Flask, state: AppState) -> None:
         registry.role(session_class) == SESSION
     ):
         state.session_class = session_class
+
+
+def _warn_unsupported(reason: str, app_name: str) -> None:
+    """
+    Say at warning level that this Flask cannot be guarded; not in a
+    pytest run, whose report says it instead.
+    """
+    if _override.current().quiet:
+        return
+    try:
+        get_logger().warning(
+            "unsupported-flask",
+            message=reason,
+            flask_version=_flask_version(),
+            app=app_name,
+        )
+    except Exception:  # noqa: BLE001 - the app's log pipeline
+        return
 
 
 def _flask_version() -> str | None:

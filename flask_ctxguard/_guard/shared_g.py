@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.classes import (
     ESCAPED_G,
     ESCAPED_LATE_G,
@@ -26,6 +27,7 @@ from flask_ctxguard._core.classes import (
     subclass,
     switch_class,
 )
+from flask_ctxguard._core.flaskcompat import app_ctx_var
 from flask_ctxguard._guard.g import (
     base_dict,
     g_record,
@@ -33,7 +35,7 @@ from flask_ctxguard._guard.g import (
     set_g_record,
 )
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.violations import g_leak_message
+from flask_ctxguard._reporting.violations import g_leak_hint, g_leak_message
 from flask_ctxguard._rules.access import current_record
 from flask_ctxguard._rules.records import RequestRecord
 
@@ -115,6 +117,11 @@ def _check_g_read(g: Any, name: str, how: str, depth: int) -> None:
             value=value,
             has_value=True,
             value_name=name,
+            # Whatever pushed the shared app context, if a test harness
+            # did (a fixture, pytest-flask): the fix names it.
+            hint=g_leak_hint(
+                _override.current().harness(app_ctx_var.get(None))
+            ),
         )
     except Exception as exc:  # noqa: BLE001 - never break a request
         reporter.internal_error("checking a 'g' read", exc)

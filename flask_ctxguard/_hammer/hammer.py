@@ -157,7 +157,7 @@ def hammer(
     errors = ErrorLog()
     quiet = QuietFlaskErrors(errors)
 
-    from flask_ctxguard._reporting.summaries import capture_violations
+    from flask_ctxguard._reporting.capture import capture_violations
 
     app.logger.addFilter(quiet)
     try:

@@ -10,7 +10,6 @@ pytest plugin need from the guard, in one place.
 - `report_contextvars_left` reports (CG106) the ContextVars that requests
   of a test left set when the test ended, so that the test that leaked is
   blamed rather than the next one, and optionally restores them.
-- `override_run` imposes the mode of a test run on every guard.
 
 Only test harnesses use this module; nothing here runs in production.
 """
@@ -18,7 +17,6 @@ Only test harnesses use this module; nothing here runs in production.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import threading
 import weakref
 from collections.abc import Callable, Container
@@ -27,8 +25,6 @@ from typing import Any
 
 from flask import Flask, appcontext_pushed, request_started
 
-from flask_ctxguard._core import config as _config
-from flask_ctxguard._core.config import RunOverride
 from flask_ctxguard._core.flaskcompat import (
     app_ctx_var,
     is_request_context,
@@ -53,29 +49,13 @@ from flask_ctxguard._rules.pushed_contexts import (
 __all__ = [
     "AutoGuard",
     "LeftBehind",
-    "RunOverride",
     "adopt_left_behind",
     "left_behind",
-    "override_run",
     "pushed_context_ids",
     "report_contextvars_left",
     "report_leaked_contexts",
     "snapshot",
 ]
-
-
-def override_run(
-    mode: _config.Mode | None, *, quiet: bool, full_stacks: bool
-) -> RunOverride:
-    """
-    Impose *mode* on every guard that is not off (`None`: each app's own),
-    keep guards the app did not configure out of structlog when *quiet*,
-    and keep stacks whole with *full_stacks*. Returns the override before.
-    """
-    run = _config.RUN
-    previous = dataclasses.replace(run)
-    run.mode, run.quiet, run.full_stacks = mode, quiet, full_stacks
-    return previous
 
 
 class AutoGuard:
@@ -87,6 +67,9 @@ class AutoGuard:
     def __init__(self) -> None:
         self.guard = CtxGuard()
         self.problems: list[str] = []
+        self._problems_taken = 0
+        #: Whether an app was guarded while active (its own guard or ours).
+        self.guarded_any = False
         self._lock = threading.Lock()
         self._active = 0
         self._unguardable: weakref.WeakSet[Flask] = weakref.WeakSet()
@@ -116,18 +99,30 @@ class AutoGuard:
     def ensure_guarded(self, app: Flask) -> AppState | None:
         """*app*'s state, installing a guard in log mode if it has none."""
         state: AppState | None = app.extensions.get(EXTENSION_KEY)
-        if state is not None:
-            return state
-        if app in self._unguardable:
-            return None
-        try:
-            return self.guard._install(app, auto=True)
-        except Exception as exc:  # noqa: BLE001 - never break the suite
-            # A bad CTXGUARD_* value, or an app the guard cannot take:
-            # said once per app, in the run's summary.
-            self._unguardable.add(app)
-            self.problems.append(f"app {app.name!r} not guarded: {exc}")
-            return None
+        if state is None:
+            if app in self._unguardable:
+                return None
+            try:
+                state = self.guard._install(app, auto=True)
+            except Exception as exc:  # noqa: BLE001 - never break the suite
+                # A bad CTXGUARD_* value, or an app the guard cannot take:
+                # said once per app, in the run's summary.
+                self._unguardable.add(app)
+                with self._lock:
+                    self.problems.append(
+                        f"app {app.name!r} not guarded: {exc}"
+                    )
+                return None
+        if not self.guarded_any and state.settings.initial_mode != "off":
+            self.guarded_any = True
+        return state
+
+    def take_problems(self) -> list[str]:
+        """The problems said since the last call."""
+        with self._lock:
+            taken = self.problems[self._problems_taken :]
+            self._problems_taken = len(self.problems)
+        return taken
 
     def reporter_of(self, app: Flask) -> Reporter | None:
         """*app*'s reporter, installing a guard in log mode if it has none."""

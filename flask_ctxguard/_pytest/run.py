@@ -1,10 +1,13 @@
 """
 The pytest plugin's run state, imported only once the plugin is enabled.
 
-`pytest_plugin` holds the hooks and stays light (no Flask, no structlog);
-this module holds what a guarded run keeps: the guard of every app, each
-test's violations (through `summaries.capture_violations`),
-the checks at the end of a test, and the ``ctxguard`` fixture's object.
+`flask_ctxguard.pytest_plugin` holds the hooks and stays light (no Flask,
+no structlog); this module holds what a guarded run keeps: the guard of
+every app, the override it imposes on every guard
+(`flask_ctxguard._core.override`), the contexts its fixtures pushed, each
+test's violations (through
+`flask_ctxguard._reporting.capture.capture_violations`), the checks at the
+end of a test, and the ``ctxguard`` fixture's object.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import Context
 from typing import Any
 
 import pytest
 
+from flask_ctxguard._core.flaskcompat import unsupported_reason
+from flask_ctxguard._core.override import RunOverride, overriding
 from flask_ctxguard._pytest import harness as _harness
-from flask_ctxguard._reporting import summaries
+from flask_ctxguard._pytest.contexts import HarnessContexts, fixture_label
+from flask_ctxguard._pytest.outcome import apply_strict, findings_payload
+from flask_ctxguard._reporting.capture import capture_violations, failure_text
 from flask_ctxguard._reporting.violations import RULES, Violation
 from flask_ctxguard.exceptions import ContaminationError
 
@@ -42,8 +49,20 @@ class TestRun:
     allowed: frozenset[str] = frozenset()
     forced: bool = False
     activated: bool = False
+    #: Began when the test asked for the fixture late
+    #: (``request.getfixturevalue``), not with the test.
+    late: bool = False
     taken: int = 0
     absorbed: set[int] = dataclasses.field(default_factory=set)
+    #: Violations a failure of the test already shows (assert_clean).
+    shown: set[int] = dataclasses.field(default_factory=set)
+
+    def allow(self, markers: Iterable[pytest.Mark]) -> None:
+        """Allow the codes of the ``ctxguard_allow`` *markers*."""
+        codes: set[str] = set()
+        for marker in markers:
+            codes |= _allowed_codes(*marker.args, **marker.kwargs)
+        self.allowed = frozenset(codes)
 
     def kept(self, violations: list[Violation]) -> list[Violation]:
         """*violations* without the allowed and the absorbed."""
@@ -66,11 +85,15 @@ class PluginRun:
         self.mode = mode
         self.log = log
         self.full_stacks = full_stacks
+        #: Why the run guards nothing (a Flask the guard cannot run on).
+        self.inactive_reason = unsupported_reason()
         self.auto = _harness.AutoGuard()
+        self.contexts = HarnessContexts()
         self.lock = threading.Lock()
         self.current: TestRun | None = None
         self._overridden = 0
-        self._previous = _harness.RunOverride()
+        self._override = contextlib.ExitStack()
+        self._said_guarded = False
         # Contexts and ContextVars of fixtures broader than a test, until
         # their finalizer runs: not leaks of the test that set them up.
         self.exempt: dict[int, Any] = {}
@@ -79,27 +102,33 @@ class PluginRun:
 
     def _guard(self) -> None:
         # The run's option wins over each app's own mode: no guard raises
-        # (the plugin decides the outcome), and guards the app did not
-        # configure stay out of structlog unless --ctxguard-log.
-        self.auto.activate()
+        # (the plugin decides the outcome), and guards stay out of
+        # structlog unless --ctxguard-log or the app asked for log mode.
+        # On a Flask it cannot guard, apps' own guards follow the run too
+        # (none raises), but nothing is installed.
+        if self.inactive_reason is None:
+            self.auto.activate()
         self._overridden += 1
         if self._overridden == 1:
-            # Restored at the end: a pytester run inside a guarded run
-            # must not end the outer run's override.
-            self._previous = _harness.override_run(
-                "log", quiet=not self.log, full_stacks=self.full_stacks
+            # Undone at the end: a pytester run inside a guarded run gives
+            # the outer run's override back.
+            self._override.enter_context(
+                overriding(
+                    RunOverride(
+                        mode="log",
+                        quiet=not self.log,
+                        full_stacks=self.full_stacks,
+                        harness=self.contexts.describe,
+                    )
+                )
             )
 
     def _unguard(self) -> None:
-        self.auto.deactivate()
+        if self.inactive_reason is None:
+            self.auto.deactivate()
         self._overridden -= 1
         if self._overridden == 0:
-            previous = self._previous
-            _harness.override_run(
-                previous.mode,
-                quiet=previous.quiet,
-                full_stacks=previous.full_stacks,
-            )
+            self._override.close()
 
     def close(self) -> None:
         """End of the run."""
@@ -115,7 +144,7 @@ class PluginRun:
     def begin(self, nodeid: str, site: str) -> TestRun:
         """Start collecting the violations of the test *nodeid*."""
         stack = contextlib.ExitStack()
-        found = stack.enter_context(summaries.capture_violations())
+        found = stack.enter_context(capture_violations())
         run = TestRun(
             nodeid=nodeid,
             site=site,
@@ -179,12 +208,49 @@ class PluginRun:
         new, run.taken = found[run.taken :], len(found)
         return run.kept(new)
 
-    # -- fixtures broader than a test ---------------------------------------
+    def annotate(self, run: TestRun, report: pytest.TestReport) -> None:
+        """
+        Put on *report* what arrived since the last report of *run*: its
+        findings (in strict mode failing it), the apps that could not be
+        guarded, and whether an app was guarded at all; plain data, so
+        that it reaches the controller of pytest-xdist.
+        """
+        problems = self.auto.take_problems()
+        if problems:
+            report.ctxguard_problems = problems  # type: ignore[attr-defined]
+        if self.auto.guarded_any and not self._said_guarded:
+            self._said_guarded = True
+            report.ctxguard_guarded = True  # type: ignore[attr-defined]
+        found = self.take(run)
+        if not found:
+            return
+        report.ctxguard = findings_payload(found)  # type: ignore[attr-defined]
+        unshown = [v for v in found if id(v) not in run.shown]
+        if unshown and self.is_strict(run):
+            apply_strict(report, unshown)
+
+    # -- fixtures ------------------------------------------------------------
+
+    def before_fixture(
+        self, fixturedef: pytest.FixtureDef[Any]
+    ) -> tuple[set[int], Any]:
+        """What `note_fixture` compares with, taken before its setup."""
+        left = (
+            None if fixturedef.scope == "function" else _harness.left_behind()
+        )
+        return _harness.pushed_context_ids(), left
 
     def note_fixture(
-        self, fixturedef: object, before: set[int], left: Any
+        self, fixturedef: pytest.FixtureDef[Any], before: set[int], left: Any
     ) -> None:
-        """*fixturedef* was set up: exempt what it pushed and left."""
+        """
+        *fixturedef* was set up: name the contexts it pushed after it; if
+        it is broader than a test, exempt them and what it left set.
+        """
+        module = getattr(fixturedef.func, "__module__", None) or ""
+        self.contexts.note(before, fixture_label(fixturedef.argname, module))
+        if fixturedef.scope == "function":
+            return
         for key in _harness.pushed_context_ids() - before:
             self.exempt[key] = fixturedef
         _harness.adopt_left_behind(left)
@@ -199,6 +265,10 @@ class PluginRun:
         """The ``ctxguard`` fixture's object for *run*."""
         self.force(run)
         return CtxGuardFixture(run)
+
+
+def _allowed_codes(*codes: str) -> frozenset[str]:
+    return known_codes("@pytest.mark.ctxguard_allow", codes)
 
 
 def known_codes(where: str, codes: tuple[str, ...]) -> frozenset[str]:
@@ -271,4 +341,6 @@ class CtxGuardFixture:
         __tracebackhide__ = True
         violations = self.violations
         if violations:
-            pytest.fail(summaries.failure_text(violations), pytrace=False)
+            # Shown once, here: not again in a ctxguard section.
+            self._run.shown.update(id(v) for v in violations)
+            pytest.fail(failure_text(violations), pytrace=False)

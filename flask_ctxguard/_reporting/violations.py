@@ -19,6 +19,7 @@ from flask_ctxguard._core.tags import RequestTag
 from flask_ctxguard._reporting.escape import escape
 
 __all__ = [
+    "PYTEST_FLASK_CONTEXT",
     "RULES",
     "Rule",
     "Violation",
@@ -29,6 +30,7 @@ __all__ = [
     "cross_request_message",
     "cross_thread_message",
     "escape_controls",
+    "g_leak_hint",
     "g_leak_message",
     "stale_access_message",
 ]
@@ -321,14 +323,14 @@ def _indent(stack: str) -> list[str]:
 def _of(subject: str, attribute: str, origin: RequestTag) -> str:
     what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
     return (
-        f"{what} of {origin.method} {origin.path} (request"
+        f"{what} of {origin.name} (request"
         f" {origin.token}, thread {origin.thread_name!r})"
     )
 
 
 def _request_named(origin: RequestTag) -> str:
     """*origin* as the messages name it: ``GET /path (request TOKEN)``."""
-    return f"{origin.method} {origin.path} (request {origin.token})"
+    return f"{origin.name} (request {origin.token})"
 
 
 def g_leak_message(
@@ -338,6 +340,35 @@ def g_leak_message(
     return (
         f"'g.{name}' was {how} during {accessor}"
         f" but was set during {_request_named(origin)}."
+    )
+
+
+#: How reports name the request context pytest-flask pushes around every
+#: test that uses its ``app`` fixture (its autouse ``_push_request_context``).
+PYTEST_FLASK_CONTEXT = "pytest-flask's automatic request context"
+
+
+def g_leak_hint(pushed_by: str | None) -> str:
+    """
+    CG101's fix, naming what pushed the application context the two
+    requests shared when a test harness did (*pushed_by*).
+    """
+    if pushed_by is None:
+        return RULES["CG101"].hint
+    if pushed_by == PYTEST_FLASK_CONTEXT:
+        return (
+            "the two requests shared the application context of the request"
+            " context pytest-flask pushes around every test that uses its"
+            " 'app' fixture; turn it off with an autouse fixture of the same"
+            " name in conftest.py ('@pytest.fixture(autouse=True)' on"
+            " 'def _push_request_context(): pass'), and push a context only"
+            " in the tests that need one."
+        )
+    return (
+        f"the two requests shared the application context of {pushed_by};"
+        " don't keep per-request values on 'g' between test-client"
+        " requests: push that context only in the tests that need it, and"
+        " set per-request values on 'g' in every request (before_request)."
     )
 
 

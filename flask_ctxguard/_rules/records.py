@@ -18,6 +18,7 @@ import contextvars
 import threading
 from typing import Protocol
 
+from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.tags import (
     RequestTag,
     next_number,
@@ -135,6 +136,7 @@ class RequestRecord:
                 path=self.path,
                 endpoint=self.endpoint,
                 started=self.started,
+                pushed_by=_override.current().harness(self),
             )
         return tag
 

@@ -1,11 +1,15 @@
 """
-Violations caught as they are reported, grouped into findings, and their
-text for people.
+Violations collected by a test harness, and the texts a test shows.
 
-A finding is a root cause (`grouping.finding_key`): one code, one subject
-and the site that made the contamination possible. The pytest plugin and
-`flask_ctxguard.testing` show violations this way, each finding once with
-its counts.
+- `capture_violations` collects every violation any guarded app reports
+  inside a block (`flask_ctxguard.testing`, `hammer` and the pytest plugin
+  build on it).
+- `group_violations` turns them into findings: the accesses of one
+  crossing, and crossings of one bug, are one finding.
+- `finding_report` and `finding_line` are a finding's full report and its
+  one line; `failure_text` is what a failing test shows.
+- `finding_key` is what makes findings of several tests one finding in a
+  run's closing summary.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from flask_ctxguard._reporting.violations import Violation
 __all__ = [
     "capture_violations",
     "failure_text",
-    "format_finding",
+    "finding_key",
+    "finding_line",
+    "finding_report",
     "format_violations",
     "group_violations",
-    "summarize_finding",
 ]
 
 
@@ -36,8 +41,6 @@ def capture_violations() -> Iterator[list[Violation]]:
 
     Yields the list the violations are appended to, oldest first; it is
     filled from any thread.
-
-    .. versionadded:: 0.1.0
     """
     found: list[Violation] = []
     lock = threading.Lock()
@@ -80,9 +83,10 @@ def group_violations(
 ) -> list[list[Violation]]:
     """
     *violations* grouped into findings, in the order of their first
-    violation: one group per app and `grouping.finding_key`.
-
-    .. versionadded:: 0.1.0
+    violation: one group per app and root cause (`grouping.finding_key`:
+    the code, the subject and the site that made the contamination
+    possible). The accesses of one crossing, and the crossings of one bug
+    hit by many requests, are one finding.
     """
     findings: dict[tuple[object, ...], list[Violation]] = {}
     for violation in violations:
@@ -91,7 +95,16 @@ def group_violations(
     return list(findings.values())
 
 
-def format_finding(group: Sequence[Violation]) -> str:
+def finding_key(violation: Violation) -> str:
+    """
+    `grouping.finding_key` of *violation* as one string, so that findings
+    of several tests, also from pytest-xdist's workers, are one finding of
+    the run.
+    """
+    return "\0".join(part or "" for part in violation_key(violation))
+
+
+def finding_report(group: Sequence[Violation]) -> str:
     """The full report of one finding: its first violation and counts."""
     report = str(group[0])
     count = len(group)
@@ -110,16 +123,12 @@ def format_finding(group: Sequence[Violation]) -> str:
     return f"{report}\n{extra})"
 
 
-def summarize_finding(group: Sequence[Violation]) -> str:
+def finding_line(group: Sequence[Violation]) -> str:
     """One line for *group*: code, slug, subject, requests and count."""
     first = group[0]
-    origin = (
-        f" from {first.origin.method} {first.origin.path}"
-        if first.origin
-        else ""
-    )
+    origin = f" from {first.origin.name}" if first.origin else ""
     if first.accessor is not None:
-        into = f" into {first.accessor.method} {first.accessor.path}"
+        into = f" into {first.accessor.name}"
     elif first.code == "CG106":
         into = ""
     else:
@@ -131,18 +140,10 @@ def summarize_finding(group: Sequence[Violation]) -> str:
 def format_violations(violations: Iterable[Violation]) -> str:
     """
     The full reports of *violations*, one per finding, separated by blank
-    lines.
-
-    Violations of one crossing (the same subject, from the same request to
-    the same request or thread) are one finding, shown once with the
-    count: Flask-Login's ``'_login_user' in g`` and ``g._login_user`` in
-    one request, or a ContextVar held by several requests.
-
-    .. versionchanged:: 0.1.0
-       Grouped by crossing rather than by code, subject and sites.
+    lines (see `group_violations`).
     """
     return "\n\n".join(
-        format_finding(group) for group in group_violations(violations)
+        finding_report(group) for group in group_violations(violations)
     )
 
 
