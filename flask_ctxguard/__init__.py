@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flask_ctxguard._core.tags import RequestTag
+    from flask_ctxguard._core.violation import RULES, Rule, Violation
     from flask_ctxguard._guard.extension import CtxGuard
     from flask_ctxguard._reporting.signals import contamination_detected
-    from flask_ctxguard._reporting.violations import RULES, Rule, Violation
     from flask_ctxguard.exceptions import (
         AlreadyRegisteredError,
         ConfigurationError,
@@ -42,15 +42,15 @@ __all__ = [
 
 # Where each public name lives.
 _HOMES = {
-    "RULES": "flask_ctxguard._reporting.violations",
+    "RULES": "flask_ctxguard._core.violation",
     "AlreadyRegisteredError": "flask_ctxguard.exceptions",
     "ConfigurationError": "flask_ctxguard.exceptions",
     "ContaminationError": "flask_ctxguard.exceptions",
     "CtxGuard": "flask_ctxguard._guard.extension",
     "CtxGuardError": "flask_ctxguard.exceptions",
     "RequestTag": "flask_ctxguard._core.tags",
-    "Rule": "flask_ctxguard._reporting.violations",
-    "Violation": "flask_ctxguard._reporting.violations",
+    "Rule": "flask_ctxguard._core.violation",
+    "Violation": "flask_ctxguard._core.violation",
     "contamination_detected": "flask_ctxguard._reporting.signals",
 }
 

@@ -22,12 +22,12 @@ from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
+from flask_ctxguard._core.violation import RULES
 from flask_ctxguard._logs.event_report import printable
 from flask_ctxguard._logs.events import UnreadableEventError
 from flask_ctxguard._logs.findings import Findings
 from flask_ctxguard._logs.html import write_html
 from flask_ctxguard._logs.text_report import write_text
-from flask_ctxguard._reporting.violations import RULES
 from flask_ctxguard._terminal import render_rule
 
 __all__ = ["main", "rule_page"]

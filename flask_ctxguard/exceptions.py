@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - only for the annotation
-    from flask_ctxguard._reporting.violations import Violation
+    from flask_ctxguard._core.violation import Violation
 
 __all__ = [
     "AlreadyRegisteredError",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._guard.extension import CtxGuard
 from flask_ctxguard._hammer.hammer import (
     Crossover,
@@ -27,7 +28,6 @@ from flask_ctxguard._hammer.hammer import (
     hammer,
 )
 from flask_ctxguard._reporting import capture as _capture
-from flask_ctxguard._reporting.violations import Violation
 
 __all__ = [
     "Crossover",

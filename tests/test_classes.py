@@ -10,7 +10,7 @@ from flask import Flask, Request, request
 from flask_ctxguard import CtxGuard
 from flask_ctxguard._core.classes import REQUEST, RETIRED_REQUEST, registry
 from flask_ctxguard._guard.extension import MAX_GONE_APPS
-from flask_ctxguard._guard.lifecycle import (
+from flask_ctxguard._guard.extension import (
     request_class_for as guarded_request_class,
 )
 from flask_ctxguard._guard.request import (

@@ -469,6 +469,6 @@ class TestCodes:
         """The codes CTXGUARD_IGNORE accepts are exactly the rules'
         codes, with their slugs."""
         from flask_ctxguard._core.codes import CODES
-        from flask_ctxguard._reporting.violations import RULES
+        from flask_ctxguard._core.violation import RULES
 
         assert {code: rule.kind for code, rule in RULES.items()} == CODES

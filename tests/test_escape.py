@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from flask_ctxguard._core.escape import escape
+from flask_ctxguard._core.violation import escape_controls
 from flask_ctxguard._logs.event_report import printable
-from flask_ctxguard._reporting.escape import escape
-from flask_ctxguard._reporting.violations import escape_controls
 
 
 class TestEscape:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from flask_ctxguard import _cli
-from flask_ctxguard._reporting.violations import RULES
+from flask_ctxguard._core.violation import RULES
 from flask_ctxguard._terminal import render_markdown, render_rule, slug
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@ The runtime rule codes, the one list of them, for the layers that validate
 a code before any rule is loaded (``CTXGUARD_IGNORE``, the pytest marker).
 
 Each code's rule (slug, title, fix) is in
-`flask_ctxguard._reporting.violations.RULES`, which has exactly these keys.
+`flask_ctxguard._core.violation.RULES`, which has exactly these keys.
 """
 
 from __future__ import annotations

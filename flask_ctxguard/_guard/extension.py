@@ -39,18 +39,16 @@ from flask_ctxguard._core.flaskcompat import (
 )
 from flask_ctxguard._core.logger import get_logger
 from flask_ctxguard._core.tags import RequestTag
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._guard.g import guarded_g_class
-from flask_ctxguard._guard.lifecycle import (
-    install_fallback,
-    request_class_for,
-)
+from flask_ctxguard._guard.lifecycle import install_fallback, retiring_close
+from flask_ctxguard._guard.request import guarded_request_class
 from flask_ctxguard._guard.session_interface import (
     guarded_session_interface,
     prepare_sampling,
 )
 from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.violations import Violation
 from flask_ctxguard._rules.access import note_endpoint
 from flask_ctxguard._rules.pushed_contexts import report_leaked_contexts
 from flask_ctxguard.exceptions import (
@@ -323,6 +321,14 @@ def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
         ("app_ctx_globals_class", guarded_g_class),
         ("session_interface", guarded_session_interface),
     ]
+
+
+def request_class_for(base: type) -> type:
+    """
+    The guarded subclass of the request class *base*, whose ``close()``
+    retires its requests: what `CtxGuard.init_app` installs.
+    """
+    return guarded_request_class(base, retire=retiring_close)
 
 
 def _prune(states: list[AppState]) -> list[AppState]:

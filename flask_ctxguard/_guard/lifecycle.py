@@ -41,7 +41,6 @@ from flask_ctxguard._core.flaskcompat import (
 from flask_ctxguard._core.tags import next_number
 from flask_ctxguard._guard.g import g_outlives, own_g
 from flask_ctxguard._guard.request import (
-    guarded_request_class,
     late_request_class,
     retired_request_class,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "arm",
     "arm_request",
     "install_fallback",
-    "request_class_for",
     "retiring_close",
 ]
 
@@ -394,11 +392,3 @@ def _blueprints_of(request: Any) -> tuple[str, ...]:
         return tuple(object.__getattribute__(request, "blueprints"))
     except Exception:  # noqa: BLE001 - a custom request class's property
         return ()
-
-
-def request_class_for(base: type) -> type:
-    """
-    The guarded subclass of the request class *base*, whose ``close()``
-    retires its requests: what `CtxGuard.init_app` installs.
-    """
-    return guarded_request_class(base, retire=retiring_close)

@@ -35,7 +35,7 @@ from flask_ctxguard._guard.g import (
     set_g_record,
 )
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.violations import g_leak_hint, g_leak_message
+from flask_ctxguard._reporting.messages import g_leak_hint, g_leak_message
 from flask_ctxguard._rules.access import current_record
 from flask_ctxguard._rules.records import RequestRecord
 

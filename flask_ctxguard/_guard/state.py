@@ -15,13 +15,13 @@ import flask.signals
 from flask import Flask
 
 from flask_ctxguard._core.config import Settings
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.reporter import Reporter
-from flask_ctxguard._reporting.violations import (
-    Violation,
+from flask_ctxguard._reporting.messages import (
     contextvar_hint,
     contextvar_leak_message,
 )
+from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._rules.cg106_walk import reachable_ids
 from flask_ctxguard._rules.contextvar_leaks import Leak
 from flask_ctxguard._rules.records import RequestRecord

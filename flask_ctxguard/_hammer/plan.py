@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
-from flask_ctxguard._reporting.escape import escape
+from flask_ctxguard._core.escape import escape
 
 #: The placeholder replaced by each client's canary.
 PLACEHOLDER = "{client}"

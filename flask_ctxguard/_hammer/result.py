@@ -12,11 +12,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 from flask_ctxguard._core.docs_site import DOCS_URL
+from flask_ctxguard._core.escape import escape
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._hammer.plan import RequestSpec, Server, find_marks
 from flask_ctxguard._logs.findings import Finding
 from flask_ctxguard._logs.text_report import format_findings
-from flask_ctxguard._reporting.escape import escape
-from flask_ctxguard._reporting.violations import Violation
 
 _EXCERPT = 40
 _SHOWN_PER_GROUP = 3

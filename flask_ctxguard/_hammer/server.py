@@ -10,7 +10,7 @@ The servers of `flask_ctxguard.testing.hammer`, and how they stay quiet.
 Both run the app through `call_app`, which buffers the response and turns
 an exception into a short 500 counted in an `ErrorLog`, never a traceback
 on stderr; `QuietFlaskErrors` does the same for the errors Flask logs
-itself; the errors' text is escaped with `_reporting.escape.escape`.
+itself; the errors' text is escaped with `_core.escape.escape`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import IO, Any, cast
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
 
-from flask_ctxguard._reporting.escape import escape
+from flask_ctxguard._core.escape import escape
 from flask_ctxguard._reporting.sites import relative
 
 __all__ = [

@@ -13,10 +13,10 @@ import datetime
 from typing import Any
 
 from flask_ctxguard._core.docs_site import DOCS_URL
+from flask_ctxguard._core.escape import escape
 from flask_ctxguard._core.tags import RequestTag
+from flask_ctxguard._core.violation import RULES, Violation, new_violation
 from flask_ctxguard._logs.times import epoch_of
-from flask_ctxguard._reporting.escape import escape
-from flask_ctxguard._reporting.violations import RULES, Violation
 
 __all__ = [
     "NO_REQUEST",
@@ -39,7 +39,7 @@ NO_REQUEST = "(no request)"
 def printable(text: str) -> str:
     r"""
     *text* with every control or text-reordering character escaped, as
-    `flask_ctxguard._reporting.escape.escape` does (``\n`` as ``\\n``).
+    `flask_ctxguard._core.escape.escape` does (``\n`` as ``\\n``).
     """
     return escape(text)
 
@@ -88,10 +88,9 @@ def violation_from_event(event: dict[str, Any]) -> Violation:
     """
     accessor = _side(event.get("accessor"))
     code = event["code"]
-    rule = RULES.get(code)
-    return Violation(
-        code=code,
-        kind=_text(event.get("kind")) or (rule.kind if rule else "unknown"),
+    return new_violation(
+        code,
+        kind=_text(event.get("kind")),
         message=_text(event.get("message")) or "",
         subject=event["subject"],
         origin=_tag(_side(event.get("origin"))),
@@ -101,7 +100,7 @@ def violation_from_event(event: dict[str, Any]) -> Violation:
         access_site=_text(event.get("access_site")),
         origin_stack=_text(event.get("origin_stack")),
         access_stack=_text(event.get("access_stack")),
-        hint=_text(event.get("hint")) or (rule.hint if rule else ""),
+        hint=_text(event.get("hint")),
         value_type=_text(event.get("value_type")),
         value_repr=_text(event.get("value")),
         app=_text(event.get("app")),

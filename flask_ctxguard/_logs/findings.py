@@ -18,19 +18,14 @@ import io
 from collections.abc import Iterable
 from typing import IO, Any
 
+from flask_ctxguard._core.violation import RULES, Violation
 from flask_ctxguard._logs.event_report import (
-    NO_REQUEST,
-    NO_ROUTE,
     endpoint_of,
     event_of,
     iso,
     report_text,
 )
-from flask_ctxguard._logs.events import (
-    LineCounter,
-    open_log,
-    read_events,
-)
+from flask_ctxguard._logs.events import LineCounter, open_log, read_events
 from flask_ctxguard._logs.tally import (
     MAX_NAMES,
     MAX_PATHS,
@@ -48,16 +43,11 @@ from flask_ctxguard._reporting.grouping import (
     finding_key,
     key_site,
 )
-from flask_ctxguard._reporting.violations import RULES, Violation
 
 __all__ = [
     "MAX_LOCATIONS",
-    "MAX_NAMES",
     "MAX_OCCURRENCES",
-    "MAX_PATHS",
     "MAX_SAMPLES",
-    "NO_REQUEST",
-    "NO_ROUTE",
     "Finding",
     "Findings",
 ]

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from flask_ctxguard._core.docs_site import rule_url
+from flask_ctxguard._core.violation import RULES
 from flask_ctxguard._logs.event_report import iso
 from flask_ctxguard._logs.findings import Finding, Findings
 from flask_ctxguard._logs.svg import MAX_DRAWN_OCCURRENCES, esc, timeline_svg
-from flask_ctxguard._reporting.violations import RULES
 
 __all__ = ["CSP", "MAX_DRAWN", "write_html"]
 

@@ -21,7 +21,7 @@ import weakref
 from typing import Any
 
 from flask_ctxguard._core.flaskcompat import pushed_contexts, request_of
-from flask_ctxguard._reporting.violations import PYTEST_FLASK_CONTEXT
+from flask_ctxguard._reporting.messages import PYTEST_FLASK_CONTEXT
 
 __all__ = ["HarnessContexts", "fixture_label"]
 

@@ -31,16 +31,16 @@ from flask_ctxguard._core.flaskcompat import (
     pushed_contexts,
     request_ctx_var,
 )
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._guard.extension import EXTENSION_KEY, CtxGuard
 from flask_ctxguard._guard.lifecycle import arm_request
 from flask_ctxguard._guard.state import AppState, state_of
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.reporter import Reporter
-from flask_ctxguard._reporting.violations import (
-    Violation,
+from flask_ctxguard._reporting.messages import (
     contextvar_hint,
     contextvar_left_by_test_message,
 )
+from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._rules.contextvar_leaks import LEFT_BEHIND, LeftBehind
 from flask_ctxguard._rules.pushed_contexts import (
     report_leaked_contexts as _report_leaked,

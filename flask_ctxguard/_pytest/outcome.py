@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._reporting.capture import (
     failure_text,
     finding_key,
@@ -22,7 +23,6 @@ from flask_ctxguard._reporting.capture import (
     finding_report,
     group_violations,
 )
-from flask_ctxguard._reporting.violations import Violation
 
 __all__ = ["apply_strict", "findings_payload"]
 

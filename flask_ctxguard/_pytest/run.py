@@ -23,11 +23,11 @@ import pytest
 
 from flask_ctxguard._core.flaskcompat import unsupported_reason
 from flask_ctxguard._core.override import RunOverride, overriding
+from flask_ctxguard._core.violation import RULES, Violation
 from flask_ctxguard._pytest import harness as _harness
 from flask_ctxguard._pytest.contexts import HarnessContexts, fixture_label
 from flask_ctxguard._pytest.outcome import apply_strict, findings_payload
 from flask_ctxguard._reporting.capture import capture_violations, failure_text
-from flask_ctxguard._reporting.violations import RULES, Violation
 from flask_ctxguard.exceptions import ContaminationError
 
 __all__ = ["CtxGuardFixture", "PluginRun", "TestRun"]

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._reporting.grouping import violation_key
 from flask_ctxguard._reporting.signals import contamination_detected
-from flask_ctxguard._reporting.violations import Violation
 
 __all__ = [
     "capture_violations",

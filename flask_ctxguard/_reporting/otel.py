@@ -19,8 +19,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._reporting.grouping import FindingKey, violation_key
-from flask_ctxguard._reporting.violations import Violation
 
 __all__ = ["COUNTER", "EVENT", "METER", "record"]
 

@@ -21,8 +21,8 @@ from typing import Any
 from flask_ctxguard._core.config import Settings
 from flask_ctxguard._core.logger import get_logger, stdlib_logger
 from flask_ctxguard._core.tags import RequestTag
+from flask_ctxguard._core.violation import Violation, new_violation
 from flask_ctxguard._reporting.signals import contamination_detected
-from flask_ctxguard._reporting.violations import RULES, Violation
 from flask_ctxguard.exceptions import ContaminationError
 
 __all__ = ["Reporter", "safe_repr"]
@@ -189,15 +189,13 @@ class Reporter:
         A `Violation` of *code*, with *hint* (by default the rule's) and
         the value shown only as the configuration allows.
         """
-        rule = RULES[code]
         value_type = value_repr = None
         if has_value:
             value_type = type(value).__name__
             if self.settings.log_values:
                 value_repr = safe_repr(value, value_name)
-        return Violation(
-            code=code,
-            kind=rule.kind,
+        return new_violation(
+            code,
             message=message,
             subject=subject,
             origin=origin,
@@ -207,7 +205,7 @@ class Reporter:
             access_site=access_site,
             origin_stack=origin_stack if self.settings.stacks else None,
             access_stack=access_stack if self.settings.stacks else None,
-            hint=rule.hint if hint is None else hint,
+            hint=hint,
             value_type=value_type,
             value_repr=value_repr,
             app=self.app_name,

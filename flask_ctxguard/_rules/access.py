@@ -17,7 +17,7 @@ from flask_ctxguard._core.classes import RECORD
 from flask_ctxguard._core.flaskcompat import request_ctx_var, request_of
 from flask_ctxguard._core.tags import RequestTag
 from flask_ctxguard._reporting import sites as _sites
-from flask_ctxguard._reporting.violations import (
+from flask_ctxguard._reporting.messages import (
     cross_request_message,
     cross_thread_message,
     stale_access_message,

@@ -18,11 +18,9 @@ from flask_ctxguard._core.flaskcompat import (
     leaked_roots,
     request_of,
 )
+from flask_ctxguard._core.violation import Violation
+from flask_ctxguard._reporting.messages import context_leak_message
 from flask_ctxguard._reporting.reporter import Reporter
-from flask_ctxguard._reporting.violations import (
-    Violation,
-    context_leak_message,
-)
 
 __all__ = ["context_leak", "report_leaked_contexts"]
 

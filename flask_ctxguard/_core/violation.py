@@ -1,11 +1,12 @@
 """
-Violations: the rule table, the one object every finding becomes, and
-every violation message.
+Violations: the rule table, and the one object every finding becomes.
 
 `str(violation)` (for people) and `Violation.log_fields` (for structlog) are
-both rendered from the same fields here, so they never drift apart. Each
-code's message is built by one function here (`g_leak_message` ...), from
-the data its detector passes.
+both rendered from the same fields here, so they never drift apart.
+Violations are constructed here only, by `new_violation`: the reporter
+builds them from what a rule found (`Reporter.build`), and the ``report``
+command rebuilds them from logged events. Each code's message is written
+by `flask_ctxguard._reporting.messages`.
 """
 
 from __future__ import annotations
@@ -15,24 +16,15 @@ import time
 from typing import Any
 
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
+from flask_ctxguard._core.escape import escape
 from flask_ctxguard._core.tags import RequestTag
-from flask_ctxguard._reporting.escape import escape
 
 __all__ = [
-    "PYTEST_FLASK_CONTEXT",
     "RULES",
     "Rule",
     "Violation",
-    "context_leak_message",
-    "contextvar_hint",
-    "contextvar_leak_message",
-    "contextvar_left_by_test_message",
-    "cross_request_message",
-    "cross_thread_message",
     "escape_controls",
-    "g_leak_hint",
-    "g_leak_message",
-    "stale_access_message",
+    "new_violation",
 ]
 
 
@@ -317,173 +309,35 @@ def _indent(stack: str) -> list[str]:
     return ["    " + line for line in stack.rstrip("\n").splitlines()]
 
 
-# -- the messages, one per code ---------------------------------------------
-
-
-def _of(subject: str, attribute: str, origin: RequestTag) -> str:
-    what = f"'{subject}.{attribute}'" if attribute else f"'{subject}'"
-    return (
-        f"{what} of {origin.name} (request"
-        f" {origin.token}, thread {origin.thread_name!r})"
-    )
-
-
-def _request_named(origin: RequestTag) -> str:
-    """*origin* as the messages name it: ``GET /path (request TOKEN)``."""
-    return f"{origin.name} (request {origin.token})"
-
-
-def g_leak_message(
-    name: str, how: str, origin: RequestTag, accessor: RequestTag
-) -> str:
-    """CG101: ``g.<name>`` set during *origin*, *how* during *accessor*."""
-    return (
-        f"'g.{name}' was {how} during {accessor}"
-        f" but was set during {_request_named(origin)}."
-    )
-
-
-#: How reports name the request context pytest-flask pushes around every
-#: test that uses its ``app`` fixture (its autouse ``_push_request_context``).
-PYTEST_FLASK_CONTEXT = "pytest-flask's automatic request context"
-
-
-def g_leak_hint(pushed_by: str | None) -> str:
-    """
-    CG101's fix, naming what pushed the application context the two
-    requests shared when a test harness did (*pushed_by*).
-    """
-    if pushed_by is None:
-        return RULES["CG101"].hint
-    if pushed_by == PYTEST_FLASK_CONTEXT:
-        return (
-            "the two requests shared the application context of the request"
-            " context pytest-flask pushes around every test that uses its"
-            " 'app' fixture; turn it off with an autouse fixture of the same"
-            " name in conftest.py ('@pytest.fixture(autouse=True)' on"
-            " 'def _push_request_context(): pass'), and push a context only"
-            " in the tests that need one."
-        )
-    return (
-        f"the two requests shared the application context of {pushed_by};"
-        " don't keep per-request values on 'g' between test-client"
-        " requests: push that context only in the tests that need it, and"
-        " set per-request values on 'g' in every request (before_request)."
-    )
-
-
-def stale_access_message(
-    subject: str, attribute: str, origin: RequestTag, thread: str
-) -> str:
-    """CG102: *subject* of the ended request *origin* used in *thread*."""
-    return (
-        f"{_of(subject, attribute, origin)} was used after that request"
-        f" ended, outside any request, in thread {thread!r}."
-    )
-
-
-def cross_request_message(
+def new_violation(
+    code: str,
+    *,
     subject: str,
-    attribute: str,
-    origin: RequestTag,
-    accessor: RequestTag | None,
-    *,
-    ended: bool,
-) -> str:
-    """
-    CG103: *subject* of *origin* used during *accessor* (`None`: a request
-    that was not sampled).
-    """
-    when = (
-        "after that request ended"
-        if ended
-        else "while that request was still in flight"
-    )
-    what = _of(subject, attribute, origin)
-    during = (
-        "another request (one that was not sampled, so it is not named)"
-        if accessor is None
-        else str(accessor)
-    )
-    return f"{what} was used during {during}, {when}."
-
-
-def cross_thread_message(
-    subject: str, attribute: str, origin: RequestTag, thread: str
-) -> str:
-    """CG104: *subject* of the in-flight *origin* used from *thread*."""
-    return (
-        f"{_of(subject, attribute, origin)} was used from thread"
-        f" {thread!r}, which has no context of that request, while it was"
-        " in flight."
-    )
-
-
-def context_leak_message(
-    app_name: str, thread: str, request: tuple[str, str] | None
-) -> str:
-    """
-    CG105: a context of the app *app_name* is still pushed in *thread*;
-    *request* is ``(method, path)`` for a request context.
-    """
-    if request is None:
-        what, shared = "an app context", ""
-    else:
-        what = f"the request context of {request[0]} {request[1]}"
-        shared = "request, session and "
-    return (
-        f"{what} of the app {app_name!r} is still pushed in thread"
-        f" {thread!r}; everything that runs after it shares its"
-        f" {shared}'g'."
-    )
-
-
-def contextvar_leak_message(
-    var_name: str,
+    message: str,
     origin: RequestTag | None,
-    accessor: RequestTag,
-    *,
-    sample_rate: float = 1.0,
-) -> str:
+    accessor: RequestTag | None,
+    thread: str,
+    kind: str | None = None,
+    hint: str | None = None,
+    timestamp: float | None = None,
+    **details: Any,
+) -> Violation:
     """
-    CG106: *var_name* held *origin*'s value for the whole of *accessor*
-    (*origin* `None`: a request that was not sampled).
+    A `Violation` of *code*: its *kind* and *hint* are the rule's unless
+    given (a logged event of a code this version does not know keeps
+    its own). *details* are the optional fields of `Violation` (sites,
+    stacks, value, app, docs_url).
     """
-    if origin is None:
-        return (
-            f"ContextVar {var_name!r} held, for the whole of {accessor}, a"
-            " value that an earlier request set and never reset; which"
-            " request is unknown, as only a sample of requests is guarded"
-            f" (CTXGUARD_SAMPLE_RATE = {sample_rate:g})."
-        )
-    return (
-        f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
-        f" value that {_request_named(origin)} set and never reset."
-    )
-
-
-def contextvar_left_by_test_message(var_name: str, origin: RequestTag) -> str:
-    """CG106 at a test's teardown: *var_name* still holds *origin*'s value."""
-    return (
-        f"ContextVar {var_name!r} still held, when the test ended, the"
-        f" value that {_request_named(origin)} set and never reset; the"
-        " next test's requests would inherit it."
-    )
-
-
-def contextvar_hint(name: str) -> str:
-    """
-    The fix for the ContextVar *name* left set: structlog's own variables
-    are cleared by ``clear_contextvars()``, any other only by its token.
-    """
-    if name.startswith("structlog_"):
-        return (
-            "call 'structlog.contextvars.clear_contextvars()' at the start"
-            " of every request, or bind with"
-            " 'structlog.contextvars.bound_contextvars()'."
-        )
-    return (
-        f"reset {name!r} with the token its set() returned, in a"
-        " teardown_request function or a try/finally around the work;"
-        " 'structlog.contextvars.clear_contextvars()' does not clear it."
+    rule = RULES.get(code)
+    return Violation(
+        code=code,
+        kind=kind or (rule.kind if rule else "unknown"),
+        message=message,
+        subject=subject,
+        origin=origin,
+        accessor=accessor,
+        thread=thread,
+        hint=(rule.hint if rule else "") if hint is None else hint,
+        timestamp=time.time() if timestamp is None else timestamp,
+        **details,
     )
