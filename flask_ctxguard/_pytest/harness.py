@@ -1,6 +1,6 @@
 """
-The guard's side of a test harness: what `flask_ctxguard.testing` and the
-pytest plugin need from the guard, in one place.
+The guard's side of a test harness: what the pytest plugin needs from the
+guard, in one place.
 
 - `AutoGuard` guards every Flask app that pushes a context or handles a
   request while it is active, without a change to the app's code, and

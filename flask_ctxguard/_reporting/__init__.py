@@ -1,7 +1,8 @@
 """
-Turning an access into a report: the violation model and its messages,
-sites, the one escaper, the grouping key of findings, and the sinks
-(structlog, the blinker signal, OpenTelemetry).
+Turning what a rule found into a report: each code's message, code sites
+and stacks, the grouping key of findings, collecting violations for a test
+harness, and the sinks every violation goes to (the reporter: kept, logged
+through structlog, sent as the blinker signal and to OpenTelemetry, raised).
 """
 
 from __future__ import annotations
