@@ -105,8 +105,8 @@ class RequestTag:
     @property
     def name(self) -> str:
         """
-        How reports name the request: ``"GET /orders"``, or what pushed
-        its context (*pushed_by*) for one a test harness pushed.
+        The name reports give the request, such as ``"GET /orders"``; for
+        one a test harness pushed, what pushed its context (*pushed_by*).
         """
         if self.pushed_by is not None:
             return self.pushed_by
