@@ -94,7 +94,7 @@ def show(result: HammerResult, out: TextIO) -> bool:
     write(f"  e.g. {first}\n")
     write(
         "  The draft lives in a threading.local: only hammer can see it"
-        " (docs/hammer.md).\n"
+        " (https://flask-ctxguard.readthedocs.io/en/latest/hammer.html).\n"
     )
     return True
 
