@@ -2,7 +2,9 @@
 The command line: ``python -m flask_ctxguard`` (or ``ctxguard``).
 
 ``report`` turns the JSON logs of any number of workers into findings,
-``explain`` prints a rule's page. Exit statuses follow linters: 0 nothing
+``explain`` prints a rule's page (runtime CG1xx and static CG2xx),
+``lint`` checks source statically (``_lint``, which parses its own
+options). Exit statuses follow linters: 0 nothing
 found, 1 findings, 2 usage error or unreadable input, each error on one
 line of standard error.
 """
@@ -20,6 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
+from . import _lint
 from ._findings import Finding, Findings, iso, printable
 from ._violations import RULES
 
@@ -86,6 +89,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON log files, plain or .gz; '-' or none: standard input",
     )
+    commands.add_parser(
+        "lint",
+        help="check Python source for contamination shapes (CG2xx)",
+        add_help=False,
+    )
     explain = commands.add_parser(
         "explain",
         help="print a rule's documentation, such as 'explain CG106'",
@@ -114,13 +122,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if prog is None:
         prog = _prog_name()
     stdout = _safe_stream(sys.stdout)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["lint"]:
+        # 'lint' has its own options, parsed by the checker itself.
+        return _lint.main(arguments[1:], prog=f"{prog} lint")
     parser = _parser(prog)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
         if args.command == "report":
             return _report(args.files, args.format, stdout)
         if args.command == "explain":
             return _explain(args.rule, stdout)
+        if args.command == "lint":
+            return _lint.main(["--help"], prog=f"{prog} lint")
         parser.print_help(stdout)
     except UsageError as error:
         command = f"{prog} {args.command}" if "args" in locals() else prog
@@ -319,11 +333,21 @@ def _clip_start(text: str, width: int) -> str:
 _HEADING = re.compile(r"^## (\S+)", re.MULTILINE)
 
 
+def _all_rules() -> dict[str, tuple[str, str]]:
+    # The runtime rules and the static ones, by code: (slug, title).
+    known = {code: (r.kind, r.title) for code, r in RULES.items()}
+    known.update(
+        (code, (r.kind, r.title)) for code, r in _lint.LINT_RULES.items()
+    )
+    return known
+
+
 def _explain(rule: str | None, out: TextIO) -> int:
     if rule is None:
-        width = max(len(r.kind) for r in RULES.values())
-        for code, known in sorted(RULES.items()):
-            out.write(f"{code}  {known.kind:<{width}}  {known.title}\n")
+        rules = _all_rules()
+        width = max(len(kind) for kind, _ in rules.values())
+        for code, (kind, title) in sorted(rules.items()):
+            out.write(f"{code}  {kind:<{width}}  {title}\n")
         out.write(
             "\nRun 'explain CODE' for a rule's page; all rules:"
             f" {_rules_url()}\n"
@@ -337,10 +361,11 @@ def _explain(rule: str | None, out: TextIO) -> int:
 
 def _code_of(rule: str) -> str:
     wanted = rule.strip()
-    for code, known in RULES.items():
-        if wanted.upper() == code or wanted.lower() == known.kind:
+    rules = _all_rules()
+    for code, (kind, _) in rules.items():
+        if wanted.upper() == code or wanted.lower() == kind:
             return code
-    known_codes = ", ".join(sorted(RULES))
+    known_codes = ", ".join(sorted(rules))
     msg = f"unknown rule {printable(wanted)!r}; the rules are {known_codes}"
     raise UsageError(msg)
 
@@ -367,7 +392,7 @@ def rule_page(code: str) -> str:
                 else len(text)
             )
             return text[heading.start() : end].rstrip() + "\n"
-    # Every code of RULES has a section: tests/test_explain.py checks it.
+    # Every code has a section: tests/test_explain.py checks it.
     raise AssertionError(code)  # pragma: no cover
 
 

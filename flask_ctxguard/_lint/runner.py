@@ -1,0 +1,167 @@
+"""
+Running the rules: one source text into findings (with ``# noqa``
+applied), and many files, in parallel when there are many, into one
+sorted list with the project-wide facts settled.
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .catalog import Finding
+from .contexts import check_contexts
+from .flow import Flow
+from .perthread import check_contextvars, check_thread_locals, facts
+from .scope import Module
+from .storage import check_caches, check_globals, check_stored
+from .threads import check_threads
+
+__all__ = ["FileResult", "Run", "check_paths", "check_source"]
+
+Check = Callable[[Module, Flow], Iterator[Finding]]
+CHECKS: tuple[Check, ...] = (
+    check_stored,
+    check_threads,
+    check_contextvars,
+    check_thread_locals,
+    check_caches,
+    check_contexts,
+    check_globals,
+)
+_NOQA = re.compile(
+    r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?",
+    re.IGNORECASE,
+)
+#: Below this many files, a process pool costs more than it saves.
+PARALLEL_FROM = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileResult:
+    """What checking one file gave."""
+
+    path: str
+    findings: tuple[Finding, ...] = ()
+    facts: frozenset[str] = frozenset()
+    lines: int = 0
+    #: Why the file could not be checked, or "".
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """Every file of one run: the findings left after the facts."""
+
+    findings: tuple[Finding, ...]
+    errors: tuple[tuple[str, str], ...]
+    files: int
+    lines: int
+
+
+def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
+    """Check one module's source text; a syntax error is the result's error."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError, UnicodeDecodeError) as error:
+        line = getattr(error, "lineno", None)
+        where = f" (line {line})" if line else ""
+        return FileResult(
+            path, error=f"{type(error).__name__}: {_first_line(error)}{where}"
+        )
+    except RecursionError:
+        return FileResult(path, error="too deeply nested to parse")
+    name = os.path.basename(path)
+    module = Module(
+        tree, is_test=name.startswith("test_") or name == "conftest.py"
+    )
+    flow = Flow(module)
+    text = (
+        source.decode("utf-8", "replace")
+        if isinstance(source, bytes)
+        else source
+    )
+    lines = text.splitlines()
+    findings: dict[tuple[int, str], Finding] = {}
+    for check in CHECKS:
+        for finding in check(module, flow):
+            key = (finding.line, finding.code)
+            if key in findings or _suppressed(lines, finding):
+                continue
+            findings[key] = dataclasses.replace(finding, path=path)
+    return FileResult(
+        path,
+        tuple(sorted(findings.values(), key=lambda f: (f.line, f.column))),
+        frozenset(facts(module)),
+        len(lines),
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "msg", None) or str(error)
+    return str(text).splitlines()[0] if text else type(error).__name__
+
+
+def _suppressed(lines: list[str], finding: Finding) -> bool:
+    if not 0 < finding.line <= len(lines):
+        return False
+    match = _NOQA.search(lines[finding.line - 1])
+    if match is None:
+        return False
+    codes = match.group("codes")
+    if codes is None:
+        return True
+    return finding.code in re.split(r"[\s,]+", codes.upper())
+
+
+def check_file(path: str) -> FileResult:
+    """Check the file at *path*."""
+    try:
+        source = Path(path).read_bytes()
+    except OSError as error:
+        return FileResult(path, error=error.strerror or str(error))
+    return check_source(source, path)
+
+
+def check_paths(files: Sequence[str], jobs: int = 0) -> Run:
+    """
+    Check *files*; *jobs* processes (0: one per CPU when there are many
+    files, 1: in this process).
+    """
+    workers = jobs or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(files) >= (PARALLEL_FROM if not jobs else 2):
+        results = _in_pool(files, workers)
+    else:
+        results = [check_file(path) for path in files]
+    provided: set[str] = set()
+    for result in results:
+        provided.update(result.facts)
+    findings = [
+        finding
+        for result in results
+        for finding in result.findings
+        if not (finding.unless & provided) and finding.requires <= provided
+    ]
+    return Run(
+        tuple(findings),
+        tuple((r.path, r.error) for r in results if r.error),
+        sum(1 for r in results if not r.error),
+        sum(r.lines for r in results),
+    )
+
+
+def _in_pool(files: Sequence[str], workers: int) -> list[FileResult]:
+    # 'spawn' (not 'fork'): the caller may have threads, and forking them
+    # is unsafe (Python 3.12 warns about it).
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, len(files) // (workers * 4))
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context
+    ) as pool:
+        return list(pool.map(check_file, files, chunksize=chunk))
