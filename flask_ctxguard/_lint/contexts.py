@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 from .catalog import Finding
 from .flow import Flow
-from .scope import Module, is_context_maker
+from .names import last_name
+from .scope import Function, Module, is_context_maker
 
 __all__ = ["check_contexts"]
 
@@ -40,6 +41,85 @@ def check_contexts(module: Module, flow: Flow) -> Iterator[Finding]:
     for scope in scopes:
         yield from _pushes(module, scope, popped)
         yield from _shared(module, scope)
+    for function in module.functions:
+        if function.name.startswith("test"):
+            yield from _in_fixture_context(module, function)
+
+
+def context_facts(module: Module) -> set[str]:
+    """
+    "ctx-fixture:NAME" for each pytest fixture of the module that yields
+    inside an app or request context it opened.
+    """
+    found = set()
+    for function in module.functions:
+        name = _fixture_name(function)
+        if name is None:
+            continue
+        for node in function.body:
+            if (
+                isinstance(node, (ast.With, ast.AsyncWith))
+                and any(is_context_maker(i.context_expr) for i in node.items)
+                and any(
+                    isinstance(n, (ast.Yield, ast.YieldFrom))
+                    for statement in node.body
+                    for n in _walk(statement)
+                )
+            ):
+                found.add(f"ctx-fixture:{name}")
+    return found
+
+
+def _fixture_name(function: Function) -> str | None:
+    for decorator in function.node.decorator_list:
+        call = decorator if isinstance(decorator, ast.Call) else None
+        func = call.func if call is not None else decorator
+        if last_name(func) != "fixture":
+            continue
+        for keyword in call.keywords if call is not None else ():
+            if keyword.arg == "name" and isinstance(
+                keyword.value, ast.Constant
+            ):
+                return str(keyword.value.value)
+        return function.name
+    return None
+
+
+def _in_fixture_context(
+    module: Module, function: Function
+) -> Iterator[Finding]:
+    """A test that takes a fixture's pushed context and makes requests."""
+    args = function.node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    if not names:
+        return
+    # Requests inside a 'with app.app_context():' of the test's own use
+    # that context, not the fixture's (reported by the block's finding).
+    outside = [
+        statement
+        for statement in function.node.body
+        if not (
+            isinstance(statement, (ast.With, ast.AsyncWith))
+            and any(is_context_maker(i.context_expr) for i in statement.items)
+        )
+    ]
+    lines = _requests_inside(
+        outside, _client_names(module.body_of(function.node))
+    )
+    if not lines or lines == ["yield"]:
+        return
+    for name in names:
+        yield Finding(
+            "CG206",
+            function.node.lineno,
+            function.node.col_offset + 1,
+            f"'{function.name}' takes the fixture '{name}', which yields"
+            " inside an app context it pushed, and its test-client requests"
+            f" (line {', '.join(lines)}) run inside it, so on Flask 3.1 and"
+            " earlier they share one 'g'; make the requests without that"
+            " fixture, or push the context for the set-up only",
+            requires=frozenset({f"ctx-fixture:{name}"}),
+        )
 
 
 def _pushes(
@@ -162,7 +242,7 @@ def _shared(module: Module, scope: ast.AST) -> Iterator[Finding]:
         ]
         if not makers:
             continue
-        lines = _requests_inside(node, clients)
+        lines = _requests_inside(node.body, clients)
         if not lines or _injects_g(module, node):
             continue
         maker = makers[0]
@@ -203,13 +283,19 @@ def _injects_g(module: Module, block: ast.With | ast.AsyncWith) -> bool:
 def _client_names(nodes: list[ast.AST]) -> set[str]:
     names = set(_CLIENT_NAMES)
     for node in nodes:
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Attribute)
-            and node.value.func.attr == "test_client"
-        ):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        pairs: list[tuple[ast.expr | None, ast.expr]] = []
+        if isinstance(node, ast.Assign):
+            pairs = [(t, node.value) for t in node.targets]
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            pairs = [(i.optional_vars, i.context_expr) for i in node.items]
+        names.update(
+            target.id
+            for target, value in pairs
+            if isinstance(target, ast.Name)
+            and isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "test_client"
+        )
     return names
 
 
@@ -226,7 +312,7 @@ def _is_client(node: ast.AST, clients: set[str]) -> bool:
 
 
 def _requests_inside(
-    block: ast.With | ast.AsyncWith, clients: set[str]
+    statements: list[ast.stmt], clients: set[str]
 ) -> list[str]:
     """
     The lines of test-client requests in *block* when several requests
@@ -235,7 +321,7 @@ def _requests_inside(
     """
     found: list[int] = []
     looped = False
-    for statement in block.body:
+    for statement in statements:
         for node in _walk(statement):
             if (
                 isinstance(node, (ast.Yield, ast.YieldFrom))

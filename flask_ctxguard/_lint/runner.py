@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .catalog import Finding
-from .contexts import check_contexts
+from .contexts import check_contexts, context_facts
 from .flow import Flow
 from .perthread import check_contextvars, check_thread_locals, facts
 from .scope import Module
@@ -88,17 +88,17 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
         else source
     )
     lines = text.splitlines()
-    findings: dict[tuple[int, str], Finding] = {}
+    findings: dict[tuple[int, str, frozenset[str]], Finding] = {}
     for check in CHECKS:
         for finding in check(module, flow):
-            key = (finding.line, finding.code)
+            key = (finding.line, finding.code, finding.requires)
             if key in findings or _suppressed(lines, finding):
                 continue
             findings[key] = dataclasses.replace(finding, path=path)
     return FileResult(
         path,
         tuple(sorted(findings.values(), key=lambda f: (f.line, f.column))),
-        frozenset(facts(module)),
+        frozenset(facts(module) | context_facts(module)),
         len(lines),
     )
 
@@ -142,14 +142,16 @@ def check_paths(files: Sequence[str], jobs: int = 0) -> Run:
     provided: set[str] = set()
     for result in results:
         provided.update(result.facts)
-    findings = [
-        finding
-        for result in results
-        for finding in result.findings
-        if not (finding.unless & provided) and finding.requires <= provided
-    ]
+    findings: dict[tuple[str, int, str], Finding] = {}
+    for result in results:
+        for finding in result.findings:
+            if finding.unless & provided or not finding.requires <= provided:
+                continue
+            findings.setdefault(
+                (finding.path, finding.line, finding.code), finding
+            )
     return Run(
-        tuple(findings),
+        tuple(findings.values()),
         tuple((r.path, r.error) for r in results if r.error),
         sum(1 for r in results if not r.error),
         sum(r.lines for r in results),

@@ -1,0 +1,231 @@
+"""
+CG205 (a cache over a function that reads the request or the user) and
+CG206 (contexts pushed and never popped, and test-client requests sharing
+one app context), with the sanctioned shapes beside them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.lint.checking import found, found_in_tree, marked
+
+CACHES = """
+    import functools
+    from functools import lru_cache
+    from flask import Flask, request, g
+    from flask_caching import Cache
+    from flask_login import current_user
+    app = Flask(__name__)
+    cache = Cache(app)
+
+    def _user():
+        return current_user.id
+
+    @functools.lru_cache(maxsize=128)  # <- CG205
+    def tenant_settings():
+        return load(current_user.tenant_id)
+
+    @lru_cache  # <- CG205
+    def language():
+        return request.accept_languages.best
+
+    @functools.cache  # <- CG205
+    def profile():
+        return load(_user())
+
+    @cache.memoize(60)  # <- CG205
+    def dashboard():
+        return load(g.user)
+
+    @app.get("/me")
+    @cache.cached(timeout=50)  # <- CG205
+    def me():
+        return current_user.name
+
+    @lru_cache
+    def tenant_of(user_id):
+        return load(user_id)
+
+    @cache.cached(timeout=50)
+    def page():
+        return request.path
+
+    @cache.cached(key_prefix=lambda: current_user.id)
+    def mine():
+        return current_user.name
+
+    @cache.cached(unless=lambda: current_user.is_authenticated)
+    def public():
+        return current_user.name
+
+    @lru_cache
+    def in_own_context():
+        with app.test_request_context():
+            return request.path
+"""
+
+
+class TestCaches:
+    def test_caches_over_request_reads_are_reported(self):
+        """lru_cache, cache, memoize and cached over request reads: CG205."""
+        assert marked(CACHES) == found(CACHES)
+
+
+PUSHES = """
+    import pytest
+    from flask import Flask
+    app = Flask(__name__)
+    app.app_context().push()  # <- CG206
+
+    def post_fork(server, worker):
+        ctx = app.app_context()
+        ctx.push()  # <- CG206
+
+    @pytest.fixture
+    def leaky(app):
+        app.test_request_context().push()  # <- CG206
+        return app
+
+    @pytest.fixture
+    def fine(app):
+        ctx = app.test_request_context()
+        ctx.push()
+        yield ctx
+        ctx.pop()
+
+    @pytest.fixture
+    def finer(app):
+        with app.app_context():
+            yield app
+
+    def make_context():
+        ctx = app.app_context()
+        ctx.push()
+        return ctx
+
+    def with_finalizer(request, app):
+        ctx = app.app_context()
+        ctx.push()
+        request.addfinalizer(ctx.pop)
+
+    class TestCase:
+        def setUp(self):
+            self.ctx = app.app_context()
+            self.ctx.push()
+
+        def tearDown(self):
+            self.ctx.pop()
+
+    class Leaky:
+        def setUp(self):
+            self.context = app.test_request_context()
+            self.context.push()  # <- CG206
+"""
+
+SHARED = """
+    import pytest
+    from flask import Flask, g
+    from myapp import create_app, db
+
+    def test_profile(app, client):
+        with app.app_context():  # <- CG206
+            db.create_all()
+            client.post("/login", data={"user": "alice"})
+            client.get("/profile")
+
+    def test_digests(app):
+        with app.app_context():  # <- CG206
+            for user in users():
+                app.test_client(user=user).get("/digest")
+
+    @pytest.fixture
+    def shared_client(app):
+        with app.app_context():  # <- CG206
+            yield app.test_client()
+
+    def test_nested(app):
+        with app.app_context():  # <- CG206
+            with app.test_client() as c:
+                c.get("/a")
+                c.get("/b")
+
+    def test_set_up_only(app, client):
+        with app.app_context():
+            db.create_all()
+        client.get("/a")
+        client.get("/b")
+
+    def test_one_request(app, client):
+        with app.app_context():
+            db.create_all()
+            assert client.get("/a").status_code == 200
+
+    def test_injected_fake(app, client):
+        with app.app_context():
+            g.user = "fake-admin"
+            client.get("/a")
+            client.get("/b")
+
+    def script():
+        app = create_app()
+        with app.app_context():
+            db.create_all()
+            db.session.commit()
+"""
+
+
+class TestContexts:
+    def test_unpopped_pushes_are_reported(self):
+        """A push nobody pops is CG206; push/yield/pop and with are not."""
+        assert marked(PUSHES) == found(PUSHES)
+
+    def test_requests_sharing_an_app_context_are_reported(self):
+        """Several test-client requests in one 'with app.app_context()'."""
+        assert marked(SHARED) == found(SHARED, name="test_app.py")
+
+    def test_fixture_context_around_a_tests_requests(self, tmp_path):
+        """A test taking a conftest fixture that yields in a context."""
+        files = {
+            "tests/conftest.py": """
+                import pytest
+
+                @pytest.fixture(name="app_ctx")
+                def _app_ctx(app):
+                    with app.app_context() as ctx:
+                        yield ctx
+            """,
+            "tests/test_csrf.py": """
+                def test_protect(app, client, app_ctx):
+                    assert client.post("/").status_code == 400
+                    assert client.get("/").status_code == 200
+
+                def test_single(client, app_ctx):
+                    assert client.get("/").status_code == 200
+
+                def test_without(client):
+                    client.get("/")
+                    client.get("/")
+            """,
+        }
+
+        assert [("tests/test_csrf.py", 2, "CG206")] == found_in_tree(
+            tmp_path, files
+        )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(:\n",
+        "x = '\\0'\0\n",
+    ],
+)
+def test_unparsable_source_is_an_error_not_a_crash(source):
+    """Source that does not parse gives an error, never an exception."""
+    from flask_ctxguard._lint.runner import check_source
+
+    result = check_source(source, "bad.py")
+
+    assert () == result.findings
+    assert result.error
