@@ -29,13 +29,15 @@ _RAW_ATTRS = frozenset({"files", "stream", "input_stream"})
 class Flow:
     """Bound and data names of every request function of a module."""
 
-    __slots__ = ("bound", "data", "module")
+    __slots__ = ("bound", "data", "module", "passed")
 
     def __init__(self, module: Module) -> None:
         self.module = module
         #: Local names holding a bound object, with how it was obtained.
         self.bound: dict[Function, dict[str, str]] = {}
         self.data: dict[Function, set[str]] = {}
+        #: For a parameter bound by a caller: the caller and its call.
+        self.passed: dict[tuple[int, str], tuple[Function, ast.Call]] = {}
         for function in module.functions:
             self.bound[function] = {}
             self.data[function] = set()
@@ -78,11 +80,31 @@ class Flow:
             found = self.describe(value, caller)
             if found is not None and name not in self.bound[callee]:
                 self.bound[callee][name] = found
+                self.passed[id(callee), name] = (caller, call)
                 changed = True
             if self.is_data(value, caller) and name not in self.data[callee]:
                 self.data[callee].add(name)
                 changed = True
         return changed
+
+    def origin(
+        self, function: Function, node: ast.AST
+    ) -> tuple[Function, ast.Call] | None:
+        """
+        Where the bound object in parameter *node* of *function* came
+        from: the first call, up the chain of callers, that passed it.
+        """
+        found = None
+        seen: set[int] = set()
+        while isinstance(node, ast.Name) and id(function) not in seen:
+            seen.add(id(function))
+            step = self.passed.get((id(function), node.id))
+            if step is None:
+                break
+            found = step
+            function, call = step
+            node = _argument_for(call, node.id, self, function)
+        return found
 
     # -- expressions ------------------------------------------------------
 
@@ -168,6 +190,22 @@ def _is_files(node: ast.AST, module: Module) -> bool:
         and node.attr == "files"
         and module.imports.proxy(node.value) == "request"
     )
+
+
+def _argument_for(
+    call: ast.Call, name: str, flow: Flow, caller: Function
+) -> ast.AST:
+    """The argument of *call* that became parameter *name* of its callee."""
+    callee = flow.module.resolve(call.func, caller)
+    if callee is not None:
+        names = _parameters(callee)
+        for parameter, value in zip(names, call.args, strict=False):
+            if parameter == name:
+                return value
+    for keyword in call.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    return call
 
 
 def _parameters(function: Function) -> list[str]:

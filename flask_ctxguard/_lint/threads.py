@@ -205,9 +205,24 @@ def _judge(
     reason = None
     for argument in start.args:
         found = flow.describe(argument, function)
-        if found is not None:
-            reason = f"is handed '{found}'"
-            break
+        if found is None:
+            continue
+        origin = flow.origin(function, argument)
+        if origin is not None:
+            # The bug is where the request's object is handed on.
+            _, call = origin
+            return Finding(
+                "CG202",
+                call.lineno,
+                call.col_offset + 1,
+                f"'{found}' is handed to '{ast.unparse(call.func)}()', which"
+                f" passes it to {start.how} (line {start.node.lineno}) that"
+                " runs outside the request: pass plain values"
+                " (request.args['q'], the user id), or wrap the function"
+                " with 'flask.copy_current_request_context'",
+            )
+        reason = f"is handed '{found}'"
+        break
     if reason is None:
         reason = _target_reads(module, flow, function, target)
     if reason is None:

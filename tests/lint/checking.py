@@ -29,7 +29,9 @@ def messages(source: str) -> list[str]:
     return [finding.message for finding in result.findings]
 
 
-def found_in_tree(root: Path, files: dict[str, str]) -> list[tuple[str, int, str]]:
+def found_in_tree(
+    root: Path, files: dict[str, str]
+) -> list[tuple[str, int, str]]:
     """Write *files* under *root* and check them as one run."""
     paths = []
     for name, source in files.items():

@@ -44,7 +44,7 @@ REPORTED = {
         @app.post("/imports")
         def imports():
             bind_contextvars(import_id=new_id())  # <- CG203
-            structlog.contextvars.bind_contextvars(path=request.path)  # <- CG203
+            structlog.contextvars.bind_contextvars(p=request.path)  # <- CG203
             return ""
     """,
     "conditional bind in a before_request": """
@@ -80,7 +80,7 @@ REPORTED = {
         @bp.post("/drafts")
         def save_draft():
             data = request.get_json()
-            scratch.draft = {"title": data["title"], "author": current_user.name}  # <- CG204
+            scratch.draft = {"author": current_user.name}  # <- CG204
             return ""
     """,
     "werkzeug Local and a threading.local subclass": """

@@ -14,12 +14,12 @@ REPORTED = {
     "module-level cache of the raw g": """
         from flask import Blueprint, g
         bp = Blueprint("b", __name__)
-        viewer_cache = {}
+        cache = {}
 
         def cached_viewer():
-            viewer = viewer_cache.get("g")
+            viewer = cache.get("g")
             if viewer is None:
-                viewer = viewer_cache["g"] = g._get_current_object()  # <- CG201
+                viewer = cache["g"] = g._get_current_object()  # <- CG201
             return viewer
 
         @bp.get("/whoami")
@@ -86,8 +86,9 @@ REPORTED = {
 
         @bp.post("/share")
         def share():
-            audit_trail().record("shared", source=request._get_current_object())  # <- CG201
-            current_app.extensions["queue"].put(request._get_current_object())  # <- CG201
+            raw = request._get_current_object()
+            audit_trail().record("shared", source=raw)  # <- CG201
+            current_app.extensions["queue"].put(raw)  # <- CG201
             return ""
     """,
     "class-based view storing on cls": """
@@ -164,7 +165,8 @@ SILENT = {
 
         @app.get("/")
         def index():
-            done.send(current_app._get_current_object(), request=request._get_current_object())
+            raw = request._get_current_object()
+            done.send(current_app._get_current_object(), request=raw)
             return ""
     """,
     "a local shadowing a module name": """
@@ -200,7 +202,7 @@ class TestStoredObjects:
 
         assert message.startswith(
             "'g._get_current_object()' is stored in the module-level"
-            " 'viewer_cache', which outlives the request"
+            " 'cache', which outlives the request"
         )
         assert "store plain values" in message
 

@@ -18,12 +18,12 @@ REPORTED = {
         pool = ThreadPoolExecutor(4)
 
         def in_parallel(req, *searches):
-            return [pool.submit(s, req) for s in searches]  # <- CG202
+            return [pool.submit(s, req) for s in searches]
 
         @bp.get("/search")
         def search():
             req = request._get_current_object()
-            return in_parallel(req, titles, bodies)
+            return in_parallel(req, titles, bodies)  # <- CG202
     """,
     "executor handed the proxy": """
         import concurrent.futures
@@ -93,9 +93,10 @@ REPORTED = {
         @app.get("/")
         async def index():
             asyncio.create_task(audit())  # <- CG202
-            asyncio.run_coroutine_threadsafe(save(request), other_loop)  # <- CG202
+            asyncio.run_coroutine_threadsafe(save(request), loop2)  # <- CG202
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, work, request._get_current_object())  # <- CG202
+            raw = request._get_current_object()
+            await loop.run_in_executor(None, work, raw)  # <- CG202
             return ""
     """,
     "streamed generator reading the request": """
@@ -111,7 +112,7 @@ REPORTED = {
 
         @app.get("/stream2")
         def stream2():
-            return app.response_class(line + request.path for line in x)  # <- CG202
+            return app.response_class(request.path for _ in x)  # <- CG202
     """,
 }
 
@@ -129,7 +130,8 @@ SILENT = {
         @app.post("/send")
         def send_view():
             executor.submit(send, request.args["x"], current_user.id)
-            executor.submit(send, request.form.get("to"), user_id=current_user.get_id())
+            to = request.form.get("to")
+            executor.submit(send, to, user_id=current_user.get_id())
             return ""
     """,
     "copy_current_request_context and copy_context().run": """
@@ -193,7 +195,8 @@ SILENT = {
 
         @app.post("/jobs")
         def start():
-            threading.Thread(target=job, args=(current_app._get_current_object(),)).start()
+            app = current_app._get_current_object()
+            threading.Thread(target=job, args=(app,)).start()
             return ""
     """,
     "Flask-Executor and unknown executors": """
@@ -256,7 +259,9 @@ class TestThreads:
 
     def test_messages_name_the_start_and_the_fix(self):
         """The message names how the work starts, what it reaches, the fix."""
-        thread, timer = messages(REPORTED["thread whose target reads the request"])
+        thread, timer = messages(
+            REPORTED["thread whose target reads the request"]
+        )
 
         assert thread == (
             "'threading.Thread' runs 'notify' outside the request, and it"
