@@ -12,6 +12,7 @@ in ``tearDown``, a context returned to the caller.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterator
 
 from .catalog import Finding
@@ -30,16 +31,9 @@ _CLIENT_NAMES = frozenset({"client", "test_client"})
 def check_contexts(module: Module, flow: Flow) -> Iterator[Finding]:
     """CG206 over every scope of *module*."""
     del flow
-    popped = {
-        node.value.attr
-        for node in module.nodes
-        if isinstance(node, ast.Attribute)
-        and node.attr == "pop"
-        and isinstance(node.value, ast.Attribute)
-    }
     scopes: list[ast.AST] = [module.tree, *(f.node for f in module.functions)]
     for scope in scopes:
-        yield from _pushes(module, scope, popped)
+        yield from _pushes(module, scope)
         yield from _shared(module, scope)
     for function in module.functions:
         if function.name.startswith("test"):
@@ -49,9 +43,16 @@ def check_contexts(module: Module, flow: Flow) -> Iterator[Finding]:
 def context_facts(module: Module) -> set[str]:
     """
     "ctx-fixture:NAME" for each pytest fixture of the module that yields
-    inside an app or request context it opened.
+    inside an app or request context it opened; "pop:ATTR" for each
+    ``x.ATTR.pop`` (a context kept on ``self`` and popped in ``tearDown``).
     """
-    found = set()
+    found = {
+        f"pop:{node.value.attr}"
+        for node in module.nodes
+        if isinstance(node, ast.Attribute)
+        and node.attr == "pop"
+        and isinstance(node.value, ast.Attribute)
+    }
     for function in module.functions:
         name = _fixture_name(function)
         if name is None:
@@ -122,9 +123,7 @@ def _in_fixture_context(
         )
 
 
-def _pushes(
-    module: Module, scope: ast.AST, popped_attributes: set[str]
-) -> Iterator[Finding]:
+def _pushes(module: Module, scope: ast.AST) -> Iterator[Finding]:
     nodes = module.body_of(scope)
     contexts: dict[str, ast.Call] = {}
     for node in nodes:
@@ -157,15 +156,18 @@ def _pushes(
                 )
         elif (
             isinstance(owner, ast.Attribute)
-            and owner.attr not in popped_attributes
             and isinstance(owner.value, ast.Name)
             and owner.value.id in {"self", "cls"}
             and _assigned_context(nodes, owner.attr)
         ):
-            yield _unpopped(
+            # A base class's tearDown, in another module, may pop it.
+            finding = _unpopped(
                 node,
                 f"'{ast.unparse(owner)}.push()' is never popped (no"
-                f" '{ast.unparse(owner)}.pop()' in the module)",
+                f" '.{owner.attr}.pop()' in any module)",
+            )
+            yield dataclasses.replace(
+                finding, unless=frozenset({f"pop:{owner.attr}"})
             )
 
 
@@ -315,12 +317,14 @@ def _requests_inside(
     statements: list[ast.stmt], clients: set[str]
 ) -> list[str]:
     """
-    The lines of test-client requests in *block* when several requests
-    can share it: two or more, or one in a loop; ``["yield"]`` for a
-    fixture that yields a test client inside the block.
+    The lines of test-client requests in *statements* when several
+    requests can share a context: two or more, one in a loop, or one and a
+    ``test_request_context()`` (which reuses the pushed app context too);
+    ``["yield"]`` for a fixture that yields a test client.
     """
     found: list[int] = []
     looped = False
+    request_contexts = 0
     for statement in statements:
         for node in _walk(statement):
             if (
@@ -336,6 +340,12 @@ def _requests_inside(
                 and _is_client(node.func.value, clients)
             ):
                 found.append(node.lineno)
+            if isinstance(node, (ast.With, ast.AsyncWith)) and any(
+                isinstance(i.context_expr, ast.Call)
+                and last_name(i.context_expr.func) == "test_request_context"
+                for i in node.items
+            ):
+                request_contexts += 1
             if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
                 inner = [
                     n
@@ -346,7 +356,7 @@ def _requests_inside(
                     and _is_client(n.func.value, clients)
                 ]
                 looped = looped or bool(inner)
-    if len(found) >= 2 or (found and looped):
+    if len(found) >= 2 or (found and (looped or request_contexts)):
         return [str(line) for line in sorted(set(found))]
     return []
 

@@ -229,3 +229,48 @@ def test_unparsable_source_is_an_error_not_a_crash(source):
 
     assert () == result.findings
     assert result.error
+
+
+class TestContextsAcrossModules:
+    def test_a_base_class_teardown_in_another_module_pops(self, tmp_path):
+        """'self.ctx.push()' popped by a base class elsewhere is silent."""
+        files = {
+            "tests/test_views.py": """
+                from tests.base import Base
+
+                class TestViews(Base):
+                    def setUp(self):
+                        self.ctx = self.app.app_context()
+                        self.ctx.push()
+            """,
+        }
+
+        assert [("tests/test_views.py", 7, "CG206")] == found_in_tree(
+            tmp_path, files
+        )
+
+        files["tests/base.py"] = """
+            class Base:
+                def tearDown(self):
+                    self.ctx.pop()
+        """
+
+        assert [] == found_in_tree(tmp_path, files)
+
+
+def test_request_context_and_a_request_share_the_app_context():
+    """A test_request_context and a request in one app context: CG206."""
+    source = """
+        def test_ajax(app, client):
+            with app.app_context():  # <- CG206
+                with app.test_request_context("/admin/"):
+                    form = render_widgets()
+                client.post("/admin/new/", data=form)
+
+        def test_url_only(app):
+            with app.app_context():
+                with app.test_request_context("/"):
+                    url = url_for("index")
+    """
+
+    assert marked(source) == found(source, name="test_admin.py")
