@@ -21,9 +21,17 @@ import ast
 
 from .scope import Function, Module
 
-__all__ = ["Flow"]
+__all__ = ["Flow", "contextvars_of", "thread_locals_of"]
 
 _RAW_ATTRS = frozenset({"files", "stream", "input_stream"})
+_LOCALS = frozenset(
+    {
+        "threading.local",
+        "werkzeug.local.Local",
+        "werkzeug.Local",
+        "_threading_local.local",
+    }
+)
 
 
 class Flow:
@@ -237,3 +245,31 @@ def _assignments(node: ast.AST) -> list[tuple[ast.expr, ast.expr]]:
             if item.optional_vars is not None
         ]
     return []
+
+
+def contextvars_of(module: Module) -> set[str]:
+    """Module-level names bound to a ``ContextVar``."""
+    return {
+        name
+        for name, value in module.globals.items()
+        if isinstance(value, ast.Call)
+        and module.imports.is_(value.func, "contextvars.ContextVar")
+    }
+
+
+def thread_locals_of(module: Module) -> set[str]:
+    """Module-level names bound to a thread-local object."""
+    local_classes = {
+        name
+        for name, cls in module.classes.items()
+        if any(module.imports.qualify(b) in _LOCALS for b in cls.bases)
+    }
+    found = set()
+    for name, value in module.globals.items():
+        if not isinstance(value, ast.Call):
+            continue
+        if module.imports.qualify(value.func) in _LOCALS or (
+            isinstance(value.func, ast.Name) and value.func.id in local_classes
+        ):
+            found.add(name)
+    return found

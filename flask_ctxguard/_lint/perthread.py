@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from .catalog import Finding
-from .flow import Flow
+from .flow import Flow, contextvars_of, thread_locals_of
 from .names import call_name, last_name
 from .scope import Function, Module
 from .storage import local_names
@@ -32,14 +32,6 @@ _UNDO = frozenset(
         "structlog.contextvars.clear_contextvars",
         "structlog.contextvars.reset_contextvars",
         "structlog.contextvars.unbind_contextvars",
-    }
-)
-_LOCALS = frozenset(
-    {
-        "threading.local",
-        "werkzeug.local.Local",
-        "werkzeug.Local",
-        "_threading_local.local",
     }
 )
 #: Roles of functions that run at every request's start or end.
@@ -65,34 +57,6 @@ def _connected(module: Module) -> set[str]:
         and node.args
         and isinstance(node.args[0], ast.Name)
     }
-
-
-def contextvars_of(module: Module) -> set[str]:
-    """Module-level names bound to a ``ContextVar``."""
-    return {
-        name
-        for name, value in module.globals.items()
-        if isinstance(value, ast.Call)
-        and module.imports.is_(value.func, "contextvars.ContextVar")
-    }
-
-
-def thread_locals_of(module: Module) -> set[str]:
-    """Module-level names bound to a thread-local object."""
-    local_classes = {
-        name
-        for name, cls in module.classes.items()
-        if any(module.imports.qualify(b) in _LOCALS for b in cls.bases)
-    }
-    found = set()
-    for name, value in module.globals.items():
-        if not isinstance(value, ast.Call):
-            continue
-        if module.imports.qualify(value.func) in _LOCALS or (
-            isinstance(value.func, ast.Name) and value.func.id in local_classes
-        ):
-            found.add(name)
-    return found
 
 
 def facts(module: Module) -> set[str]:  # noqa: PLR0912 - one per fact

@@ -11,7 +11,7 @@ import ast
 from collections.abc import Iterator
 
 from .catalog import Finding
-from .flow import Flow
+from .flow import Flow, contextvars_of, thread_locals_of
 from .scope import Function, Module, body_nodes
 
 __all__ = ["check_caches", "check_globals", "check_stored", "local_names"]
@@ -264,6 +264,7 @@ def _stored(node: ast.AST, found: str, where: str) -> Finding:
 
 def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
     """CG207: module globals (re)assigned request data in request code."""
+    shared = _shared_objects(module)
     for function in module.request_functions():
         declared = _globals_declared(function)
         for node in function.body:
@@ -277,7 +278,9 @@ def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
                 node.targets if isinstance(node, ast.Assign) else [node.target]
             )
             for target in targets:
-                where = _global_target(module, target, declared, function)
+                where = _global_target(
+                    module, target, declared, function
+                ) or _shared_slot(target, shared, function)
                 if where is not None:
                     yield Finding(
                         "CG207",
@@ -289,6 +292,54 @@ def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
                         " session or a per-user store instead",
                     )
                     break
+
+
+def _shared_objects(module: Module) -> set[str]:
+    """
+    Module-level names of objects and containers shared by every request
+    (not thread-locals, ContextVars or proxies, which are per thread or
+    per request).
+    """
+    per_thread = thread_locals_of(module) | contextvars_of(module)
+    shared = set()
+    for name, value in module.globals.items():
+        if name in per_thread:
+            continue
+        if isinstance(value, (ast.Dict, ast.List)):
+            shared.add(name)
+        elif isinstance(value, ast.Call):
+            called = module.imports.qualify(value.func) or ""
+            if not called.startswith("werkzeug.local"):
+                shared.add(name)
+    return shared
+
+
+def _shared_slot(
+    target: ast.AST, shared: set[str], function: Function
+) -> str | None:
+    """A fixed slot of a shared object: 'STATE["user"]', 'state.user'."""
+    owner = (
+        target.value
+        if isinstance(target, (ast.Subscript, ast.Attribute))
+        else None
+    )
+    if not isinstance(owner, ast.Name) or owner.id not in shared:
+        return None
+    if owner.id in local_names(function):
+        return None
+    if isinstance(target, ast.Subscript):
+        key = target.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            return (
+                f"the fixed slot '{owner.id}[{key.value!r}]' of a"
+                " module-level object"
+            )
+        return None
+    assert isinstance(target, ast.Attribute)
+    return (
+        f"the attribute '{owner.id}.{target.attr}' of an object created at"
+        " import"
+    )
 
 
 def _global_target(

@@ -120,7 +120,7 @@ SILENT = {
         @app.get("/t")
         def tenant():
             cache[current_user.id] = current_user.tenant_id
-            cache["q"] = request.args.get("q")
+            cache[current_user.id, "q"] = request.args.get("q")
             return str(cache[g.user.id])
     """,
     "request objects kept on g and in locals": """
@@ -233,6 +233,18 @@ GLOBALS = """
         LAST_ID = f"user {user_id}"  # <- CG207
         g_user = session.get("user")
         return g_user
+
+    STATE = {"user": None}
+    stats = Stats()
+    online = {}
+
+    @app.get("/seen")
+    def seen():
+        STATE["user"] = session.get("user")  # <- CG207
+        stats.last_path = request.path  # <- CG207
+        online[session.get("user")] = now()
+        stats.hits = stats.hits + 1
+        return ""
 """
 
 
