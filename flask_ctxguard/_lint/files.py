@@ -3,9 +3,10 @@ Which files a lint run reads: the Python files under the given paths,
 without virtual environments, caches, VCS folders and what the
 ``.gitignore`` files along the way exclude.
 
-The ``.gitignore`` matcher is simple: it reads the ``.gitignore`` of each
-directory it walks (and of the directories above the first path, up to
-the repository's top), and understands plain names, ``*``/``?``/``[...]``
+Inside a git repository (as git does), the ``.gitignore`` matcher reads
+the ``.gitignore`` of each directory it walks and of the directories above
+the path up to the repository's top, unless those exclude the path itself
+(it was named on purpose); it understands plain names, ``*``/``?``/``[...]``
 globs, ``**``, a leading or inner ``/`` anchoring a pattern to its
 directory, a trailing ``/`` for directories and ``!`` re-inclusion. It
 does not read ``.git/info/exclude`` or the global excludes file. A file
@@ -163,15 +164,22 @@ def python_files(
             yield given
             continue
         ignore = GitIgnore()
-        if gitignore:
-            top = _repository_top(path.resolve())
-            if top is not None:
-                for directory in reversed(
-                    [path.resolve(), *path.resolve().parents]
-                ):
-                    if directory == top or top in directory.parents:
-                        ignore.read(directory)
-        yield from _walk(path, ignore, exclude, gitignore=gitignore)
+        # As git does, .gitignore files count inside a repository only.
+        top = _repository_top(path.resolve()) if gitignore else None
+        if top is not None:
+            _read_above(path.resolve(), top, ignore)
+        yield from _walk(path, ignore, exclude, gitignore=top is not None)
+
+
+def _read_above(root: Path, top: Path, ignore: GitIgnore) -> None:
+    """The rules of the repository above *root*, unless they exclude it."""
+    for directory in reversed(root.parents):
+        if directory == top or top in directory.parents:
+            ignore.read(directory)
+    if ignore.ignores(root, is_dir=True):
+        # A directory named on the command line is read, even if ignored.
+        ignore.rules.clear()
+    ignore.read(root)
 
 
 def _walk(

@@ -435,3 +435,23 @@ class TestCommandLine:
         assert "entry: python -m flask_ctxguard lint" in text
         assert "language: python" in text
         assert "types: [python]" in text
+
+
+class TestIgnoredRoots:
+    def test_an_ignored_directory_named_on_the_command_line_is_read(
+        self, project, capsys
+    ):
+        """A directory the repository ignores is still read when named."""
+        (project / ".git").mkdir()
+        (project / ".gitignore").write_text("app/\n")
+
+        status, out, _ = lint(capsys, "app")
+
+        assert 1 == status
+        assert "app/buggy.py:9:5: CG203" in out
+
+    def test_gitignore_outside_a_repository_is_not_read(self, project, capsys):
+        """Without a git repository, .gitignore files do not count."""
+        (project / ".gitignore").write_text("app/\n")
+
+        assert 1 == lint(capsys)[0]
