@@ -455,3 +455,44 @@ class TestIgnoredRoots:
         (project / ".gitignore").write_text("app/\n")
 
         assert 1 == lint(capsys)[0]
+
+
+class TestEdges:
+    def test_unreadable_file_is_an_error(self, tmp_path):
+        """A path that cannot be read is reported, not raised."""
+        from flask_ctxguard._lint.runner import check_file
+
+        result = check_file(str(tmp_path / "gone.py"))
+
+        assert "No such file or directory" == result.error
+
+    def test_deeply_nested_source_is_an_error(self):
+        """Source too deep for the parser is an error, not a crash."""
+        from flask_ctxguard._lint.runner import check_source
+
+        result = check_source("x = " + "(" * 300_000 + ")" * 300_000)
+
+        assert result.error
+
+    def test_pyproject_without_the_table_and_with_a_bad_one(self, tmp_path):
+        """No table: defaults; a table that is not one: an error."""
+        from flask_ctxguard._lint import config
+
+        path = tmp_path / "pyproject.toml"
+        path.write_text("[project]\nname = 'x'\n")
+
+        assert config.LintConfig(source=str(path)) == config.load_config(path)
+        assert config.LintConfig() == config.load_config(None)
+
+        path.write_text("[tool.flask_ctxguard]\nlint = 3\n")
+        with pytest.raises(config.ConfigError, match="must be a table"):
+            config.load_config(path)
+
+        with pytest.raises(config.ConfigError, match="cannot read"):
+            config.load_config(tmp_path)
+
+    def test_no_pyproject_anywhere(self, tmp_path):
+        """Without a pyproject.toml up to the root, there are no settings."""
+        from flask_ctxguard._lint import config
+
+        assert None is config.find_pyproject(Path("/"))

@@ -351,3 +351,48 @@ class TestAcrossModules:
         }
 
         assert [] == found_in_tree(tmp_path, files)
+
+
+MORE = """
+    import threading
+    import contextvars
+    from flask import Flask, request
+    app = Flask(__name__)
+    try:
+        import gevent.local as _unused
+    except ImportError:
+        fallback = None
+    state = threading.local()
+    other = threading.local()
+    a, b = contextvars.ContextVar("a"), None
+    var = contextvars.ContextVar("var")
+
+    @app.before_request
+    def start():
+        if request.path == "/skip":
+            return None
+        var.set(request.path)
+        return None
+
+    @app.get("/u")
+    def user():
+        state.name = request.args["n"]
+        other.name = request.args["n"]  # <- CG204
+        other.count = 1
+        token = var.set(request.path)
+        a.set(1)
+        return ""
+
+    @app.teardown_request
+    def done(exc):
+        state.__dict__.clear()
+"""
+
+
+def test_more_shapes_of_per_thread_state():
+    """
+    A set in a before_request hook, even after an early return, counts as
+    the variable's per-request reset; __dict__.clear() in a teardown resets
+    a thread-local; a ContextVar bound by tuple unpacking is not known.
+    """
+    assert marked(MORE) == found(MORE)

@@ -272,3 +272,56 @@ class TestGlobals:
         """
 
         assert [] == found(source)
+
+
+MORE_STORES = """
+    from flask import Flask, request, g, current_app
+    from flask_login import current_user
+    from .extensions import registry, cache
+    app = Flask(__name__)
+
+    class Holder:
+        @classmethod
+        def keep(cls):
+            cls.current = request._get_current_object()  # <- CG201
+
+        def mine(self):
+            self.items.append(request._get_current_object())
+
+    def create_app():
+        shared = []
+
+        @app.get("/x")
+        def view():
+            local = []
+            local.append(g._get_current_object())
+            registry.setdefault("g", g._get_current_object())  # <- CG201
+            shared.append(current_user)  # <- CG201
+            current_app.extensions["jobs"].run(request._get_current_object())  # <- CG201
+            current_app.x.y.append(current_user)  # <- CG201
+            (a, b) = (request._get_current_object(), 1)
+            return ""
+
+        def helper():
+            shared = []
+            shared.append(request._get_current_object())
+
+        return app
+
+    @cache.memoize(30)  # <- CG205
+    def slow():
+        return request.args
+
+    @cache.cached(make_cache_key=lambda: current_user.id)
+    def page():
+        return current_user.name
+
+    @cache.cached(key_prefix="p/%s")  # <- CG205
+    def page2():
+        return current_user.name
+"""
+
+
+def test_more_stores():
+    """cls attributes, imported registries, factory closures, caches."""
+    assert marked(MORE_STORES) == found(MORE_STORES)

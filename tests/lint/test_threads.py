@@ -277,3 +277,45 @@ class TestThreads:
 
         assert first.startswith("a streamed response's generator 'generate'")
         assert "'flask.stream_with_context'" in first
+
+
+MORE = """
+    import threading
+    import asyncio
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+    from flask import Flask, request, g
+    app = Flask(__name__)
+
+    @app.get("/a")
+    def a():
+        raw = request._get_current_object()
+        threading.Thread(target=work, kwargs={"req": raw}).start()  # <- CG202
+        threading.Thread(target=work, args=packed).start()
+        threading.Thread(target=lambda: raw.args).start()  # <- CG202
+        with ThreadPoolExecutor() as pool:
+            pool.submit(len, g)  # <- CG202
+        ctx = contextvars.copy_context()
+        pool.submit(ctx.run, work, raw)
+        asyncio.create_task(coro)
+        asyncio.run_coroutine_threadsafe(coro, loop)
+        threading.Thread(target=imported_work).start()
+        threading.Thread().start()
+        return ""
+
+    @app.get("/b")
+    def b():
+        def inner():
+            return 1
+        threading.Thread(target=inner).start()
+        threading.Thread(target=lambda: 1).start()
+        with app.test_request_context():
+            pass
+        threading.Thread(target=lambda: g.x if False else None).start()  # <- CG202
+        return ""
+"""
+
+
+def test_more_shapes_of_starting_work():
+    """kwargs, lambdas over raw objects, with-bound executors, plain work."""
+    assert marked(MORE) == found(MORE)
