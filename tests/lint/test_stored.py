@@ -297,7 +297,8 @@ MORE_STORES = """
             local.append(g._get_current_object())
             registry.setdefault("g", g._get_current_object())  # <- CG201
             shared.append(current_user)  # <- CG201
-            current_app.extensions["jobs"].run(request._get_current_object())  # <- CG201
+            raw = request._get_current_object()
+            current_app.extensions["jobs"].run(raw)  # <- CG201
             current_app.x.y.append(current_user)  # <- CG201
             (a, b) = (request._get_current_object(), 1)
             return ""

@@ -311,7 +311,7 @@ MORE = """
         threading.Thread(target=lambda: 1).start()
         with app.test_request_context():
             pass
-        threading.Thread(target=lambda: g.x if False else None).start()  # <- CG202
+        threading.Thread(target=lambda: g.x or None).start()  # <- CG202
         return ""
 """
 
