@@ -195,7 +195,13 @@ def check_stored(module: Module, flow: Flow) -> Iterator[Finding]:
                     if isinstance(node, ast.Assign)
                     else [node.target]
                 )
+                raw = flow.is_raw(node.value, function)
                 for target in targets:
+                    if not raw and not _keyed(target):
+                        # A proxy in a fixed place is a proxy still: it
+                        # reads the current request (CG207 reports a
+                        # global set to one).
+                        continue
                     where = lifetimes.of_target(target)
                     if where is not None:
                         yield _stored(node, found, f"stored in {where}")
@@ -222,7 +228,7 @@ def _receiver(
 ) -> str | None:
     receiver = func.value
     method = func.attr
-    if method in STORE_METHODS:
+    if method in STORE_METHODS and _plain_chain(receiver):
         where = lifetimes.of_root(_root(receiver))
         if where is not None:
             return f"kept by '.{method}()' in {where}"
@@ -250,6 +256,23 @@ def _receiver(
     return None
 
 
+def _keyed(target: ast.AST) -> bool:
+    """A store under a computed key: one entry per user or request."""
+    return isinstance(target, ast.Subscript) and not isinstance(
+        target.slice, ast.Constant
+    )
+
+
+def _plain_chain(node: ast.AST) -> bool:
+    """
+    A name or its items ('cache', 'cache[key]'), not an attribute chain:
+    'db.session.add(current_user)' is SQLAlchemy's, not a container.
+    """
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
 def _stored(node: ast.AST, found: str, where: str) -> Finding:
     assert isinstance(node, (ast.stmt, ast.expr))
     return Finding(
@@ -272,7 +295,7 @@ def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
                 continue
             if node.value is None or not flow.is_data(node.value, function):
                 continue
-            if _stored_value(flow, node.value, function) is not None:
+            if flow.is_raw(node.value, function):
                 continue  # CG201's
             targets = (
                 node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -74,7 +74,7 @@ REPORTED = {
         @app.post("/upload")
         def upload():
             state.file = request.files["file"]  # <- CG201
-            State.session = session  # <- CG201
+            State.session = session  # <- CG207
             return ""
     """,
     "raw request handed to an app-wide service": """
@@ -279,6 +279,7 @@ MORE_STORES = """
     from flask_login import current_user
     from .extensions import registry, cache
     app = Flask(__name__)
+    STATE = {}
 
     class Holder:
         @classmethod
@@ -299,7 +300,9 @@ MORE_STORES = """
             shared.append(current_user)  # <- CG201
             raw = request._get_current_object()
             current_app.extensions["jobs"].run(raw)  # <- CG201
-            current_app.x.y.append(current_user)  # <- CG201
+            current_app.x.y.append(current_user)
+            db.session.add(current_user)
+            STATE["user"] = current_user  # <- CG207
             (a, b) = (request._get_current_object(), 1)
             return ""
 
