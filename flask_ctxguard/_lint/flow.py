@@ -13,15 +13,27 @@ handing ``request.args["q"]`` to a thread is the sanctioned way.
 The analysis is flow-insensitive within a function (a name assigned a
 bound object anywhere is bound everywhere in it) and follows arguments
 into the module's own functions.
+
+Also the questions the rules share about names: which a function binds
+(`local_names`) or declares global, which proxies it reads through the
+module's own calls (`reads_proxy`), and which module-level names are
+ContextVars or thread-locals.
 """
 
 from __future__ import annotations
 
 import ast
 
-from .scope import Function, Module
+from .scope import Function, Module, body_nodes
 
-__all__ = ["Flow", "contextvars_of", "thread_locals_of"]
+__all__ = [
+    "Flow",
+    "contextvars_of",
+    "globals_declared",
+    "local_names",
+    "reads_proxy",
+    "thread_locals_of",
+]
 
 _RAW_ATTRS = frozenset({"files", "stream", "input_stream"})
 _LOCALS = frozenset(
@@ -273,3 +285,67 @@ def thread_locals_of(module: Module) -> set[str]:
         ):
             found.add(name)
     return found
+
+
+def local_names(function: Function) -> set[str]:
+    """The names *function* binds itself (not ``global``/``nonlocal``)."""
+    node = function.node
+    args = node.args
+    names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+    if args.vararg is not None:
+        names.add(args.vararg.arg)
+    if args.kwarg is not None:
+        names.add(args.kwarg.arg)
+    declared: set[str] = set()
+    for child in body_nodes(node):
+        if isinstance(child, ast.Name) and isinstance(
+            child.ctx, (ast.Store, ast.Del)
+        ):
+            names.add(child.id)
+        elif isinstance(child, (ast.Global, ast.Nonlocal)):
+            declared.update(child.names)
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(child.name)
+        elif isinstance(child, (ast.Import, ast.ImportFrom)):
+            names.update(
+                (a.asname or a.name).split(".")[0] for a in child.names
+            )
+    return names - declared
+
+
+def globals_declared(function: Function) -> set[str]:
+    """The names *function* declares ``global``."""
+    declared: set[str] = set()
+    for child in function.body:
+        if isinstance(child, ast.Global):
+            declared.update(child.names)
+    return declared
+
+
+def reads_proxy(
+    module: Module,
+    function: Function,
+    wanted: set[str],
+    _seen: set[int] | None = None,
+) -> tuple[str, int] | None:
+    """
+    The first proxy of *wanted* that *function*, or a function of the
+    module it calls, reads outside a context it opens itself, with the
+    line; `None` if none.
+    """
+    seen = _seen if _seen is not None else set()
+    if id(function) in seen or len(seen) > 50:
+        return None
+    seen.add(id(function))
+    own = module.own_context_nodes(function.node)
+    for node in function.body:
+        if id(node) in own or not isinstance(node, (ast.Name, ast.Attribute)):
+            continue
+        name = module.imports.proxy(node)
+        if name in wanted:
+            return name, node.lineno
+    for callee in function.calls:
+        found = reads_proxy(module, callee, wanted, seen)
+        if found is not None:
+            return found
+    return None

@@ -16,10 +16,9 @@ import dataclasses
 from collections.abc import Iterator
 
 from .catalog import Finding
-from .flow import Flow, contextvars_of, thread_locals_of
+from .flow import Flow, contextvars_of, local_names, thread_locals_of
 from .names import call_name, last_name
 from .scope import Function, Module
-from .storage import local_names
 
 __all__ = ["check_contextvars", "check_thread_locals", "facts"]
 

@@ -15,12 +15,14 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .caches import check_caches
 from .catalog import Finding
 from .contexts import check_contexts, context_facts
 from .flow import Flow
+from .module_globals import check_globals
 from .perthread import check_contextvars, check_thread_locals, facts
 from .scope import Module
-from .storage import check_caches, check_globals, check_stored
+from .storage import check_stored
 from .threads import check_threads
 
 __all__ = ["FileResult", "Run", "check_paths", "check_source"]

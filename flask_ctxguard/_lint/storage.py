@@ -1,8 +1,7 @@
 """
-Rules about request data kept beyond its request: CG201 (a request-bound
-object stored where it outlives the request), CG205 (a cache over a
-function that reads the request) and CG207 (a module global assigned
-request data).
+CG201: a request-bound object stored where it outlives the request (a
+module global, a module-level container or object, a class attribute, a
+mutable default, an app factory's container, an app-wide service).
 """
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ import ast
 from collections.abc import Iterator
 
 from .catalog import Finding
-from .flow import Flow, contextvars_of, thread_locals_of
-from .scope import Function, Module, body_nodes
+from .flow import Flow, globals_declared, local_names
+from .scope import Function, Module
 
-__all__ = ["check_caches", "check_globals", "check_stored", "local_names"]
+__all__ = ["check_stored"]
 
 #: Methods that keep their argument in the receiver.
 STORE_METHODS = frozenset(
@@ -30,41 +29,6 @@ STORE_METHODS = frozenset(
         "put_nowait",
     }
 )
-_CACHES = frozenset({"functools.lru_cache", "functools.cache"})
-
-
-def local_names(function: Function) -> set[str]:
-    """The names *function* binds itself (not ``global``/``nonlocal``)."""
-    node = function.node
-    args = node.args
-    names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-    if args.vararg is not None:
-        names.add(args.vararg.arg)
-    if args.kwarg is not None:
-        names.add(args.kwarg.arg)
-    declared: set[str] = set()
-    for child in body_nodes(node):
-        if isinstance(child, ast.Name) and isinstance(
-            child.ctx, (ast.Store, ast.Del)
-        ):
-            names.add(child.id)
-        elif isinstance(child, (ast.Global, ast.Nonlocal)):
-            declared.update(child.names)
-        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add(child.name)
-        elif isinstance(child, (ast.Import, ast.ImportFrom)):
-            names.update(
-                (a.asname or a.name).split(".")[0] for a in child.names
-            )
-    return names - declared
-
-
-def _globals_declared(function: Function) -> set[str]:
-    declared: set[str] = set()
-    for child in function.body:
-        if isinstance(child, ast.Global):
-            declared.update(child.names)
-    return declared
 
 
 def _root(node: ast.AST) -> ast.AST:
@@ -80,7 +44,7 @@ class _Lifetimes:
         self.module = module
         self.function = function
         self.locals = local_names(function)
-        self.globals = _globals_declared(function)
+        self.globals = globals_declared(function)
         self.defaults = _mutable_defaults(function)
 
     def of_target(self, target: ast.AST) -> str | None:
@@ -283,190 +247,3 @@ def _stored(node: ast.AST, found: str, where: str) -> Finding:
         " request (or thread) reads this one's object; store plain values"
         " (the user id, the fields you need) instead",
     )
-
-
-def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
-    """CG207: module globals (re)assigned request data in request code."""
-    shared = _shared_objects(module)
-    for function in module.request_functions():
-        declared = _globals_declared(function)
-        for node in function.body:
-            if not isinstance(node, (ast.Assign, ast.AnnAssign)):
-                continue
-            if node.value is None or not flow.is_data(node.value, function):
-                continue
-            if flow.is_raw(node.value, function):
-                continue  # CG201's
-            targets = (
-                node.targets if isinstance(node, ast.Assign) else [node.target]
-            )
-            for target in targets:
-                where = _global_target(
-                    module, target, declared, function
-                ) or _shared_slot(target, shared, function)
-                if where is not None:
-                    yield Finding(
-                        "CG207",
-                        node.lineno,
-                        node.col_offset + 1,
-                        f"{where} is assigned request data in request code:"
-                        " every request and thread of the process sees the"
-                        " last request's value; keep it in 'g', the"
-                        " session or a per-user store instead",
-                    )
-                    break
-
-
-def _shared_objects(module: Module) -> set[str]:
-    """
-    Module-level names of objects and containers shared by every request
-    (not thread-locals, ContextVars or proxies, which are per thread or
-    per request).
-    """
-    per_thread = thread_locals_of(module) | contextvars_of(module)
-    shared = set()
-    for name, value in module.globals.items():
-        if name in per_thread:
-            continue
-        if isinstance(value, (ast.Dict, ast.List)):
-            shared.add(name)
-        elif isinstance(value, ast.Call):
-            called = module.imports.qualify(value.func) or ""
-            if not called.startswith("werkzeug.local"):
-                shared.add(name)
-    return shared
-
-
-def _shared_slot(
-    target: ast.AST, shared: set[str], function: Function
-) -> str | None:
-    """A fixed slot of a shared object: 'STATE["user"]', 'state.user'."""
-    owner = (
-        target.value
-        if isinstance(target, (ast.Subscript, ast.Attribute))
-        else None
-    )
-    if not isinstance(owner, ast.Name) or owner.id not in shared:
-        return None
-    if owner.id in local_names(function):
-        return None
-    if isinstance(target, ast.Subscript):
-        key = target.slice
-        if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            return (
-                f"the fixed slot '{owner.id}[{key.value!r}]' of a"
-                " module-level object"
-            )
-        return None
-    assert isinstance(target, ast.Attribute)
-    return (
-        f"the attribute '{owner.id}.{target.attr}' of an object created at"
-        " import"
-    )
-
-
-def _global_target(
-    module: Module, target: ast.AST, declared: set[str], function: Function
-) -> str | None:
-    if isinstance(target, ast.Name) and target.id in declared:
-        return f"the module global '{target.id}' (declared 'global')"
-    if isinstance(target, ast.Attribute) and isinstance(
-        target.value, ast.Name
-    ):
-        owner = target.value.id
-        if owner in local_names(function):
-            return None
-        if module.imports.imports_module(owner):
-            return f"the module attribute '{owner}.{target.attr}'"
-        if owner in module.classes:
-            return f"the class attribute '{owner}.{target.attr}'"
-    return None
-
-
-def check_caches(module: Module, flow: Flow) -> Iterator[Finding]:
-    """CG205: a cache over a function that reads the request."""
-    del flow
-    for function in module.functions:
-        for decorator in function.node.decorator_list:
-            kind = _cache_kind(module, decorator)
-            if kind is None:
-                continue
-            wanted = (
-                {"session", "g", "current_user"}
-                if kind.endswith(".cached")
-                else {"request", "session", "g", "current_user"}
-            )
-            read = reads_proxy(module, function, wanted)
-            if read is None:
-                continue
-            name, line = read
-            yield Finding(
-                "CG205",
-                decorator.lineno,
-                max(1, decorator.col_offset),  # the '@'
-                f"'@{kind}' caches '{function.name}()', which reads '{name}'"
-                f" (line {line}): every later request, of any user, gets"
-                " the first request's result; pass the key (the user id)"
-                " as an argument, or cache per request on 'g'",
-            )
-            break
-
-
-def _cache_kind(module: Module, decorator: ast.expr) -> str | None:
-    call = decorator if isinstance(decorator, ast.Call) else None
-    func = call.func if call is not None else decorator
-    qualified = module.imports.qualify(func)
-    if qualified in _CACHES:
-        return qualified
-    if (
-        isinstance(func, ast.Attribute)
-        and func.attr in {"memoize", "cached"}
-        and isinstance(func.value, ast.Name)
-        and _is_flask_cache(module, func.value.id)
-    ):
-        if func.attr == "cached" and call is not None:
-            for keyword in call.keywords:
-                if keyword.arg in {"unless", "make_cache_key", "source_check"}:
-                    return None
-                if keyword.arg == "key_prefix" and not isinstance(
-                    keyword.value, ast.Constant
-                ):
-                    return None
-        return f"{func.value.id}.{func.attr}"
-    return None
-
-
-def _is_flask_cache(module: Module, name: str) -> bool:
-    value = module.globals.get(name)
-    if isinstance(value, ast.Call):
-        return module.imports.is_(value.func, "flask_caching.Cache")
-    return "cache" in name.lower() and name in module.imports.aliases
-
-
-def reads_proxy(
-    module: Module,
-    function: Function,
-    wanted: set[str],
-    _seen: set[int] | None = None,
-) -> tuple[str, int] | None:
-    """
-    The first proxy of *wanted* that *function*, or a function of the
-    module it calls, reads outside a context it opens itself, with the
-    line; `None` if none.
-    """
-    seen = _seen if _seen is not None else set()
-    if id(function) in seen or len(seen) > 50:
-        return None
-    seen.add(id(function))
-    own = module.own_context_nodes(function.node)
-    for node in function.body:
-        if id(node) in own or not isinstance(node, (ast.Name, ast.Attribute)):
-            continue
-        name = module.imports.proxy(node)
-        if name in wanted:
-            return name, node.lineno
-    for callee in function.calls:
-        found = reads_proxy(module, callee, wanted, seen)
-        if found is not None:
-            return found
-    return None

@@ -16,9 +16,8 @@ import ast
 from collections.abc import Iterator
 
 from .catalog import Finding
-from .flow import Flow
+from .flow import Flow, reads_proxy
 from .scope import Function, Module
-from .storage import reads_proxy
 
 __all__ = ["check_threads"]
 

@@ -274,3 +274,44 @@ def test_request_context_and_a_request_share_the_app_context():
     """
 
     assert marked(source) == found(source, name="test_admin.py")
+
+
+SET_UP = """
+    import unittest
+    from myapp import create_app
+
+    class AuthTests(unittest.TestCase):
+        def setUp(self):
+            self.app = create_app("testing")
+            self.app_context = self.app.app_context()
+            self.app_context.push()
+            self.client = self.app.test_client()
+
+        def tearDown(self):
+            self.app_context.pop()
+
+        def test_login_logout(self):  # <- CG206
+            self.client.post("/auth/login", data={"email": "a@b.c"})
+            self.client.get("/auth/logout")
+
+        def test_one(self):
+            self.client.get("/")
+
+    class MoreAuthTests(AuthTests):
+        def test_again(self):  # <- CG206
+            for path in ("/a", "/b"):
+                self.client.get(path)
+
+    class Plain(unittest.TestCase):
+        def setUp(self):
+            self.client = create_app().test_client()
+
+        def test_two(self):
+            self.client.get("/a")
+            self.client.get("/b")
+"""
+
+
+def test_tests_in_the_context_their_set_up_pushed():
+    """setUp pushes an app context; a test's requests then share it."""
+    assert marked(SET_UP) == found(SET_UP, name="test_auth.py")
