@@ -41,13 +41,17 @@ def check_sharing(module: Module) -> Iterator[Finding]:
 def fixture_facts(module: Module) -> set[str]:
     """
     "ctx-fixture:NAME" for each pytest fixture of the module that yields
-    inside an app or request context it opened.
+    inside an app or request context it opened, or that takes such a
+    fixture of the same module (a 'client' fixture over such an 'app').
     """
     found = set()
+    takes: dict[str, set[str]] = {}
     for function in module.functions:
         name = _fixture_name(function)
         if name is None:
             continue
+        args = function.node.args
+        takes[name] = {a.arg for a in (*args.posonlyargs, *args.args)}
         for node in function.body:
             if (
                 isinstance(node, (ast.With, ast.AsyncWith))
@@ -59,6 +63,16 @@ def fixture_facts(module: Module) -> set[str]:
                 )
             ):
                 found.add(f"ctx-fixture:{name}")
+    grew = True
+    while grew:
+        grew = False
+        for name, parameters in takes.items():
+            fact = f"ctx-fixture:{name}"
+            if fact not in found and any(
+                f"ctx-fixture:{p}" in found for p in parameters
+            ):
+                found.add(fact)
+                grew = True
     return found
 
 
@@ -160,8 +174,9 @@ def _in_fixture_context(
             "CG206",
             function.node.lineno,
             function.node.col_offset + 1,
-            f"'{function.name}' takes the fixture '{name}', which yields"
-            " inside an app context it pushed, and its test-client requests"
+            f"'{function.name}' takes the fixture '{name}', which keeps an"
+            " app context pushed for the whole test, and its test-client"
+            " requests"
             f" (line {', '.join(lines)}) run inside it, so on Flask 3.1 and"
             " earlier they share one 'g'; make the requests without that"
             " fixture, or push the context for the set-up only",

@@ -196,6 +196,12 @@ class TestContexts:
                         yield ctx
             """,
             "tests/test_csrf.py": """
+                import pytest
+
+                @pytest.fixture
+                def logged_in(app_ctx, client):
+                    return client
+
                 def test_protect(app, client, app_ctx):
                     assert client.post("/").status_code == 400
                     assert client.get("/").status_code == 200
@@ -206,12 +212,17 @@ class TestContexts:
                 def test_without(client):
                     client.get("/")
                     client.get("/")
+
+                def test_through_another_fixture(logged_in, client):
+                    client.get("/")
+                    client.get("/")
             """,
         }
 
-        assert [("tests/test_csrf.py", 2, "CG206")] == found_in_tree(
-            tmp_path, files
-        )
+        assert [
+            ("tests/test_csrf.py", 8, "CG206"),
+            ("tests/test_csrf.py", 19, "CG206"),
+        ] == found_in_tree(tmp_path, files)
 
 
 @pytest.mark.parametrize(
