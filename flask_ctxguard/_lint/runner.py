@@ -12,7 +12,7 @@ import dataclasses
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .caches import check_caches
@@ -25,7 +25,7 @@ from .scope import Module
 from .storage import check_stored
 from .threads import check_threads
 
-__all__ = ["FileResult", "Run", "check_paths", "check_source"]
+__all__ = ["FileResult", "Run", "check_paths", "check_source", "settle"]
 
 Check = Callable[[Module, Flow], Iterator[Finding]]
 CHECKS: tuple[Check, ...] = (
@@ -141,9 +141,7 @@ def check_paths(files: Sequence[str], jobs: int = 0) -> Run:
         results = _in_pool(files, workers)
     else:
         results = [check_file(path) for path in files]
-    provided: set[str] = set()
-    for result in results:
-        provided.update(result.facts)
+    provided = settle(fact for result in results for fact in result.facts)
     findings: dict[tuple[str, int, str], Finding] = {}
     for result in results:
         for finding in result.findings:
@@ -158,6 +156,27 @@ def check_paths(files: Sequence[str], jobs: int = 0) -> Run:
         sum(1 for r in results if not r.error),
         sum(r.lines for r in results),
     )
+
+
+def settle(facts: Iterable[str]) -> set[str]:
+    """
+    The facts of a run, with the implications among them ("implies:A->B":
+    B holds if A does) followed to the end.
+    """
+    provided = set(facts)
+    rules = [
+        fact.removeprefix("implies:").split("->", 1)
+        for fact in provided
+        if fact.startswith("implies:")
+    ]
+    grew = True
+    while grew:
+        grew = False
+        for given, then in rules:
+            if given in provided and then not in provided:
+                provided.add(then)
+                grew = True
+    return provided
 
 
 def _in_pool(files: Sequence[str], workers: int) -> list[FileResult]:

@@ -41,8 +41,9 @@ def check_sharing(module: Module) -> Iterator[Finding]:
 def fixture_facts(module: Module) -> set[str]:
     """
     "ctx-fixture:NAME" for each pytest fixture of the module that yields
-    inside an app or request context it opened, or that takes such a
-    fixture of the same module (a 'client' fixture over such an 'app').
+    inside an app or request context it opened; and, for a fixture that
+    takes another, "implies:ctx-fixture:TAKEN->ctx-fixture:NAME" (a
+    'client' fixture over such an 'app' keeps its context too).
     """
     found = set()
     takes: dict[str, set[str]] = {}
@@ -63,16 +64,12 @@ def fixture_facts(module: Module) -> set[str]:
                 )
             ):
                 found.add(f"ctx-fixture:{name}")
-    grew = True
-    while grew:
-        grew = False
-        for name, parameters in takes.items():
-            fact = f"ctx-fixture:{name}"
-            if fact not in found and any(
-                f"ctx-fixture:{p}" in found for p in parameters
-            ):
-                found.add(fact)
-                grew = True
+    # A fixture that takes one keeps its context too, wherever it is.
+    found.update(
+        f"implies:ctx-fixture:{parameter}->ctx-fixture:{name}"
+        for name, parameters in takes.items()
+        for parameter in parameters
+    )
     return found
 
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from flask_ctxguard._lint.runner import check_paths, check_source
+from flask_ctxguard._lint.runner import check_paths, check_source, settle
 
 
 def found(source: str, *, name: str = "app.py") -> list[tuple[int, str]]:
     """(line, code) of every finding in *source*, its own facts settled."""
     result = check_source(textwrap.dedent(source), name)
     assert "" == result.error
+    facts = settle(result.facts)
     return [
         (finding.line, finding.code)
         for finding in result.findings
-        if not finding.unless & result.facts
-        and finding.requires <= result.facts
+        if not finding.unless & facts and finding.requires <= facts
     ]
 
 
