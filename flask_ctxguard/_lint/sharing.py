@@ -233,22 +233,31 @@ def _injects_g(module: Module, block: ast.With | ast.AsyncWith) -> bool:
 
 
 def _client_names(nodes: list[ast.AST]) -> set[str]:
-    names = set(_CLIENT_NAMES)
+    """
+    Names of test clients: bound from ``test_client()``, or fixtures named
+    'client' (a 'client' bound from anything else, an HTTP library's, is
+    not one).
+    """
+    clients: set[str] = set()
+    others: set[str] = set()
     for node in nodes:
         pairs: list[tuple[ast.expr | None, ast.expr]] = []
         if isinstance(node, ast.Assign):
             pairs = [(t, node.value) for t in node.targets]
         elif isinstance(node, (ast.With, ast.AsyncWith)):
             pairs = [(i.optional_vars, i.context_expr) for i in node.items]
-        names.update(
-            target.id
-            for target, value in pairs
-            if isinstance(target, ast.Name)
-            and isinstance(value, ast.Call)
-            and isinstance(value.func, ast.Attribute)
-            and value.func.attr == "test_client"
-        )
-    return names
+        for target, value in pairs:
+            if not isinstance(target, ast.Name):
+                continue
+            if (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Attribute)
+                and value.func.attr == "test_client"
+            ):
+                clients.add(target.id)
+            else:
+                others.add(target.id)
+    return clients | (_CLIENT_NAMES - others)
 
 
 def _is_client(node: ast.AST, clients: set[str]) -> bool:

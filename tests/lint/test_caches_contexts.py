@@ -326,3 +326,20 @@ SET_UP = """
 def test_tests_in_the_context_their_set_up_pushed():
     """setUp pushes an app context; a test's requests then share it."""
     assert marked(SET_UP) == found(SET_UP, name="test_auth.py")
+
+
+def test_an_http_library_client_is_no_test_client():
+    """A 'client' bound from an HTTP library makes no test-client request."""
+    source = """
+        import httpx
+        from myapp import create_app
+
+        def sync_prices():
+            app = create_app()
+            client = httpx.Client()
+            with app.app_context():
+                client.get("https://example.com/a")
+                client.get("https://example.com/b")
+    """
+
+    assert [] == found(source, name="sync.py")
