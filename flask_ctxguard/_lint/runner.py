@@ -23,7 +23,7 @@ from .module_globals import check_globals
 from .perthread import check_contextvars, check_thread_locals, facts
 from .scope import Module
 from .storage import check_stored
-from .threads import check_threads
+from .threads import check_threads, executor_facts
 
 __all__ = ["FileResult", "Run", "check_paths", "check_source", "settle"]
 
@@ -100,7 +100,9 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
     return FileResult(
         path,
         tuple(sorted(findings.values(), key=lambda f: (f.line, f.column))),
-        frozenset(facts(module) | context_facts(module)),
+        frozenset(
+            facts(module) | context_facts(module) | executor_facts(module)
+        ),
         len(lines),
     )
 

@@ -13,13 +13,14 @@ its own, ``stream_with_context``.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterator
 
 from .catalog import Finding
 from .flow import Flow, reads_proxy
 from .scope import Function, Module
 
-__all__ = ["check_threads"]
+__all__ = ["check_threads", "executor_facts"]
 
 _ALL = {"request", "session", "g", "current_user"}
 #: Keyword and position of the target, the args and the kwargs.
@@ -68,7 +69,7 @@ _RESPONSES = frozenset(
 class _Start:
     """One place where work leaves the request."""
 
-    __slots__ = ("args", "how", "node", "target")
+    __slots__ = ("args", "how", "node", "requires", "target")
 
     def __init__(
         self,
@@ -76,11 +77,14 @@ class _Start:
         how: str,
         target: ast.expr | None,
         args: list[ast.expr],
+        requires: frozenset[str] = frozenset(),
     ) -> None:
         self.node = node
         self.how = how
         self.target = target
         self.args = args
+        #: Facts of other modules it needs (the executor's definition).
+        self.requires = requires
 
 
 def check_threads(module: Module, flow: Flow) -> Iterator[Finding]:
@@ -97,7 +101,7 @@ def check_threads(module: Module, flow: Flow) -> Iterator[Finding]:
                 continue
             finding = _judge(module, flow, function, start)
             if finding is not None:
-                yield finding
+                yield dataclasses.replace(finding, requires=start.requires)
 
 
 def _start(  # noqa: PLR0911, PLR0912 - one branch per way to start work
@@ -132,10 +136,20 @@ def _start(  # noqa: PLR0911, PLR0912 - one branch per way to start work
         return None
     attr = call.func.attr
     if attr in {"submit", "map", "apply_async"} and call.args:
-        if not _is_executor(module, function, call.func.value):
-            return None
+        receiver = call.func.value
+        requires: frozenset[str] = frozenset()
+        if not _is_executor(module, function, receiver):
+            # An executor imported from another module of the run.
+            if not (
+                isinstance(receiver, ast.Name)
+                and receiver.id in module.imports.aliases
+            ):
+                return None
+            requires = frozenset({f"executor:{receiver.id}"})
         args = [*call.args[1:], *(k.value for k in call.keywords)]
-        return _Start(call, f"an executor's '{attr}()'", call.args[0], args)
+        return _Start(
+            call, f"an executor's '{attr}()'", call.args[0], args, requires
+        )
     if attr in {"run_in_executor", "call_soon_threadsafe"}:
         rest = call.args[1:] if attr == "run_in_executor" else call.args
         if rest:
@@ -335,6 +349,16 @@ def _assigned(function: Function | None, name: str) -> ast.expr | None:
                         return item.context_expr
         function = function.outer
     return None
+
+
+def executor_facts(module: Module) -> set[str]:
+    """ "executor:NAME" for each module-level thread or process pool."""
+    return {
+        f"executor:{name}"
+        for name, value in module.globals.items()
+        if isinstance(value, ast.Call)
+        and module.imports.qualify(value.func) in _EXECUTORS
+    }
 
 
 def _is_executor(module: Module, function: Function, node: ast.expr) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lint.checking import found, marked, messages
+from tests.lint.checking import found, found_in_tree, marked, messages
 
 REPORTED = {
     "executor handed the raw request through a helper": """
@@ -319,3 +319,31 @@ MORE = """
 def test_more_shapes_of_starting_work():
     """kwargs, lambdas over raw objects, with-bound executors, plain work."""
     assert marked(MORE) == found(MORE)
+
+
+def test_an_executor_imported_from_another_module(tmp_path):
+    """A pool defined in extensions.py is known in views.py; Flask-Executor
+    and unknown imports stay silent."""
+    files = {
+        "app/extensions.py": """
+            from concurrent.futures import ThreadPoolExecutor
+            from flask_executor import Executor
+            pool = ThreadPoolExecutor(4)
+            executor = Executor()
+        """,
+        "app/views.py": """
+            from flask import Blueprint, request
+            from .extensions import pool, executor
+            from .other import jobs
+            bp = Blueprint("v", __name__)
+
+            @bp.post("/send")
+            def send():
+                pool.submit(work, request._get_current_object())
+                executor.submit(work, request._get_current_object())
+                jobs.submit(work, request._get_current_object())
+                return ""
+        """,
+    }
+
+    assert [("app/views.py", 9, "CG202")] == found_in_tree(tmp_path, files)
