@@ -70,7 +70,9 @@ def _pushes(module: Module, scope: ast.AST) -> Iterator[Finding]:
                 f"'{shown}().push()' pushes a context that nothing can pop",
             )
         elif isinstance(owner, ast.Name) and owner.id in contexts:
-            if not _escapes(nodes, owner.id):
+            # Closures count: pytest-flask pops in a nested teardown()
+            # that it hands to request.addfinalizer.
+            if not _escapes(list(ast.walk(scope)), owner.id):
                 shown = ast.unparse(contexts[owner.id].func)
                 yield _unpopped(
                     node,

@@ -109,6 +109,18 @@ PUSHES = """
         ctx.push()
         request.addfinalizer(ctx.pop)
 
+    @pytest.fixture(autouse=True)
+    def _push_request_context(request):
+        # pytest-flask's own fixture, as it ships.
+        app = getfixturevalue(request, "app")
+        ctx = app.test_request_context()
+        ctx.push()
+
+        def teardown():
+            ctx.pop()
+
+        request.addfinalizer(teardown)
+
     class TestCase:
         def setUp(self):
             self.ctx = app.app_context()
