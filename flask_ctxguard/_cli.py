@@ -133,8 +133,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             return _report(args.files, args.format, stdout)
         if args.command == "explain":
             return _explain(args.rule, stdout)
-        if args.command == "lint":
-            return _lint.main(["--help"], prog=f"{prog} lint")
         parser.print_help(stdout)
     except UsageError as error:
         command = f"{prog} {args.command}" if "args" in locals() else prog
