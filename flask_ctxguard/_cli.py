@@ -2,9 +2,8 @@
 The command line: ``python -m flask_ctxguard`` (or ``ctxguard``).
 
 ``report`` turns the JSON logs of any number of workers into findings,
-``explain`` prints a rule's page (runtime CG1xx and static CG2xx),
-``lint`` checks source statically (``_lint``, which parses its own
-options). Exit statuses follow linters: 0 nothing
+``explain`` prints a rule's page, ``lint`` is ``_lint``'s. Exit statuses
+follow linters: 0 nothing
 found, 1 findings, 2 usage error or unreadable input, each error on one
 line of standard error.
 """
@@ -24,7 +23,7 @@ from typing import IO, NoReturn, TextIO
 
 from . import _lint
 from ._findings import Finding, Findings, iso, printable
-from ._violations import RULES
+from ._violations import RULES, Rule
 
 __all__ = ["main", "rule_page"]
 
@@ -89,11 +88,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON log files, plain or .gz; '-' or none: standard input",
     )
-    commands.add_parser(
-        "lint",
-        help="check Python source for contamination shapes (CG2xx)",
-        add_help=False,
-    )
+    commands.add_parser("lint", help="check Python source (rules CG2xx)")
     explain = commands.add_parser(
         "explain",
         help="print a rule's documentation, such as 'explain CG106'",
@@ -123,8 +118,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         prog = _prog_name()
     stdout = _safe_stream(sys.stdout)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["lint"]:
-        # 'lint' has its own options, parsed by the checker itself.
+    if arguments[:1] == ["lint"]:  # it parses its own options
         return _lint.main(arguments[1:], prog=f"{prog} lint")
     parser = _parser(prog)
     try:
@@ -333,11 +327,8 @@ _HEADING = re.compile(r"^## (\S+)", re.MULTILINE)
 
 def _all_rules() -> dict[str, tuple[str, str]]:
     # The runtime rules and the static ones, by code: (slug, title).
-    known = {code: (r.kind, r.title) for code, r in RULES.items()}
-    known.update(
-        (code, (r.kind, r.title)) for code, r in _lint.LINT_RULES.items()
-    )
-    return known
+    rules: dict[str, Rule | _lint.LintRule] = {**RULES, **_lint.LINT_RULES}
+    return {code: (rule.kind, rule.title) for code, rule in rules.items()}
 
 
 def _explain(rule: str | None, out: TextIO) -> int:

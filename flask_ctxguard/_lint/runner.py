@@ -22,8 +22,9 @@ from .flow import Flow
 from .module_globals import check_globals
 from .perthread import check_contextvars, check_thread_locals, facts
 from .scope import Module
+from .starts import executor_facts
 from .storage import check_stored
-from .threads import check_threads, executor_facts
+from .threads import check_threads
 
 __all__ = ["FileResult", "Run", "check_paths", "check_source", "settle"]
 

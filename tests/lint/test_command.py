@@ -425,7 +425,9 @@ class TestCommandLine:
         with pytest.raises(SystemExit):
             _cli.main(["--help"], prog="ctxguard")
 
-        assert "lint      check Python source" in capsys.readouterr().out
+        assert "lint      check Python source (rules CG2xx)" in (
+            capsys.readouterr().out
+        )
 
     def test_pre_commit_hook_definition(self):
         """.pre-commit-hooks.yaml declares the hook the docs show."""
