@@ -24,7 +24,7 @@ from .perthread import check_contextvars, check_thread_locals, facts
 from .scope import Module
 from .starts import executor_facts
 from .storage import check_stored
-from .threads import check_threads
+from .threads import check_threads, handoff_facts
 
 __all__ = ["FileResult", "Run", "check_paths", "check_source", "settle"]
 
@@ -102,7 +102,10 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
         path,
         tuple(sorted(findings.values(), key=lambda f: (f.line, f.column))),
         frozenset(
-            facts(module) | context_facts(module) | executor_facts(module)
+            facts(module)
+            | context_facts(module)
+            | executor_facts(module)
+            | handoff_facts(module, flow)
         ),
         len(lines),
     )

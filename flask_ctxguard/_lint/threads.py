@@ -21,7 +21,7 @@ from .flow import Flow, reads_proxy
 from .scope import Function, Module
 from .starts import Start, assigned, find_start, unawaited_calls
 
-__all__ = ["check_threads"]
+__all__ = ["check_threads", "handoff_facts"]
 
 _ALL = {"request", "session", "g", "current_user"}
 _COPIERS = frozenset(
@@ -47,11 +47,90 @@ def check_threads(module: Module, flow: Flow) -> Iterator[Finding]:
             finding = _judge(module, flow, function, start)
             if finding is not None:
                 yield dataclasses.replace(finding, requires=start.requires)
+        yield from _handed_to_other_modules(module, flow, function)
 
 
-def _judge(
-    module: Module, flow: Flow, function: Function, start: Start
-) -> Finding | None:
+def handoff_facts(module: Module, flow: Flow) -> set[str]:
+    """
+    What the module's functions do with work that leaves the request, for
+    callers in other modules: "hands-off:F:N" (function F passes its
+    parameter N, by position or name, to such work) and "leaves:F" (F
+    starts work that reads the request's proxies).
+    """
+    found = set()
+    for function in module.functions:
+        if function.outer is not None or function.cls is not None:
+            continue
+        args = function.node.args
+        parameters = [a.arg for a in (*args.posonlyargs, *args.args)]
+        loose = unawaited_calls(function)
+        for node in function.body:
+            if not isinstance(node, ast.Call):
+                continue
+            start = find_start(module, function, node, loose)
+            target = (
+                None if start is None else _target(module, function, start)
+            )
+            if start is None or target is None:
+                continue
+            for argument in start.args:
+                if (
+                    isinstance(argument, ast.Name)
+                    and argument.id in parameters
+                ):
+                    index = parameters.index(argument.id)
+                    found.add(f"hands-off:{function.name}:{index}")
+                    found.add(f"hands-off:{function.name}:{argument.id}")
+            reads = _target_reads(module, flow, function, target)
+            if reads is not None and reads.startswith("reads"):
+                found.add(f"leaves:{function.name}")
+    return found
+
+
+def _handed_to_other_modules(
+    module: Module, flow: Flow, function: Function
+) -> Iterator[Finding]:
+    """Calls of another module's function that takes the work outside."""
+    for node in function.body:
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in module.imports.aliases
+            and module.resolve(node.func, function) is None
+        ):
+            continue
+        name = node.func.id
+        given = [(str(i), a) for i, a in enumerate(node.args)]
+        given += [(k.arg, k.value) for k in node.keywords if k.arg]
+        for key, argument in given:
+            found = flow.describe(argument, function)
+            if found is not None:
+                yield Finding(
+                    "CG202",
+                    node.lineno,
+                    node.col_offset + 1,
+                    f"'{found}' is handed to '{name}()', which passes it to"
+                    " work that runs outside the request: pass plain values"
+                    " (request.args['q'], the user id), or wrap that work"
+                    " with 'flask.copy_current_request_context'",
+                    requires=frozenset({f"hands-off:{name}:{key}"}),
+                )
+        yield Finding(
+            "CG202",
+            node.lineno,
+            node.col_offset + 1,
+            f"'{name}()' starts work that runs outside the request and reads"
+            " the request's objects there: pass it plain values, or wrap"
+            " that work with 'flask.copy_current_request_context'",
+            requires=frozenset({f"leaves:{name}"}),
+        )
+
+
+def _target(
+    module: Module, function: Function, start: Start
+) -> ast.expr | None:
+    """The function *start* runs, unwrapped from ``functools.partial``;
+    `None` when it runs in a copied context."""
     target = start.target
     if target is None or _is_copied(module, function, target):
         return None
@@ -66,6 +145,15 @@ def _judge(
         target = target.args[0] if target.args else None
         if target is None or _is_copied(module, function, target):
             return None
+    return target
+
+
+def _judge(
+    module: Module, flow: Flow, function: Function, start: Start
+) -> Finding | None:
+    target = _target(module, function, start)
+    if target is None:
+        return None
     reason = None
     for argument in start.args:
         found = flow.describe(argument, function)

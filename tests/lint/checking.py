@@ -26,7 +26,12 @@ def found(source: str, *, name: str = "app.py") -> list[tuple[int, str]]:
 def messages(source: str) -> list[str]:
     """The messages of every finding in *source*."""
     result = check_source(textwrap.dedent(source), "app.py")
-    return [finding.message for finding in result.findings]
+    facts = settle(result.facts)
+    return [
+        finding.message
+        for finding in result.findings
+        if not finding.unless & facts and finding.requires <= facts
+    ]
 
 
 def found_in_tree(

@@ -347,3 +347,47 @@ def test_an_executor_imported_from_another_module(tmp_path):
     }
 
     assert [("app/views.py", 9, "CG202")] == found_in_tree(tmp_path, files)
+
+
+def test_work_started_in_another_module(tmp_path):
+    """A view handing the request to another module's thread starter."""
+    files = {
+        "app/mail.py": """
+            import threading
+            from flask import request, copy_current_request_context
+
+            def send_later(req, to):
+                threading.Thread(target=deliver, args=(req, to)).start()
+
+            def audit_later():
+                threading.Thread(target=_audit).start()
+
+            def _audit():
+                store(request.remote_addr)
+
+            def copied_later():
+                threading.Thread(
+                    target=copy_current_request_context(_audit)
+                ).start()
+        """,
+        "app/views.py": """
+            from flask import Blueprint, request
+            from .mail import send_later, audit_later, copied_later
+            bp = Blueprint("v", __name__)
+
+            @bp.post("/send")
+            def send():
+                send_later(request._get_current_object(), "x")
+                send_later("plain", to=request.form["to"])
+                send_later(req=request, to="x")
+                audit_later()
+                copied_later()
+                return ""
+        """,
+    }
+
+    assert [
+        ("app/views.py", 8, "CG202"),
+        ("app/views.py", 10, "CG202"),
+        ("app/views.py", 11, "CG202"),
+    ] == found_in_tree(tmp_path, files)
