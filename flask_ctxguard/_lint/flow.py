@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ast
 
-from .scope import Function, Module, body_nodes
+from .scope import Function, Module
 
 __all__ = [
     "Flow",
@@ -297,7 +297,7 @@ def local_names(function: Function) -> set[str]:
     if args.kwarg is not None:
         names.add(args.kwarg.arg)
     declared: set[str] = set()
-    for child in body_nodes(node):
+    for child in function.body:
         if isinstance(child, ast.Name) and isinstance(
             child.ctx, (ast.Store, ast.Del)
         ):
