@@ -36,6 +36,21 @@ def check_sharing(module: Module) -> Iterator[Finding]:
         if function.name.startswith("test"):
             yield from _in_fixture_context(module, function)
             yield from _in_set_up_context(module, function, set_up)
+        name = _fixture_name(function)
+        block = None if name is None else _yielding_block(function)
+        if block is not None:
+            yield Finding(
+                "CG206",
+                block.lineno,
+                block.col_offset + 1,
+                f"the fixture '{name}' yields inside"
+                f" '{ast.unparse(block.items[0].context_expr)}', and tests"
+                " that use it make several test-client requests in that"
+                " context, so on Flask 3.1 and earlier they share one 'g';"
+                " push the context for the set-up only, and yield outside"
+                " the block",
+                requires=frozenset({f"requested:{name}"}),
+            )
 
 
 def fixture_facts(module: Module) -> set[str]:
@@ -45,32 +60,44 @@ def fixture_facts(module: Module) -> set[str]:
     takes another, "implies:ctx-fixture:TAKEN->ctx-fixture:NAME" (a
     'client' fixture over such an 'app' keeps its context too).
     """
-    found = set()
+    found: set[str] = set()
     takes: dict[str, set[str]] = {}
     for function in module.functions:
+        args = function.node.args
+        parameters = {a.arg for a in (*args.posonlyargs, *args.args)}
+        if function.name.startswith("test") and _test_requests(
+            module, function
+        ):
+            found.update(f"requested:{p}" for p in parameters)
         name = _fixture_name(function)
         if name is None:
             continue
-        args = function.node.args
-        takes[name] = {a.arg for a in (*args.posonlyargs, *args.args)}
-        for node in function.body:
-            if (
-                isinstance(node, (ast.With, ast.AsyncWith))
-                and any(is_context_maker(i.context_expr) for i in node.items)
-                and any(
-                    isinstance(n, (ast.Yield, ast.YieldFrom))
-                    for statement in node.body
-                    for n in _walk(statement)
-                )
-            ):
-                found.add(f"ctx-fixture:{name}")
-    # A fixture that takes one keeps its context too, wherever it is.
-    found.update(
-        f"implies:ctx-fixture:{parameter}->ctx-fixture:{name}"
-        for name, parameters in takes.items()
-        for parameter in parameters
-    )
+        takes[name] = parameters
+        if _yielding_block(function) is not None:
+            found.add(f"ctx-fixture:{name}")
+    # A fixture that takes one keeps its context too, wherever it is; and
+    # the requests of a test that takes it are made through what it takes.
+    for name, parameters in takes.items():
+        for parameter in parameters:
+            found.add(f"implies:ctx-fixture:{parameter}->ctx-fixture:{name}")
+            found.add(f"implies:requested:{name}->requested:{parameter}")
     return found
+
+
+def _yielding_block(function: Function) -> ast.With | ast.AsyncWith | None:
+    """The ``with app.app_context():`` block a fixture yields in."""
+    for node in function.body:
+        if (
+            isinstance(node, (ast.With, ast.AsyncWith))
+            and any(is_context_maker(i.context_expr) for i in node.items)
+            and any(
+                isinstance(n, (ast.Yield, ast.YieldFrom))
+                for statement in node.body
+                for n in _walk(statement)
+            )
+        ):
+            return node
+    return None
 
 
 _SET_UPS = frozenset({"setUp", "asyncSetUp", "setup_method", "setUpClass"})

@@ -232,6 +232,7 @@ class TestContexts:
         }
 
         assert [
+            ("tests/conftest.py", 6, "CG206"),
             ("tests/test_csrf.py", 8, "CG206"),
             ("tests/test_csrf.py", 19, "CG206"),
         ] == found_in_tree(tmp_path, files)
@@ -355,3 +356,38 @@ def test_an_http_library_client_is_no_test_client():
     """
 
     assert [] == found(source, name="sync.py")
+
+
+def test_a_fixture_is_reported_only_when_tests_request_through_it(tmp_path):
+    """A fixture yielding in a context is reported once a test uses it."""
+    files = {
+        "tests/conftest.py": """
+            import pytest
+
+            @pytest.fixture
+            def app_ctx(app):
+                with app.app_context():
+                    yield app
+
+            @pytest.fixture
+            def db(app_ctx):
+                return make_db()
+        """,
+        "tests/test_models.py": """
+            def test_model(db):
+                assert db.query()
+        """,
+    }
+
+    assert [] == found_in_tree(tmp_path, files)
+
+    files["tests/test_views.py"] = """
+        def test_pages(db, client):
+            client.get("/a")
+            client.get("/b")
+    """
+
+    assert [
+        ("tests/conftest.py", 6, "CG206"),
+        ("tests/test_views.py", 2, "CG206"),
+    ] == found_in_tree(tmp_path, files)
