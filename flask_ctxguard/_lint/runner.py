@@ -82,7 +82,10 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
         return FileResult(path, error="too deeply nested to parse")
     name = os.path.basename(path)
     module = Module(
-        tree, is_test=name.startswith("test_") or name == "conftest.py"
+        tree,
+        is_test=name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py",
     )
     flow = Flow(module)
     text = (

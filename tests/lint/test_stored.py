@@ -329,3 +329,24 @@ MORE_STORES = """
 def test_more_stores():
     """cls attributes, imported registries, factory closures, caches."""
     assert marked(MORE_STORES) == found(MORE_STORES)
+
+
+def test_globals_in_test_modules_are_the_tests_own():
+    """A test's view noting request data in a module dict is silent."""
+    source = """
+        from flask import Flask, request
+        app = Flask(__name__)
+        SEEN = {}
+
+        @app.get("/")
+        def index():
+            SEEN["q"] = request.args["q"]
+            return ""
+
+        def test_index():
+            app.test_client().get("/?q=1")
+            assert "1" == SEEN["q"]
+    """
+
+    assert [] == found(source, name="test_views.py")
+    assert [(8, "CG207")] == found(source, name="views.py")
