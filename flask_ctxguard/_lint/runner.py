@@ -100,7 +100,11 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
             key = (finding.line, finding.code, finding.requires)
             if key in findings or _suppressed(lines, finding):
                 continue
-            findings[key] = dataclasses.replace(finding, path=path)
+            findings[key] = dataclasses.replace(
+                finding,
+                path=path,
+                column=_characters(lines, finding.line, finding.column),
+            )
     return FileResult(
         path,
         tuple(sorted(findings.values(), key=lambda f: (f.line, f.column))),
@@ -112,6 +116,17 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
         ),
         len(lines),
     )
+
+
+def _characters(lines: list[str], line: int, column: int) -> int:
+    """
+    The 1-based character column of a 1-based UTF-8 byte column: `ast`
+    counts bytes, editors and SARIF count characters.
+    """
+    if not 0 < line <= len(lines):
+        return column
+    encoded = lines[line - 1].encode("utf-8")
+    return len(encoded[: column - 1].decode("utf-8", "replace")) + 1
 
 
 def _first_line(error: BaseException) -> str:

@@ -498,3 +498,21 @@ class TestEdges:
         from flask_ctxguard._lint import config
 
         assert None is config.find_pyproject(Path("/"))
+
+
+def test_columns_count_characters_not_bytes():
+    """A column after non-ASCII text counts characters, as editors do."""
+    from flask_ctxguard._lint.runner import check_source
+
+    source = (
+        "from flask import Flask, request\n"
+        "app = Flask(__name__)\n"
+        "CACHE = {}\n"
+        "@app.get('/')\n"
+        "def index():\n"
+        "    é = 1; CACHE[é] = request._get_current_object()\n"
+    )
+
+    (finding,) = check_source(source).findings
+
+    assert (6, 12) == (finding.line, finding.column)
