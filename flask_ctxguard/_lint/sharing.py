@@ -37,20 +37,27 @@ def check_sharing(module: Module) -> Iterator[Finding]:
             yield from _in_fixture_context(module, function)
             yield from _in_set_up_context(module, function, set_up)
         name = _fixture_name(function)
-        block = None if name is None else _yielding_block(function)
-        if block is not None:
-            yield Finding(
-                "CG206",
-                block.lineno,
-                block.col_offset + 1,
-                f"the fixture '{name}' yields inside"
-                f" '{ast.unparse(block.items[0].context_expr)}', and tests"
-                " that use it make several test-client requests in that"
-                " context, so on Flask 3.1 and earlier they share one 'g';"
-                " push the context for the set-up only, and yield outside"
-                " the block",
-                requires=frozenset({f"requested:{name}"}),
-            )
+        found = None if name is None else _yielding_block(function)
+        if found is None:
+            continue
+        where, pushed, yielded = found
+        clients = _client_names(module.body_of(function.node))
+        if any(_is_client(value, clients) for value in yielded):
+            what = "yields a test client inside"
+            requires: frozenset[str] = frozenset()
+        else:
+            what = "yields inside"
+            requires = frozenset({f"requested:{name}"})
+        yield Finding(
+            "CG206",
+            where.lineno,
+            where.col_offset + 1,
+            f"the fixture '{name}' {what} the '{pushed}' it pushed, and"
+            " tests that use it make their test-client requests in that"
+            " context, so on Flask 3.1 and earlier they share one 'g';"
+            " push the context for the set-up only, and yield outside it",
+            requires=requires,
+        )
 
 
 def fixture_facts(module: Module) -> set[str]:
@@ -84,20 +91,63 @@ def fixture_facts(module: Module) -> set[str]:
     return found
 
 
-def _yielding_block(function: Function) -> ast.With | ast.AsyncWith | None:
-    """The ``with app.app_context():`` block a fixture yields in."""
+def _yielding_block(
+    function: Function,
+) -> tuple[ast.stmt, str, list[ast.expr]] | None:
+    """
+    Where a fixture pushes the context it yields in (a ``with`` block, or
+    a ``push()`` before the ``yield`` and its pop), what it pushes, and
+    what it yields.
+    """
     for node in function.body:
-        if (
-            isinstance(node, (ast.With, ast.AsyncWith))
-            and any(is_context_maker(i.context_expr) for i in node.items)
-            and any(
-                isinstance(n, (ast.Yield, ast.YieldFrom))
-                for statement in node.body
-                for n in _walk(statement)
-            )
-        ):
-            return node
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            makers = [i.context_expr for i in node.items]
+            yields = _yields(node.body)
+            if yields and any(is_context_maker(m) for m in makers):
+                maker = next(m for m in makers if is_context_maker(m))
+                return node, ast.unparse(maker), yields
+    contexts = {
+        t.id: node.value
+        for node in function.body
+        if isinstance(node, ast.Assign) and is_context_maker(node.value)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    body = function.node.body
+    for index, statement in enumerate(body):
+        pushed = _pushed(statement, contexts)
+        if pushed is not None:
+            yields = _yields(body[index + 1 :])
+            if yields:
+                return statement, pushed, yields
     return None
+
+
+def _pushed(statement: ast.stmt, contexts: dict[str, ast.expr]) -> str | None:
+    """What *statement* pushes ('x.push()' of a context), if anything."""
+    if not (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Call)
+        and isinstance(statement.value.func, ast.Attribute)
+        and statement.value.func.attr == "push"
+    ):
+        return None
+    owner = statement.value.func.value
+    if is_context_maker(owner):
+        return ast.unparse(owner)
+    if isinstance(owner, ast.Name) and owner.id in contexts:
+        return ast.unparse(contexts[owner.id])
+    return None
+
+
+def _yields(statements: list[ast.stmt]) -> list[ast.expr]:
+    """What *statements* yield (a bare 'yield' yields a None constant)."""
+    return [
+        node.value if node.value is not None else ast.Constant(None)
+        for statement in statements
+        for node in _walk(statement)
+        if isinstance(node, (ast.Yield, ast.YieldFrom))
+    ]
 
 
 _SET_UPS = frozenset({"setUp", "asyncSetUp", "setup_method", "setUpClass"})

@@ -391,3 +391,34 @@ def test_a_fixture_is_reported_only_when_tests_request_through_it(tmp_path):
         ("tests/conftest.py", 6, "CG206"),
         ("tests/test_views.py", 2, "CG206"),
     ] == found_in_tree(tmp_path, files)
+
+
+def test_a_fixture_that_pushes_and_yields_a_client():
+    """Push, yield a client, pop: the requests share the pushed context."""
+    source = """
+        import pytest
+
+        @pytest.fixture
+        def client(app):
+            ctx = app.app_context()
+            ctx.push()  # <- CG206
+            yield app.test_client()
+            ctx.pop()
+
+        @pytest.fixture
+        def app_ctx(app):
+            ctx = app.app_context()
+            ctx.push()
+            yield ctx
+            ctx.pop()
+
+        @pytest.fixture
+        def setup_only(app):
+            ctx = app.app_context()
+            ctx.push()
+            init_db()
+            ctx.pop()
+            yield app
+    """
+
+    assert marked(source) == found(source, name="conftest.py")
