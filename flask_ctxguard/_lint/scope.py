@@ -347,13 +347,20 @@ class Module:
         return False
 
     def own_context_nodes(self, node: ast.AST) -> set[int]:
-        """Ids of the nodes inside ``with x.app_context():`` blocks."""
+        """
+        Ids of the nodes inside ``with x.app_context():`` blocks; all of
+        the body's when it pushes a context itself (``ctx.push()``).
+        """
         known = self._own.get(id(node))
         if known is not None:
             return known
         inside: set[int] = set()
         self._own[id(node)] = inside
-        for child in self.body_of(node):
+        body = self.body_of(node)
+        if _pushes_context(body):
+            inside.update(id(n) for n in body)
+            return inside
+        for child in body:
             if isinstance(child, (ast.With, ast.AsyncWith)) and any(
                 is_context_maker(item.context_expr) for item in child.items
             ):
@@ -364,6 +371,29 @@ class Module:
     def request_functions(self) -> Iterator[Function]:
         """The functions that run inside a request."""
         return (f for f in self.functions if f.request)
+
+
+def _pushes_context(body: list[ast.AST]) -> bool:
+    contexts = {
+        target.id
+        for node in body
+        if isinstance(node, ast.Assign) and is_context_maker(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "push"
+        and (
+            is_context_maker(node.func.value)
+            or (
+                isinstance(node.func.value, ast.Name)
+                and node.func.value.id in contexts
+            )
+        )
+        for node in body
+    )
 
 
 def is_context_maker(node: ast.AST) -> bool:

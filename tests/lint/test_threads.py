@@ -391,3 +391,29 @@ def test_work_started_in_another_module(tmp_path):
         ("app/views.py", 10, "CG202"),
         ("app/views.py", 11, "CG202"),
     ] == found_in_tree(tmp_path, files)
+
+
+def test_a_target_that_pushes_its_own_context():
+    """A thread target that pushes (and pops) an app context is silent."""
+    source = """
+        import threading
+        from flask import Flask, g, current_app
+        app = Flask(__name__)
+
+        def job(app):
+            ctx = app.app_context()
+            ctx.push()
+            try:
+                g.db = connect()
+                return g.db.run()
+            finally:
+                ctx.pop()
+
+        @app.post("/jobs")
+        def start():
+            app_ = current_app._get_current_object()
+            threading.Thread(target=job, args=(app_,)).start()
+            return ""
+    """
+
+    assert [] == found(source)
