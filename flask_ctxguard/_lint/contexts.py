@@ -15,9 +15,11 @@ import dataclasses
 from collections.abc import Iterator
 
 from .catalog import Finding
+from .fixtures import check_fixtures, fixture_facts
 from .flow import Flow
-from .scope import Module, is_context_maker
-from .sharing import assigned_context, check_sharing, fixture_facts
+from .roles import is_context_maker
+from .scope import Module
+from .sharing import assigned_context, check_sharing
 
 __all__ = ["check_contexts", "context_facts"]
 
@@ -29,6 +31,7 @@ def check_contexts(module: Module, flow: Flow) -> Iterator[Finding]:
     for scope in scopes:
         yield from _pushes(module, scope)
     yield from check_sharing(module)
+    yield from check_fixtures(module)
 
 
 def context_facts(module: Module) -> set[str]:

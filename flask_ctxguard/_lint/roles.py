@@ -1,14 +1,23 @@
 """
 How Flask code says "run this in a request": the route decorators
 (``route``, ``get``, ``post``...), the request hooks (``before_request``,
-``teardown_request``...) and the class-based view bases.
+``teardown_request``...) and the class-based view bases; and how it opens
+a context of its own (``app.app_context()``, ``ctx.push()``).
 """
 
 from __future__ import annotations
 
 import ast
 
-__all__ = ["HOOKS", "VIEW_BASES", "decorator_role", "hook_role"]
+__all__ = [
+    "CONTEXT_MAKERS",
+    "HOOKS",
+    "VIEW_BASES",
+    "decorator_role",
+    "hook_role",
+    "is_context_maker",
+    "pushes_context",
+]
 
 ROUTES = frozenset({"route", "get", "post", "put", "delete", "patch"})
 BEFORE = frozenset({"before_request", "before_app_request"})
@@ -79,3 +88,42 @@ def hook_role(attr: str) -> str:
     if attr in TEARDOWN:
         return "teardown"
     return "hook"
+
+
+#: Calls that open a context of their own: reads inside are not leaks.
+CONTEXT_MAKERS = frozenset(
+    {"app_context", "test_request_context", "request_context"}
+)
+
+
+def pushes_context(body: list[ast.AST]) -> bool:
+    """Whether *body* pushes a context (``ctx.push()``) itself."""
+    contexts = {
+        target.id
+        for node in body
+        if isinstance(node, ast.Assign) and is_context_maker(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "push"
+        and (
+            is_context_maker(node.func.value)
+            or (
+                isinstance(node.func.value, ast.Name)
+                and node.func.value.id in contexts
+            )
+        )
+        for node in body
+    )
+
+
+def is_context_maker(node: ast.AST) -> bool:
+    """Whether *node* is ``x.app_context()``, ``x.test_request_context()``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CONTEXT_MAKERS
+    )

@@ -18,14 +18,16 @@ import dataclasses
 from collections.abc import Iterator
 
 from .names import Imports
-from .roles import HOOKS, VIEW_BASES, decorator_role, hook_role
+from .roles import (
+    HOOKS,
+    VIEW_BASES,
+    decorator_role,
+    hook_role,
+    is_context_maker,
+    pushes_context,
+)
 
 __all__ = ["Function", "Module", "body_nodes"]
-
-#: Calls that open a context of their own: reads inside are not leaks.
-CONTEXT_MAKERS = frozenset(
-    {"app_context", "test_request_context", "request_context"}
-)
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -357,7 +359,7 @@ class Module:
         inside: set[int] = set()
         self._own[id(node)] = inside
         body = self.body_of(node)
-        if _pushes_context(body):
+        if pushes_context(body):
             inside.update(id(n) for n in body)
             return inside
         for child in body:
@@ -371,38 +373,6 @@ class Module:
     def request_functions(self) -> Iterator[Function]:
         """The functions that run inside a request."""
         return (f for f in self.functions if f.request)
-
-
-def _pushes_context(body: list[ast.AST]) -> bool:
-    contexts = {
-        target.id
-        for node in body
-        if isinstance(node, ast.Assign) and is_context_maker(node.value)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "push"
-        and (
-            is_context_maker(node.func.value)
-            or (
-                isinstance(node.func.value, ast.Name)
-                and node.func.value.id in contexts
-            )
-        )
-        for node in body
-    )
-
-
-def is_context_maker(node: ast.AST) -> bool:
-    """Whether *node* is ``x.app_context()``, ``x.test_request_context()``."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in CONTEXT_MAKERS
-    )
 
 
 def _target_names(target: ast.expr) -> Iterator[str]:
