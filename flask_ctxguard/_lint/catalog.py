@@ -2,7 +2,8 @@
 The static rules (CG2xx) and the finding record they produce.
 
 Each rule has a code, a kebab slug, the runtime codes (CG1xx) of the
-contamination it prevents, a title and the fix; its page is the
+contamination it prevents and a title (each finding's message names the
+fix); its page is the
 ``## CG2xx`` section of ``docs/rules.md``.
 """
 

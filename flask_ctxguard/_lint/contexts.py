@@ -1,6 +1,6 @@
 """
-CG206: contexts pushed and never popped (the requests that share one are
-in ``sharing``).
+CG206: contexts pushed and never popped (the test-client requests that
+share one are in ``sharing`` and ``fixtures``), and the facts of both.
 
 Sanctioned, and silent: a context pushed and popped in the same function
 (a fixture that yields and then pops), a context kept on ``self`` and

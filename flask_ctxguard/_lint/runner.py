@@ -1,7 +1,7 @@
 """
 Running the rules: one source text into findings (with ``# noqa``
 applied), and many files, in parallel when there are many, into one
-sorted list with the project-wide facts settled.
+run with the project-wide facts settled.
 """
 
 from __future__ import annotations
