@@ -85,6 +85,8 @@ class Module:
 
     __slots__ = (
         "_bodies",
+        "_methods",
+        "_named",
         "_own",
         "by_node",
         "classes",
@@ -107,6 +109,17 @@ class Module:
         self.globals: dict[str, ast.expr | None] = {}
         self._bodies: dict[int, list[ast.AST]] = {}
         self.nodes = self._index(tree)
+        # Functions by (enclosing function, name) and methods by (class,
+        # name); the first definition wins, as the scans did.
+        self._named: dict[tuple[int, str], Function] = {}
+        self._methods: dict[tuple[int, str], Function] = {}
+        for function in self.functions:
+            if function.cls is None:
+                outer = 0 if function.outer is None else id(function.outer)
+                self._named.setdefault((outer, function.name), function)
+            else:
+                key = (id(function.cls), function.name)
+                self._methods.setdefault(key, function)
         self.imports = Imports(self.nodes)
         self._module_level(tree.body)
         self._mark_roles()
@@ -190,14 +203,7 @@ class Module:
 
     def module_function(self, name: str) -> Function | None:
         """The module-level ``def`` called *name*."""
-        for function in self.functions:
-            if (
-                function.name == name
-                and function.outer is None
-                and function.cls is None
-            ):
-                return function
-        return None
+        return self._named.get((0, name))
 
     def resolve(
         self, node: ast.AST, where: Function | None
@@ -206,13 +212,9 @@ class Module:
         if isinstance(node, ast.Name):
             scope = where
             while scope is not None:
-                for function in self.functions:
-                    if (
-                        function.outer is scope
-                        and function.name == node.id
-                        and function.cls is None
-                    ):
-                        return function
+                found = self._named.get((id(scope), node.id))
+                if found is not None:
+                    return found
                 scope = scope.outer
             return self.module_function(node.id)
         if (
@@ -234,9 +236,9 @@ class Module:
             if current.name in seen:
                 continue
             seen.add(current.name)
-            for function in self.functions:
-                if function.cls is current and function.name == name:
-                    return function
+            found = self._methods.get((id(current), name))
+            if found is not None:
+                return found
             todo.extend(
                 self.classes[base.id]
                 for base in current.bases
@@ -320,6 +322,10 @@ class Module:
             for f in self.functions
             if f.role or (not self.is_test and self.reads_request(f))
         ]
+        nested: dict[int, list[Function]] = {}
+        for function in self.functions:
+            if function.outer is not None:
+                nested.setdefault(id(function.outer), []).append(function)
         while todo:
             function = todo.pop()
             if function.request:
@@ -327,7 +333,7 @@ class Module:
             function.request = True
             todo.extend(f for f in function.calls if not f.request)
             # A nested def is called, or handed on, by its outer function.
-            todo.extend(f for f in self.functions if f.outer is function)
+            todo.extend(nested.get(id(function), ()))
 
     def reads_request(self, function: Function) -> bool:
         """
