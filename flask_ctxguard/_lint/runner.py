@@ -42,6 +42,7 @@ _NOQA = re.compile(
     r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?",
     re.IGNORECASE,
 )
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 #: Below this many files, a process pool costs more than it saves.
 PARALLEL_FROM = 64
 
@@ -93,7 +94,8 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
         if isinstance(source, bytes)
         else source
     )
-    lines = text.splitlines()
+    # As Python counts lines: not at form feeds, as str.splitlines() would.
+    lines = _LINE_BREAKS.split(text)
     findings: dict[tuple[int, str, frozenset[str]], Finding] = {}
     for check in CHECKS:
         for finding in check(module, flow):

@@ -516,3 +516,20 @@ def test_columns_count_characters_not_bytes():
     (finding,) = check_source(source).findings
 
     assert (6, 12) == (finding.line, finding.column)
+
+
+def test_noqa_lines_are_counted_as_python_counts_them():
+    """A form feed is no line break: '# noqa' stays on the finding's line."""
+    from flask_ctxguard._lint.runner import check_source
+
+    source = (
+        "from flask import Flask, request\n"
+        "app = Flask(__name__)\n"
+        "\x0c\n"
+        "CACHE = {}\n"
+        "@app.get('/')\n"
+        "def index():  # x \x0c y\n"
+        "    CACHE[1] = request._get_current_object()  # noqa: CG201\n"
+    )
+
+    assert () == check_source(source).findings
