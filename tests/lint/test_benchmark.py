@@ -29,6 +29,6 @@ def test_smoke_run_prints_the_median(capsys):
     out = capsys.readouterr().out
     assert re.fullmatch(
         r"lint of \d+ files, \d+ lines \(--jobs auto\): median of 1"
-        r" \d+\.\d\d s \(runs: \d+\.\d\d\)\n",
+        r" \d+\.\d\d s \(runs: \d+\.\d\d\); CPU \d+\.\d\d s\n",
         out,
     )
