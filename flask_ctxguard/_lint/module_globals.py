@@ -81,12 +81,24 @@ def _shared_objects(module: Module) -> set[str]:
 def _shared_slot(
     target: ast.AST, shared: set[str], function: Function
 ) -> str | None:
-    """A fixed slot of a shared object: 'STATE["user"]', 'state.user'."""
+    """
+    A fixed slot of a shared object: 'STATE["user"]', 'state.user', and
+    the app's configuration: 'app.config["X"]', 'current_app.config["X"]'.
+    """
     owner = (
         target.value
         if isinstance(target, (ast.Subscript, ast.Attribute))
         else None
     )
+    if (
+        isinstance(target, ast.Subscript)
+        and isinstance(owner, ast.Attribute)
+        and owner.attr == "config"
+        and isinstance(owner.value, ast.Name)
+        and (owner.value.id in shared or owner.value.id == "current_app")
+        and isinstance(target.slice, ast.Constant)
+    ):
+        return f"the app's configuration '{ast.unparse(target)}'"
     if not isinstance(owner, ast.Name) or owner.id not in shared:
         return None
     if owner.id in local_names(function):

@@ -244,6 +244,7 @@ GLOBALS = """
         stats.last_path = request.path  # <- CG207
         online[session.get("user")] = now()
         stats.hits = stats.hits + 1
+        app.config["LAST_USER"] = session.get("user")  # <- CG207
         return ""
 """
 
