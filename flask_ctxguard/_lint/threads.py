@@ -213,8 +213,16 @@ def _target_reads(  # noqa: PLR0911 - one return per shape
 ) -> str | None:
     if isinstance(target, (ast.Lambda, ast.GeneratorExp)):
         own = module.own_context_nodes(target)
+        # Evaluated at once, in the request: a lambda's defaults and a
+        # generator expression's first iterable.
+        eager = (
+            target.args
+            if isinstance(target, ast.Lambda)
+            else target.generators[0].iter
+        )
+        skip = {id(n) for n in ast.walk(eager)}
         for node in ast.walk(target):
-            if id(node) in own:
+            if id(node) in own or id(node) in skip:
                 continue
             name = module.imports.proxy(node)
             if name is not None and isinstance(node, ast.expr):

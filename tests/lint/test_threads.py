@@ -171,6 +171,17 @@ SILENT = {
             Response(generate())
             return Response(stream_with_context(plain()))
     """,
+    "values bound when the lambda or generator is made": """
+        from concurrent.futures import ThreadPoolExecutor
+        from flask import Flask, Response, request
+        app = Flask(__name__)
+        pool = ThreadPoolExecutor()
+
+        @app.get("/")
+        def index():
+            pool.submit(lambda q=request.args["q"]: search(q))
+            return Response(line for line in rows(request.args["q"]))
+    """,
     "values read before streaming": """
         from flask import Flask, Response, request
         app = Flask(__name__)
