@@ -16,6 +16,7 @@ __all__ = [
     "assigned",
     "executor_facts",
     "find_start",
+    "streamed",
     "unawaited_calls",
 ]
 
@@ -151,16 +152,22 @@ def _response(
     )
     if not is_response or not call.args:
         return None
-    body = call.args[0]
+    return streamed(module, function, call, call.args[0])
+
+
+def streamed(
+    module: Module, function: Function, node: ast.Call, body: ast.expr
+) -> Start | None:
+    """*body* as a response streamed from a generator, made at *node*."""
     if isinstance(body, ast.GeneratorExp):
-        return Start(call, "a streamed response", body, [])
+        return Start(node, "a streamed response", body, [])
     if not isinstance(body, ast.Call):
         return None
     generator = module.resolve(body.func, function)
     if generator is None or not _is_generator(generator):
         return None
     args = [*body.args, *(k.value for k in body.keywords)]
-    return Start(call, "a streamed response", body.func, args)
+    return Start(node, "a streamed response", body.func, args)
 
 
 def _is_generator(function: Function) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from .catalog import Finding
 from .flow import Flow, reads_proxy
 from .scope import Function, Module
-from .starts import Start, assigned, find_start, unawaited_calls
+from .starts import Start, assigned, find_start, streamed, unawaited_calls
 
 __all__ = ["check_threads", "handoff_facts"]
 
@@ -39,9 +39,17 @@ def check_threads(module: Module, flow: Flow) -> Iterator[Finding]:
     for function in module.request_functions():
         loose = unawaited_calls(function)
         for node in function.body:
-            if not isinstance(node, ast.Call):
+            if (
+                isinstance(node, ast.Return)
+                and function.role == "view"
+                and isinstance(node.value, ast.Call)
+            ):
+                # A view may return the generator itself (Flask streams it).
+                start = streamed(module, function, node.value, node.value)
+            elif isinstance(node, ast.Call):
+                start = find_start(module, function, node, loose)
+            else:
                 continue
-            start = find_start(module, function, node, loose)
             if start is None:
                 continue
             finding = _judge(module, flow, function, start)

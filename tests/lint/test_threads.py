@@ -113,6 +113,13 @@ REPORTED = {
         @app.get("/stream2")
         def stream2():
             return app.response_class(request.path for _ in x)  # <- CG202
+
+        def lines():
+            yield request.args["q"]
+
+        @app.get("/stream3")
+        def stream3():
+            return lines()  # <- CG202
     """,
 }
 
@@ -284,7 +291,9 @@ class TestThreads:
 
     def test_streamed_message_names_stream_with_context(self):
         """A streamed generator's message names 'stream_with_context'."""
-        first, _ = messages(REPORTED["streamed generator reading the request"])
+        first, *_ = messages(
+            REPORTED["streamed generator reading the request"]
+        )
 
         assert first.startswith("a streamed response's generator 'generate'")
         assert "'flask.stream_with_context'" in first
