@@ -2,10 +2,10 @@
 The command line: ``python -m flask_ctxguard`` (or ``ctxguard``).
 
 ``report`` turns the logs of any number of workers into findings (reading
-them is ``_logs``'s), ``explain`` prints a rule's page. Exit statuses
-follow linters: 0 nothing found, 1 findings, 2 usage error, unreadable
-input or an event line that cannot be read, each error on one line of
-standard error.
+them is ``_logs``'s), ``explain`` prints a rule's page, ``lint`` is
+``_lint``'s. Exit statuses follow linters: 0 nothing found, 1 findings, 2
+usage error, unreadable input or an event line that cannot be read, each
+error on one line of standard error.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn, TextIO
 
+from flask_ctxguard import _lint
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
-from flask_ctxguard._core.violation import RULES
+from flask_ctxguard._core.violation import RULES, Rule
 from flask_ctxguard._logs.event_report import printable
 from flask_ctxguard._logs.events import UnreadableEventError
 from flask_ctxguard._logs.findings import Findings
@@ -100,6 +101,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="FILE",
         help="log files, plain or .gz; '-' or none: standard input",
     )
+    commands.add_parser("lint", help="check Python source (rules CG2xx)")
     explain = commands.add_parser(
         "explain",
         help="print a rule's documentation, such as 'explain CG106'",
@@ -128,9 +130,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if prog is None:
         prog = _prog_name()
     stdout = _safe_stream(sys.stdout)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["lint"]:  # it parses its own options
+        return _lint.main(arguments[1:], prog=f"{prog} lint")
     parser = _parser(prog)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
         if args.command == "report":
             return _report(args.files, args.format, stdout, args.output)
         if args.command == "explain":
@@ -255,11 +260,18 @@ def _unreadable(name: str, error: BaseException, verb: str = "read") -> str:
 _HEADING = re.compile(r"^## (\S+)", re.MULTILINE)
 
 
+def _all_rules() -> dict[str, tuple[str, str]]:
+    # The runtime rules and the static ones, by code: (slug, title).
+    rules: dict[str, Rule | _lint.LintRule] = {**RULES, **_lint.LINT_RULES}
+    return {code: (rule.kind, rule.title) for code, rule in rules.items()}
+
+
 def _explain(rule: str | None, out: TextIO) -> int:
     if rule is None:
-        width = max(len(r.kind) for r in RULES.values())
-        for code, known in sorted(RULES.items()):
-            out.write(f"{code}  {known.kind:<{width}}  {known.title}\n")
+        rules = _all_rules()
+        width = max(len(kind) for kind, _ in rules.values())
+        for code, (kind, title) in sorted(rules.items()):
+            out.write(f"{code}  {kind:<{width}}  {title}\n")
         out.write(
             "\nRun 'explain CODE' for a rule's page; all rules:"
             f" {DOCS_URL}rules.html\n"
@@ -275,10 +287,11 @@ def _explain(rule: str | None, out: TextIO) -> int:
 
 def _code_of(rule: str) -> str:
     wanted = rule.strip()
-    for code, known in RULES.items():
-        if wanted.upper() == code or wanted.lower() == known.kind:
+    rules = _all_rules()
+    for code, (kind, _) in rules.items():
+        if wanted.upper() == code or wanted.lower() == kind:
             return code
-    known_codes = ", ".join(sorted(RULES))
+    known_codes = ", ".join(sorted(rules))
     msg = f"unknown rule {printable(wanted)!r}; the rules are {known_codes}"
     raise UsageError(msg)
 
@@ -305,5 +318,5 @@ def rule_page(code: str) -> str:
                 else len(text)
             )
             return text[heading.start() : end].rstrip() + "\n"
-    # Every code of RULES has a section: tests/test_explain.py checks it.
+    # Every code has a section: tests/test_explain.py checks it.
     raise AssertionError(code)  # pragma: no cover

@@ -20,6 +20,7 @@ import pytest
 
 from flask_ctxguard import _cli
 from flask_ctxguard._core.violation import RULES
+from flask_ctxguard._lint import LINT_RULES
 from flask_ctxguard._terminal import render_markdown, render_rule, slug
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,26 +68,43 @@ class TestExplain:
         assert 2 == status
         assert (
             "ctxguard explain: error: unknown rule 'CG199'; the rules are"
-            " CG101, CG102, CG103, CG104, CG105, CG106\n"
+            " CG101, CG102, CG103, CG104, CG105, CG106, CG201, CG202, CG203,"
+            " CG204, CG205, CG206, CG207\n"
         ) == err
 
     def test_without_a_code_lists_the_rules(self, capsys):
-        """'explain' alone lists every code with its slug and title."""
+        """'explain' alone lists every code, runtime and static."""
         status = _cli.main(["explain"])
 
         out = capsys.readouterr().out.splitlines()
+        rules = {**RULES, **LINT_RULES}
+        width = max(len(rule.kind) for rule in rules.values())
         assert 0 == status
         assert [
-            f"{code}  {rule.kind:<20}  {rule.title}"
-            for code, rule in sorted(RULES.items())
-        ] == out[:6]
+            f"{code}  {rule.kind:<{width}}  {rule.title}"
+            for code, rule in sorted(rules.items())
+        ] == out[:13]
 
     def test_every_rule_has_a_section_with_its_slug(self):
         """Every code has a section headed by its slug, in the shipped text."""
-        for code, rule in RULES.items():
+        for code, rule in {**RULES, **LINT_RULES}.items():
             page = _cli.rule_page(code)
 
             assert page.startswith(f"## {code}\n\n**`{rule.kind}`**: ")
+
+    @pytest.mark.parametrize("name", ["CG203", "contextvar-not-reset"])
+    def test_static_rules_are_explained(self, capsys, name):
+        """'explain' prints a static rule's page, by code or slug."""
+        status = _cli.main(["explain", name])
+
+        out = capsys.readouterr().out
+        assert 0 == status
+        assert out.startswith("CG203\n=====\n\n`contextvar-not-reset`: ")
+        assert "](" not in out  # every link resolved
+        assert out.endswith(
+            "\nOnline: https://flask-ctxguard.readthedocs.io/en/latest"
+            "/rules/cg203.html\n"
+        )
 
     def test_package_text_is_the_docs_page(self):
         """The package's rules.md is docs/rules.md itself, not a copy."""

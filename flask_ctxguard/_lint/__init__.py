@@ -1,0 +1,222 @@
+"""
+``python -m flask_ctxguard lint``: static rules (CG2xx) for the shapes of
+request-context contamination in Python source.
+
+Built on the standard library's `ast`: it imports nothing of the code it
+reads and runs none of it. `main` is the command; `check_source` checks
+one text (for tests and editors); `LINT_RULES` is the rule table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from flask_ctxguard._lint.catalog import LINT_RULES, Finding, LintRule
+from flask_ctxguard._lint.config import (
+    ConfigError,
+    find_pyproject,
+    load_config,
+)
+from flask_ctxguard._lint.files import python_files
+from flask_ctxguard._lint.output import FORMATS, write_report
+from flask_ctxguard._lint.runner import check_paths, check_source
+
+__all__ = ["LINT_RULES", "Finding", "LintRule", "check_source", "main"]
+
+EXIT_CLEAN = 0
+EXIT_FOUND = 1
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        msg = f"{message}; see '{self.prog} --help'"
+        raise _UsageError(msg)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description=(
+            "Check Python source for the shapes of request-context"
+            " contamination (rules CG201-CG207), without importing or"
+            " running it. Exit 0 when clean, 1 with findings, 2 on a usage"
+            " error. Settings: [tool.flask_ctxguard.lint] in the nearest"
+            " pyproject.toml."
+        ),
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or directories to check (default: '.')",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="'text' (default): path:line:col: CODE message; 'json'; 'sarif'",
+    )
+    parser.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="only these codes or prefixes, comma-separated (CG201,CG203)",
+    )
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="leave out these codes or prefixes, comma-separated",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="also skip paths matching this glob (repeatable)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes to use (default: one per CPU for large trees)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "flask_ctxguard lint") -> int:
+    """
+    Run ``lint`` with *argv* (the arguments after ``lint``).
+
+    Returns:
+        The exit status: 0 clean, 1 findings, 2 usage error.
+    """
+    try:
+        args = _parser(prog).parse_args(list(argv))
+        return _lint(args)
+    except _UsageError as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        return EXIT_USAGE
+
+
+def _lint(args: argparse.Namespace) -> int:
+    paths: list[str] = args.paths or ["."]
+    try:
+        config = load_config(find_pyproject(Path(paths[0])))
+    except ConfigError as error:
+        raise _UsageError(str(error)) from None
+    select = _codes(args.select, "--select") or _codes(
+        list(config.select), f"'select' in {config.source}"
+    )
+    ignore = _codes(args.ignore, "--ignore") + _codes(
+        list(config.ignore), f"'ignore' in {config.source}"
+    )
+    if args.jobs < 0:
+        msg = f"--jobs must be 0 or more; got {args.jobs}"
+        raise _UsageError(msg)
+    try:
+        files = list(
+            python_files(
+                paths,
+                exclude=[*config.exclude, *args.exclude],
+                gitignore=config.respect_gitignore,
+            )
+        )
+    except FileNotFoundError as error:
+        msg = f"no such file or directory: {error.args[0]!r}"
+        raise _UsageError(msg) from None
+    run = check_paths(files, args.jobs)
+    findings = sorted(
+        (f for f in run.findings if _wanted(f.code, select, ignore)),
+        key=lambda f: (f.path, f.line, f.column, f.code),
+    )
+    for path, message in run.errors:
+        sys.stderr.write(f"{path}: cannot parse, skipped: {message}\n")
+    try:
+        with _opened(args.output) as out:
+            write_report(
+                findings,
+                out,
+                args.format,
+                files=run.files,
+                errors=run.errors,
+                version=_version(),
+            )
+            out.flush()
+    except BrokenPipeError:
+        # The reader went away ('| head'): quiet, like the report command.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if findings:
+        return EXIT_FOUND
+    if run.errors and not run.files:
+        return EXIT_USAGE
+    return EXIT_CLEAN
+
+
+def _codes(values: Sequence[str], where: str) -> list[str]:
+    codes = [
+        part.strip().upper()
+        for value in values
+        for part in value.split(",")
+        if part.strip()
+    ]
+    for code in codes:
+        if not any(known.startswith(code) for known in LINT_RULES):
+            msg = (
+                f"{where}: unknown code {code!r}; the codes are "
+                + ", ".join(sorted(LINT_RULES))
+            )
+            raise _UsageError(msg)
+    return codes
+
+
+def _wanted(code: str, select: list[str], ignore: list[str]) -> bool:
+    if select and not any(code.startswith(s) for s in select):
+        return False
+    return not any(code.startswith(i) for i in ignore)
+
+
+@contextlib.contextmanager
+def _opened(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        msg = f"cannot write {path!r}: {error.strerror or error}"
+        raise _UsageError(msg) from None
+    with stream:
+        yield stream
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("flask-ctxguard")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return ""
