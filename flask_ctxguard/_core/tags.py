@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import os
 import threading
+import types
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,7 @@ class RequestRecord:
     __slots__ = (
         "_tag",
         "app_state",
+        "bound",
         "ctx_id",
         "endpoint",
         "method",
@@ -160,6 +162,10 @@ class RequestRecord:
     # 1 once a copy of the request's context was popped: its environ no
     # longer refers to the request.
     unlinked: int
+    # Set only when the request binds, unbinds, resets or clears structlog
+    # context variables (`_rules.structlog_binds`): each such variable
+    # (or the marker of a clear), with the user's line that did it.
+    bound: dict[object, tuple[types.CodeType, int] | None]
     _tag: RequestTag
 
     def tag(self) -> RequestTag:

@@ -50,6 +50,7 @@ from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.violations import Violation
 from flask_ctxguard._rules.access import note_endpoint
 from flask_ctxguard._rules.pushed_contexts import report_leaked_contexts
+from flask_ctxguard._rules.structlog_binds import observe_structlog
 from flask_ctxguard.exceptions import (
     AlreadyRegisteredError,
     ConfigurationError,
@@ -159,6 +160,9 @@ class CtxGuard:
 
         if settings.sample_rate < 1:
             prepare_sampling(app, state)
+        # Once per process: CG106 decides structlog's variables from the
+        # binds and clears it sees.
+        observe_structlog()
         _install_classes(app, state)
         if not auto:
             install_fallback(app, state)

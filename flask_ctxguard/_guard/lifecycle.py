@@ -475,7 +475,7 @@ def _check_contextvars(
         leaks = detect_leaks(snapshot, record, own, end)
         if state.sampling:
             known = {leak[0] for leak in leaks}
-            leaks += detect_unsampled_leaks(snapshot, end, own, known)
+            leaks += detect_unsampled_leaks(snapshot, end, record, own, known)
     except Exception as exc:  # noqa: BLE001 - never break the request
         state.reporter.internal_error("comparing ContextVars", exc)
         return

@@ -10,7 +10,6 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
-import flask.signals
 from flask import Flask
 
 from flask_ctxguard._core.config import Settings
@@ -22,8 +21,10 @@ from flask_ctxguard._reporting.violations import (
     contextvar_hint,
     contextvar_leak_message,
 )
+from flask_ctxguard._rules.cg106_roots import request_functions
 from flask_ctxguard._rules.cg106_walk import reachable_ids
 from flask_ctxguard._rules.contextvar_leaks import Leak
+from flask_ctxguard._rules.structlog_binds import bound_site
 from flask_ctxguard.exceptions import ContaminationError
 
 if TYPE_CHECKING:
@@ -131,7 +132,8 @@ class AppState:
         name (see `reachable_ids`), and the app's state (its config): its
         view and the app's and blueprints'
         URL value preprocessors, ``before_request``, ``after_request`` and
-        ``teardown_request`` functions. Cached; *fresh* walks again (a
+        ``teardown_request`` functions, and the callbacks of its extensions
+        (see `request_functions`). Cached; *fresh* walks again (a
         registry may have grown since).
 
         A ContextVar a request sets to such an object (``PLANS[org]``,
@@ -147,21 +149,7 @@ class AppState:
         app = self.app
         functions: list[Any] = []
         if app is not None:
-            view = app.view_functions.get(endpoint) if endpoint else None
-            if view is not None:
-                functions.append(view)
-            for name in (None, *blueprints):
-                for hooks in (
-                    app.url_value_preprocessors,
-                    app.before_request_funcs,
-                    app.after_request_funcs,
-                    app.teardown_request_funcs,
-                ):
-                    functions.extend(hooks.get(name, ()))
-            # Code that also runs for every request: a WSGI middleware
-            # installed as app.wsgi_app, and receivers of Flask's signals.
-            functions.append(app.wsgi_app)
-            functions.extend(_signal_receivers(app))
+            functions = request_functions(app, endpoint, blueprints)
         found = reachable_ids(functions, () if app is None else (app,))
         if len(self._constants) < 1024 or key in self._constants:
             self._constants[key] = found
@@ -205,9 +193,9 @@ class AppState:
         origin_tag = origin_site = None
         if origin is not None:
             origin_tag = origin.tag()
-            # Where a ContextVar was set cannot be known: the requests
-            # are the places, not a line (issue 14).
-            origin_site = _sites.during(origin_tag)
+            # The line that bound it, where the guard saw it (structlog);
+            # otherwise the request during which it was set.
+            origin_site = bound_site(origin, var) or _sites.during(origin_tag)
         message = contextvar_leak_message(
             var.name,
             origin_tag,
@@ -228,23 +216,3 @@ class AppState:
             value_name=var.name,
             hint=contextvar_hint(var.name),
         )
-
-
-_REQUEST_SIGNALS = (
-    flask.signals.appcontext_pushed,
-    flask.signals.request_started,
-    flask.signals.request_finished,
-    flask.signals.request_tearing_down,
-    flask.signals.appcontext_tearing_down,
-)
-
-
-def _signal_receivers(app: Flask) -> list[Any]:
-    """The receivers of Flask's per-request signals for *app*."""
-    found: list[Any] = []
-    for signal in _REQUEST_SIGNALS:
-        try:
-            found.extend(signal.receivers_for(app))
-        except Exception:  # noqa: BLE001 - a receiver gone meanwhile
-            continue
-    return found

@@ -48,6 +48,11 @@ from flask_ctxguard._rules.contextvar_leaks import LEFT_BEHIND, LeftBehind
 from flask_ctxguard._rules.pushed_contexts import (
     report_leaked_contexts as _report_leaked,
 )
+from flask_ctxguard._rules.structlog_binds import (
+    bound_site,
+    has_cleared,
+    is_observed,
+)
 
 __all__ = [
     "AutoGuard",
@@ -257,6 +262,10 @@ def report_contextvars_left(
         value, origin = entry
         if var.get(missing) is not value:
             continue  # cleared or overwritten since
+        if is_observed(var) and has_cleared(origin):
+            # structlog's documented pattern: the request cleared the
+            # context before it bound; the next one clears it too.
+            continue
         leaked.append(var)
         subject = f"ContextVar {var.name}"
         state: AppState = origin.app_state
@@ -274,7 +283,7 @@ def report_contextvars_left(
             origin=tag,
             accessor=None,
             thread=threading.current_thread().name,
-            origin_site=_sites.during(tag),
+            origin_site=bound_site(origin, var) or _sites.during(tag),
             access_site=site,
             value=value,
             has_value=True,
