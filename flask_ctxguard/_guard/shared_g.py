@@ -27,12 +27,8 @@ from flask_ctxguard._core.classes import (
     switch_class,
 )
 from flask_ctxguard._core.tags import RequestRecord
-from flask_ctxguard._guard.g import (
-    base_dict,
-    g_record,
-    late_g_class,
-    set_g_record,
-)
+from flask_ctxguard._guard.g import late_g_class
+from flask_ctxguard._guard.g_checks import base_dict, g_record, set_g_record
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.violations import g_leak_message
 from flask_ctxguard._rules.access import current_record
