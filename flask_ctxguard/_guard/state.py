@@ -24,6 +24,7 @@ from flask_ctxguard._reporting.violations import (
 from flask_ctxguard._rules.cg106_roots import request_functions
 from flask_ctxguard._rules.cg106_walk import reachable_ids
 from flask_ctxguard._rules.contextvar_leaks import Leak
+from flask_ctxguard._rules.contextvar_names import stable_name
 from flask_ctxguard._rules.structlog_binds import bound_site
 from flask_ctxguard.exceptions import ContaminationError
 
@@ -165,7 +166,7 @@ class AppState:
         reporter = self.reporter
         first: Violation | None = None
         for var, value, origin in leaks:
-            subject = f"ContextVar {var.name}"
+            subject = f"ContextVar {stable_name(var)}"
             if reporter.is_ignored("CG106", subject):
                 continue
             try:
@@ -190,6 +191,7 @@ class AppState:
         (`None`: a request that was not sampled) for *record*'s request.
         """
         accessor_tag = record.tag()
+        name = stable_name(var)
         origin_tag = origin_site = None
         if origin is not None:
             origin_tag = origin.tag()
@@ -197,14 +199,14 @@ class AppState:
             # otherwise the request during which it was set.
             origin_site = bound_site(origin, var) or _sites.during(origin_tag)
         message = contextvar_leak_message(
-            var.name,
+            name,
             origin_tag,
             accessor_tag,
             sample_rate=self.settings.sample_rate,
         )
         return self.reporter.build(
             "CG106",
-            subject=f"ContextVar {var.name}",
+            subject=f"ContextVar {name}",
             message=message,
             origin=origin_tag,
             accessor=accessor_tag,
@@ -213,6 +215,6 @@ class AppState:
             access_site=_sites.during(accessor_tag),
             value=value,
             has_value=True,
-            value_name=var.name,
-            hint=contextvar_hint(var.name),
+            value_name=name,
+            hint=contextvar_hint(name),
         )

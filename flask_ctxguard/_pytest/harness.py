@@ -45,6 +45,7 @@ from flask_ctxguard._reporting.violations import (
     contextvar_left_by_test_message,
 )
 from flask_ctxguard._rules.contextvar_leaks import LEFT_BEHIND, LeftBehind
+from flask_ctxguard._rules.contextvar_names import stable_name
 from flask_ctxguard._rules.pushed_contexts import (
     report_leaked_contexts as _report_leaked,
 )
@@ -267,7 +268,8 @@ def report_contextvars_left(
             # context before it bound; the next one clears it too.
             continue
         leaked.append(var)
-        subject = f"ContextVar {var.name}"
+        name = stable_name(var)
+        subject = f"ContextVar {name}"
         state: AppState = origin.app_state
         if state.settings.mode == "off" or state.reporter.is_ignored(
             "CG106", subject
@@ -279,7 +281,7 @@ def report_contextvars_left(
         violation = state.reporter.build(
             "CG106",
             subject=subject,
-            message=contextvar_left_by_test_message(var.name, tag),
+            message=contextvar_left_by_test_message(name, tag),
             origin=tag,
             accessor=None,
             thread=threading.current_thread().name,
@@ -287,8 +289,8 @@ def report_contextvars_left(
             access_site=site,
             value=value,
             has_value=True,
-            value_name=var.name,
-            hint=contextvar_hint(var.name),
+            value_name=name,
+            hint=contextvar_hint(name),
         )
         state.reporter.report(violation, raise_now=False)
         found.append(violation)
