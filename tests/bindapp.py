@@ -162,6 +162,11 @@ def create_app(pattern: str) -> Flask:
             "tenant": tenant.get(None),
         }
 
+    @app.get("/health")
+    def health() -> str:
+        structlog.get_logger("bindapp").info("health")
+        return "ok"
+
     return app
 
 

@@ -14,6 +14,7 @@ show that nothing is reported either.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import pathlib
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from flask_ctxguard._logs.findings import Findings
 from tests import bindapp
 from tests.helpers import (
     ROOT,
@@ -245,3 +247,34 @@ class TestReportCommand:
             assert f"bindapp.py:{BIND_LINE} in bind_log_context" in (
                 result.stdout
             )
+
+
+class TestFindings:
+    def test_one_bind_line_is_one_finding_for_every_endpoint(self):
+        """The requests of two endpoints that held the value one line
+        bound are one finding, under that line, with both views."""
+        app, guard = bindapp.guarded_app("no_clear")
+        pooled(
+            app,
+            [
+                ("/whoami", ALICE),
+                ("/whoami", ANONYMOUS),
+                ("/whoami", BOB),
+                ("/health", ANONYMOUS),
+            ],
+        )
+        log = b"".join(
+            json.dumps({"event": "contamination", **v.log_fields()}).encode()
+            + b"\n"
+            for v in guard.violations
+        )
+        findings = Findings()
+        findings.read(io.BytesIO(log))
+
+        found = findings.to_dict()["findings"]
+        assert 2 == len(guard.violations)
+        assert 1 == len(found)
+        assert found[0]["origin_site"].endswith(
+            f"bindapp.py:{BIND_LINE} in bind_log_context"
+        )
+        assert ["health", "whoami"] == found[0]["accessor_endpoints"]

@@ -183,7 +183,9 @@ def _printable_event(event: dict[str, Any]) -> dict[str, Any]:
 @dataclasses.dataclass(slots=True)
 class Finding:
     """
-    One bug: every event of one code, subject, origin site and access site.
+    One bug: every event of one code, subject, origin site and access site
+    (CG106: of one code, subject and origin site, the line that set the
+    value where it is known).
 
     `count` sums, over the processes that logged it, the highest running
     count (``repeats``) each reported: every process rate-limits its own
@@ -346,6 +348,11 @@ class Findings:
             self.sample_rates.add(float(rate))
         origin_site = _text(event.get("origin_site"))
         access_site = _text(event.get("access_site"))
+        if event["code"] == "CG106":
+            # The root cause is where the value was set: one finding for
+            # every request that held it (their views are in
+            # accessor_endpoints), not one per endpoint.
+            access_site = None
         key = (event["code"], event["subject"], origin_site, access_site)
         finding = self._findings.get(key)
         if finding is None:

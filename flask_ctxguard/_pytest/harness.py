@@ -251,7 +251,8 @@ def report_contextvars_left(
     (*reported*) is not reported again. Either way the guard forgets it,
     so the next request is not blamed. With *restore*, each leaked
     ContextVar gets back the value it had in *snapshot*; one that had none
-    cannot be unset and keeps its value (see docs/configuration.md).
+    cannot be unset and keeps its value (see docs/configuration.md), but
+    structlog's are unbound as ``unbind_contextvars`` does.
     """
     now = left_behind()
     missing = object()
@@ -303,6 +304,8 @@ def report_contextvars_left(
             old = snapshot.get(var, missing)
             if old is not missing:
                 var.set(old)
+            elif is_observed(var):
+                var.set(...)  # structlog's own mark of an unbound key
     return found
 
 
