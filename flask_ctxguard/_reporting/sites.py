@@ -55,6 +55,7 @@ _PLUMBING = (
     "jinja2",
     "markupsafe",
     "runpy",
+    "structlog",
     "threading",
 )
 
