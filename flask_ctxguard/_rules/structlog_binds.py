@@ -50,7 +50,6 @@ from flask_ctxguard._reporting import sites as _sites
 __all__ = [
     "BOUND_OUTSIDE",
     "CLEARED",
-    "bound_outside",
     "bound_site",
     "forget_outside",
     "has_cleared",
@@ -218,11 +217,6 @@ def has_cleared(record: RequestRecord) -> bool:
     """Whether *record*'s request called ``clear_contextvars()``."""
     bound = getattr(record, "bound", None)
     return bound is not None and CLEARED in bound
-
-
-def bound_outside() -> frozenset[object]:
-    """What was bound outside any request in this context, lately."""
-    return _outside.get() or frozenset()
 
 
 def forget_outside() -> None:
