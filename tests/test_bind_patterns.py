@@ -27,6 +27,7 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from flask_ctxguard._logs.findings import Findings
+from flask_ctxguard.testing import RequestSpec, hammer
 from tests import bindapp
 from tests.helpers import (
     ROOT,
@@ -278,3 +279,25 @@ class TestFindings:
             f"bindapp.py:{BIND_LINE} in bind_log_context"
         )
         assert ["health", "whoami"] == found[0]["accessor_endpoints"]
+
+
+class TestHammer:
+    @pytest.mark.parametrize(
+        ("pattern", "codes"), [("by_name", set()), ("no_clear", {"CG106"})]
+    )
+    def test_hammer_is_clean_on_the_documented_pattern(self, pattern, codes):
+        """hammer() on concurrent clients, each its own cached user, plus
+        anonymous requests: clean on the documented pattern, CG106 (and
+        responses carrying another client's user) without the clear."""
+        app = bindapp.create_app(pattern)
+        requests = [
+            RequestSpec("/whoami", headers={"X-User": "{client}"}),
+            RequestSpec("/whoami"),
+            RequestSpec("/whoami", headers={"X-User": "alice"}),
+        ]
+
+        result = hammer(app, requests, threads=4, rounds=3)
+
+        assert codes == {v.code for v in result.violations}
+        # The leak is real: another client's canary in a response.
+        assert bool(codes) == bool(result.crossovers)
