@@ -83,8 +83,9 @@ class TestLateWrites:
 
     def test_a_g_kept_after_teardown_is_checked_on_write(self):
         """A g kept by a teardown_appcontext function (never switched to
-        its escaped class) is CG102 when a thread adds a name to it: the
-        fast path checks writes of a g something else holds."""
+        its escaped class) is CG102 when a thread adds, replaces or
+        deletes a name of it: the fast path checks the writes of a g
+        whose request ended."""
         app, guard = _app()
         kept: list[Any] = []
 
@@ -102,11 +103,37 @@ class TestLateWrites:
 
         def write() -> None:
             kept[0].late = 1
+            kept[0].user = "bob"
+            del kept[0].late
 
         in_a_thread(write)
 
         assert False is switched
-        assert [("CG102", "/")] == found(guard)
+        assert [("CG102", "/")] * 3 == found(guard)
+        assert {"test_g_writes.py"} == {
+            (v.access_site or "").partition(":")[0].rpartition("/")[2]
+            for v in guard.violations
+        }
+
+    def test_teardown_writing_its_own_g_is_silent(self):
+        """A teardown_appcontext function that writes and deletes names of
+        its own g, after the request retired, is not reported."""
+        app, guard = _app()
+
+        @app.teardown_appcontext
+        def note_done(exc: BaseException | None) -> None:
+            g.done = True
+            g.user = "nobody"
+            del g.done
+
+        @app.get("/")
+        def index() -> str:
+            g.user = "ada"
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert [] == found(guard)
 
     def test_writes_inside_the_request_are_silent(self):
         """The request's own writes, through the proxy or a reference it

@@ -113,36 +113,36 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
 
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
         state = self.__dict__
-        if name not in state:
-            # Adds a name (Flask-Login loading its user, mid-template):
-            # what a holder has seen is unchanged, but a write to a g
-            # whose request ended, from outside its context, is a use of
-            # it (CG102/CG103). One slot read, and a check only then.
-            try:
-                record = _getattribute(self, RECORD)
-            except AttributeError:
-                record = None if slotted else g_record(self)
-            if (
-                type(record) is RequestRecord
-                and record.phase == RETIRED
-                and _app_get(NO_CONTEXT).g is not self
-            ):
-                g_used(self, name, 1)
-        elif _refcount(self) > G_REFS_AT_WRITE:
-            # Replaces a value while something else holds this g: a
-            # write from outside its context is a use; the g escapes.
+        if name in state and _refcount(self) > G_REFS_AT_WRITE:
+            # Replaces a value while something else holds this g: what
+            # the holder has seen changes, so the g escapes; a write from
+            # outside its context is a use of it.
             if _app_get(NO_CONTEXT).g is not self:
                 g_used(self, name, 1)
             g_escapes(self)
+        elif _is_retired(self):
+            # Any other write (adding a name: Flask-Login loading its
+            # user, mid-template) is only checked once the g's request
+            # ended: one slot read per write.
+            _write_after_end(self, name)
         if flask_setattr:
             state[name] = value
         else:
             base_setattr(self, name, value)
 
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
+        if _is_retired(self):
+            _write_after_end(self, name)
         base_delattr(self, name)
         if _refcount(self) > G_REFS_AT_WRITE:
             g_escapes(self)
+
+    def _is_retired(self: Any) -> bool:
+        try:
+            record = _getattribute(self, RECORD)
+        except AttributeError:
+            record = None if slotted else g_record(self)
+        return type(record) is RequestRecord and record.phase == RETIRED
 
     members: dict[str, Any] = {
         "__setattr__": __setattr__,
@@ -153,6 +153,16 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
     }
     members.update(checked_g_methods(base, on_change=g_escapes))
     return subclass(base, members, slots=slots)
+
+
+def _write_after_end(g: Any, name: str) -> None:
+    """
+    *g*'s request ended and *name* of it is written or deleted: a use of
+    it (CG102/CG103) unless it is the current ``g`` (a
+    ``teardown_appcontext`` function of its own context).
+    """
+    if _app_get(NO_CONTEXT).g is not g:
+        g_used(g, name, 2)
 
 
 def g_escapes(g: Any) -> None:
