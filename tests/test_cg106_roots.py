@@ -95,3 +95,30 @@ class TestExtensionCallbacks:
         assert ["ContextVar region"] == [
             v.subject for v in control_guard.violations
         ]
+
+
+class Repository:
+    """An app's repository whose bound method is a user loader."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, Region] = {}
+
+    def get(self, name: str) -> Region:
+        return self.users.setdefault(name, Region(name))
+
+
+class TestCallbackKinds:
+    def test_bound_methods_and_cached_functions_are_roots(self):
+        """A bound method and an lru_cache'd function an extension holds
+        are walked, as plain functions are."""
+        import functools
+
+        app = Flask("kinds")
+        regions = Regions(app)
+        repository = Repository()
+        regions._lookup = repository.get
+        regions.other = functools.lru_cache(lookup_region)  # type: ignore[attr-defined]
+
+        found = extension_callbacks(app)
+
+        assert [repository.get, regions.other] == found  # type: ignore[attr-defined]

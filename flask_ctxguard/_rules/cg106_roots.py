@@ -94,12 +94,24 @@ def extension_callbacks(app: flask.Flask) -> list[Any]:
         seen.add(id(holder))
         state = _instance_dict(holder)
         callbacks = [
-            value
-            for value in list(state.values())
-            if isinstance(value, types.FunctionType | functools.partial)
+            value for value in list(state.values()) if _is_callback(value)
         ]
         found.extend(callbacks[:_MAX_CALLBACKS])
     return found
+
+
+def _is_callback(value: object) -> bool:
+    """
+    Whether *value*, held by an extension, is code the app may have
+    registered: a function, a bound method, a ``functools.partial`` or an
+    ``lru_cache`` wrapper (judged by the real type: nothing runs).
+    """
+    kind = type(value)
+    return (
+        issubclass(kind, types.FunctionType | types.MethodType)
+        or issubclass(kind, functools.partial)
+        or hasattr(kind, "cache_info")
+    )
 
 
 def _instance_dict(obj: object) -> dict[str, Any]:
