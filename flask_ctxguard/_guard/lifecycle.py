@@ -66,6 +66,7 @@ from flask_ctxguard._rules.contextvar_leaks import (
     detect_leaks,
     detect_unsampled_leaks,
 )
+from flask_ctxguard._rules.structlog_binds import forget_outside
 
 __all__ = [
     "REFS_AT_CLOSE",
@@ -476,6 +477,8 @@ def _check_contextvars(
         if state.sampling:
             known = {leak[0] for leak in leaks}
             leaks += detect_unsampled_leaks(snapshot, end, record, own, known)
+        # structlog binds made before this request: taken into account.
+        forget_outside()
     except Exception as exc:  # noqa: BLE001 - never break the request
         state.reporter.internal_error("comparing ContextVars", exc)
         return

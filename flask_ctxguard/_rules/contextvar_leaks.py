@@ -44,7 +44,6 @@ from flask_ctxguard._rules.cg106_ambient import (
 )
 from flask_ctxguard._rules.structlog_binds import (
     BOUND_OUTSIDE,
-    forget_outside,
     is_observed,
     touched,
 )
@@ -222,7 +221,6 @@ def detect_leaks(
         kept[var] = (value, record)
     if not _same(kept, left):
         _left_behind.set(kept or None)
-    forget_outside()
     return leaks
 
 

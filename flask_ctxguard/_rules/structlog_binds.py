@@ -22,7 +22,8 @@ reset, or any after it cleared, holds the request's own value, even if
 it is the very object the previous request left (``ContextVar.set``
 with it leaves no trace in the context). A note made outside any request
 (a WSGI middleware binding before Flask pushes the context) is kept in a
-ContextVar of our own until the next request ends.
+ContextVar of our own until the next request ends; one made in a request
+the guard does not guard (sampling) is not kept.
 
 Cost: each bound key and each clear pays one Python call on top of
 structlog's own (the current request, and the first frame outside
@@ -89,15 +90,17 @@ _clear_code: types.CodeType | None = None
 def _note(key: object) -> None:
     """The current request (or none) bound, unbound or reset *key*."""
     ctx = _request_get(None)
-    record = None
-    if ctx is not None:
-        request = request_of(ctx)
-        if request is not None:
-            record = getattr(request, RECORD, None)
-    if type(record) is not RequestRecord:
+    request = None if ctx is None else request_of(ctx)
+    if request is None:
+        # No request: a middleware before Flask pushes one, a script.
         before = _outside.get()
         if before is None or key not in before:
             _outside.set((before or frozenset()) | {key})
+        return
+    record = getattr(request, RECORD, None)
+    if type(record) is not RequestRecord:
+        # A request the guard does not guard (not sampled): what it
+        # leaves is judged by the next guarded request.
         return
     site = _sites.calling_line(2, _NOT_THE_APP)
     try:
