@@ -4,7 +4,7 @@ The guarded ``g`` classes of a request's own ``g``, and when it escapes.
 ``app.app_ctx_globals_class`` is replaced by a generated subclass whose
 instances are read at full speed while their request runs: a request's
 own ``g`` is where its user and tenant live, and a page that renders
-``current_user`` reads it a hundred times (issue 15). Such a ``g`` can
+``current_user`` reads it a hundred times. Such a ``g`` can
 only be contaminated once something other than its app context holds
 it: a thread it was handed to, a cache, a global. The guard looks for
 that at the moments it matters, cheaply, by the ``g``'s reference count:
@@ -16,8 +16,9 @@ attribute is checked against the current context (CG102-CG104, like the
 request): each attribute name becomes a checked property of that class,
 so that a read costs one small Python function, not a
 ``__getattribute__`` on every attribute lookup (`g_escape`). A write
-to a ``g`` that something else holds, from outside its context, is a
-use of it too (CG102 once its request ended). The checks both classes
+or delete from outside the ``g``'s context is a use of it too: checked
+on every write once its request ended (one slot read per write), and on
+a write that replaces a value while something else holds it. The checks both classes
 share, and where a ``g``'s record is kept, are in `g_checks`. A ``g``
 shared by requests is watched instead (`shared_g`).
 """
