@@ -5,6 +5,7 @@ which an escaped ``g`` class learns a name.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -208,3 +209,47 @@ class TestLearningOrder:
 
         assert [("CG104", "/")] == found(guard)
         assert ["missing"] == seen
+
+
+class TestLearningUnderStress:
+    def test_every_holder_read_is_checked_while_names_are_learnt(self):
+        """With the interpreter switching threads every microsecond, four
+        holders reading names the request is adding to its escaped g have
+        every read checked: as many CG104 reports as reads."""
+        app, guard = _app()
+        names = [f"name{n}" for n in range(40)]
+        reads: list[int] = []
+        start = threading.Barrier(5)
+
+        @app.get("/")
+        def index() -> str:
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            g.user = "ada"
+            g.user = "bob"  # replaced while held: escaped
+
+            def holder() -> None:
+                start.wait(TIMEOUT)
+                for name in names:
+                    getattr(raw, name, None)
+                reads.append(len(names))
+
+            threads = [threading.Thread(target=holder) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            start.wait(TIMEOUT)
+            for name in names:
+                setattr(raw, name, name)
+            for thread in threads:
+                thread.join(TIMEOUT)
+            return "ok"
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            app.test_client().get("/")
+        finally:
+            sys.setswitchinterval(interval)
+
+        assert [40] * 4 == reads
+        assert 160 == len(guard.violations)
+        assert {"CG104"} == {v.code for v in guard.violations}
