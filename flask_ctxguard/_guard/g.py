@@ -18,9 +18,9 @@ so that a read costs one small Python function, not a
 ``__getattribute__`` on every attribute lookup (`g_escape`). A write
 or delete from outside the ``g``'s context is a use of it too: checked
 on every write once its request ended (one slot read per write), and on
-a write that replaces a value while something else holds it. The checks both classes
-share, and where a ``g``'s record is kept, are in `g_checks`. A ``g``
-shared by requests is watched instead (`shared_g`).
+a write that replaces a value while something else holds it. The
+checks both classes share, and where a ``g``'s record is kept, are in
+`g_checks`. A ``g`` shared by requests is watched instead (`shared_g`).
 """
 
 from __future__ import annotations
