@@ -445,6 +445,19 @@ def line_of(path: str, marker: str) -> int:
     return found[0]
 
 
+def is_library_path(path: object, *modules: Any) -> bool:
+    """
+    Whether the file *path* belongs to one of the packages *modules*
+    (by their folder, not by a word of the path: the checkout itself may
+    live in a folder named ``flask_ctxguard``).
+    """
+    file = pathlib.Path(str(path)).resolve()
+    return any(
+        pathlib.Path(module.__file__).resolve().parent in file.parents
+        for module in modules
+    )
+
+
 def last_user_frame(tb: TracebackType | None, path: str) -> tuple[int, str]:
     """
     Line number and function of the last frame of *tb* in *path*, and

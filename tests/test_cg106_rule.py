@@ -13,13 +13,12 @@ import types
 import weakref
 from typing import Any, ClassVar
 
-from flask_ctxguard._rules.cg106_walk import (
-    EVERYTHING,
+from flask_ctxguard._rules.cg106_ambient import (
     INTERNS,
     is_ambient,
     is_interned,
-    reachable_ids,
 )
+from flask_ctxguard._rules.cg106_walk import EVERYTHING, reachable_ids
 
 
 class Color(enum.Enum):

@@ -24,7 +24,7 @@ from flask import (
 
 from flask_ctxguard import ContaminationError, CtxGuard
 from flask_ctxguard._guard import lifecycle as _lifecycle
-from flask_ctxguard._guard.g import escaped_g_class
+from flask_ctxguard._guard.g_escape import escaped_g_class
 from flask_ctxguard._guard.request import (
     CHECKED_REQUEST_ATTRIBUTES,
 )

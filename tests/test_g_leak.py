@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import flask
 import flask_login
 import pytest
+import werkzeug
 from flask import Flask, appcontext_pushed, g
 
+import flask_ctxguard
 from flask_ctxguard import ContaminationError, CtxGuard
 from tests._compat import needs_shared_g
-from tests.helpers import kept_request_control
+from tests.helpers import is_library_path, kept_request_control
 
 
 @pytest.fixture(name="app")
@@ -282,9 +285,7 @@ class TestSharedContexts:
         user_frames = [
             entry
             for entry in excinfo.traceback
-            if "/flask/" not in str(entry.path)
-            and "/werkzeug/" not in str(entry.path)
-            and "flask_ctxguard" not in str(entry.path)
+            if not is_library_path(entry.path, flask, werkzeug, flask_ctxguard)
         ]
         assert "<lambda>" == user_frames[-1].name
         assert __file__ == str(user_frames[-1].path)

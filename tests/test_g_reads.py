@@ -13,7 +13,7 @@ from flask import Flask, g, render_template_string
 from flask.ctx import _AppCtxGlobals
 
 from flask_ctxguard import CtxGuard
-from flask_ctxguard._guard.g import MAX_CHECKED_NAMES, is_escaped
+from flask_ctxguard._guard.g_escape import MAX_CHECKED_NAMES, is_escaped
 from tests.helpers import TIMEOUT, internal_errors
 
 

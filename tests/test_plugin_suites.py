@@ -263,11 +263,11 @@ class TestContextVarLeftByATest:
             [
                 "*_ ERROR at teardown of test_a_leaves_tenant _*",
                 "CG106 contextvar-leak: ContextVar 'tenant' still held, when"
-                " the test ended, the value that GET /tenant/acme (request *)"
-                " set and never reset; *",
+                " the test ended, the value that GET /tenant/acme (request *,"
+                " endpoint 'set_tenant') set and never reset; *",
                 "  held during: the end of"
                 " test_order.py::test_a_leaves_tenant",
-                "  set during:  GET /tenant/acme (endpoint 'set_tenant')",
+                "  set at:      GET /tenant/acme (endpoint 'set_tenant')",
                 "  fix: reset 'tenant' with the token its set() returned*",
             ]
         )

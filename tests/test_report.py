@@ -8,6 +8,7 @@ import structlog
 from flask import Flask, g
 from structlog.testing import capture_logs
 
+import flask_ctxguard
 from flask_ctxguard import (
     RULES,
     ContaminationError,
@@ -17,7 +18,7 @@ from flask_ctxguard import (
     contamination_detected,
 )
 from tests._compat import needs_shared_g
-from tests.helpers import add_g_user_views, share_g
+from tests.helpers import add_g_user_views, is_library_path, share_g
 
 
 def _tag(token, path):
@@ -360,7 +361,9 @@ class TestModes:
         assert str(excinfo.value) == str(excinfo.value.violation)
         frames = [entry.name for entry in excinfo.traceback]
         user = [
-            e for e in excinfo.traceback if "flask_ctxguard" not in str(e.path)
+            e
+            for e in excinfo.traceback
+            if not is_library_path(e.path, flask_ctxguard)
         ]
         assert "get_user" in frames
         assert "get_user" == user[-1].name

@@ -131,7 +131,7 @@ RULES: dict[str, Rule] = {
                 " of every request."
             ),
             access_label="held during",
-            origin_label="set during",
+            origin_label="set at",
         ),
     )
 }

@@ -51,6 +51,7 @@ from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._rules.access import note_endpoint
 from flask_ctxguard._rules.pushed_contexts import report_leaked_contexts
+from flask_ctxguard._rules.structlog_binds import observe_structlog
 from flask_ctxguard.exceptions import (
     AlreadyRegisteredError,
     ConfigurationError,
@@ -166,6 +167,7 @@ class CtxGuard:
 
         if settings.sample_rate < 1:
             prepare_sampling(app, state)
+        observe_structlog()  # once per process: CG106 sees binds and clears
         _install_classes(app, state)
         if not auto:
             install_fallback(app, state)

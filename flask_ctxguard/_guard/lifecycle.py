@@ -57,6 +57,7 @@ from flask_ctxguard._rules.contextvar_leaks import (
     detect_unsampled_leaks,
 )
 from flask_ctxguard._rules.records import ARMED, RETIRED, RequestRecord
+from flask_ctxguard._rules.structlog_binds import forget_outside
 
 __all__ = [
     "REFS_AT_CLOSE",
@@ -358,7 +359,9 @@ def _check_contextvars(
         leaks = detect_leaks(snapshot, record, own, end)
         if state.sampling:
             known = {leak[0] for leak in leaks}
-            leaks += detect_unsampled_leaks(snapshot, end, own, known)
+            leaks += detect_unsampled_leaks(snapshot, end, record, own, known)
+        # structlog binds made before this request: taken into account.
+        forget_outside()
     except Exception as exc:  # noqa: BLE001 - never break the request
         state.reporter.internal_error("comparing ContextVars", exc)
         return

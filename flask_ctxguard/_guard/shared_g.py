@@ -28,12 +28,8 @@ from flask_ctxguard._core.classes import (
     switch_class,
 )
 from flask_ctxguard._core.flaskcompat import app_ctx_var
-from flask_ctxguard._guard.g import (
-    base_dict,
-    g_record,
-    late_g_class,
-    set_g_record,
-)
+from flask_ctxguard._guard.g import late_g_class
+from flask_ctxguard._guard.g_checks import base_dict, g_record, set_g_record
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._reporting.messages import g_leak_hint, g_leak_message
 from flask_ctxguard._rules.access import current_record

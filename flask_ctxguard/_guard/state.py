@@ -11,7 +11,6 @@ import types
 import weakref
 from typing import Any
 
-import flask.signals
 from flask import Flask
 
 from flask_ctxguard._core.config import Settings
@@ -22,9 +21,12 @@ from flask_ctxguard._reporting.messages import (
     contextvar_leak_message,
 )
 from flask_ctxguard._reporting.reporter import Reporter
+from flask_ctxguard._rules.cg106_roots import request_functions
 from flask_ctxguard._rules.cg106_walk import reachable_ids
 from flask_ctxguard._rules.contextvar_leaks import Leak
+from flask_ctxguard._rules.contextvar_names import stable_name
 from flask_ctxguard._rules.records import RequestRecord
+from flask_ctxguard._rules.structlog_binds import bound_site
 from flask_ctxguard.exceptions import ContaminationError
 
 __all__ = ["EXTENSION_KEY", "AppState", "state_of"]
@@ -140,7 +142,8 @@ class AppState:
         name (see `reachable_ids`), and the app's state (its config): its
         view and the app's and blueprints'
         URL value preprocessors, ``before_request``, ``after_request`` and
-        ``teardown_request`` functions. Cached; *fresh* walks again (a
+        ``teardown_request`` functions, and the callbacks of its extensions
+        (see `request_functions`). Cached; *fresh* walks again (a
         registry may have grown since).
 
         A ContextVar a request sets to such an object (``PLANS[org]``,
@@ -156,21 +159,7 @@ class AppState:
         app = self.app
         functions: list[Any] = []
         if app is not None:
-            view = app.view_functions.get(endpoint) if endpoint else None
-            if view is not None:
-                functions.append(view)
-            for name in (None, *blueprints):
-                for hooks in (
-                    app.url_value_preprocessors,
-                    app.before_request_funcs,
-                    app.after_request_funcs,
-                    app.teardown_request_funcs,
-                ):
-                    functions.extend(hooks.get(name, ()))
-            # Code that also runs for every request: a WSGI middleware
-            # installed as app.wsgi_app, and receivers of Flask's signals.
-            functions.append(app.wsgi_app)
-            functions.extend(_signal_receivers(app))
+            functions = request_functions(app, endpoint, blueprints)
         found = reachable_ids(functions, () if app is None else (app,))
         if len(self._constants) < 1024 or key in self._constants:
             self._constants[key] = found
@@ -186,7 +175,7 @@ class AppState:
         reporter = self.reporter
         first: Violation | None = None
         for var, value, origin in leaks:
-            subject = f"ContextVar {var.name}"
+            subject = f"ContextVar {stable_name(var)}"
             if reporter.is_ignored("CG106", subject):
                 continue
             try:
@@ -211,21 +200,22 @@ class AppState:
         (`None`: a request that was not sampled) for *record*'s request.
         """
         accessor_tag = record.tag()
+        name = stable_name(var)
         origin_tag = origin_site = None
         if origin is not None:
             origin_tag = origin.tag()
-            # Where a ContextVar was set cannot be known: the requests
-            # are the places, not a line.
-            origin_site = _sites.during(origin_tag)
+            # The line that bound it, where the guard saw it (structlog);
+            # otherwise the request during which it was set.
+            origin_site = bound_site(origin, var) or _sites.during(origin_tag)
         message = contextvar_leak_message(
-            var.name,
+            name,
             origin_tag,
             accessor_tag,
             sample_rate=self.settings.sample_rate,
         )
         return self.reporter.build(
             "CG106",
-            subject=f"ContextVar {var.name}",
+            subject=f"ContextVar {name}",
             message=message,
             origin=origin_tag,
             accessor=accessor_tag,
@@ -234,29 +224,9 @@ class AppState:
             access_site=_sites.during(accessor_tag),
             value=value,
             has_value=True,
-            value_name=var.name,
-            hint=contextvar_hint(var.name),
+            value_name=name,
+            hint=contextvar_hint(name),
         )
-
-
-_REQUEST_SIGNALS = (
-    flask.signals.appcontext_pushed,
-    flask.signals.request_started,
-    flask.signals.request_finished,
-    flask.signals.request_tearing_down,
-    flask.signals.appcontext_tearing_down,
-)
-
-
-def _signal_receivers(app: Flask) -> list[Any]:
-    """The receivers of Flask's per-request signals for *app*."""
-    found: list[Any] = []
-    for signal in _REQUEST_SIGNALS:
-        try:
-            found.extend(signal.receivers_for(app))
-        except Exception:  # noqa: BLE001 - a receiver gone meanwhile
-            continue
-    return found
 
 
 def state_of(record: RequestRecord) -> AppState:

@@ -42,8 +42,14 @@ from flask_ctxguard._reporting.messages import (
 )
 from flask_ctxguard._reporting.reporter import Reporter
 from flask_ctxguard._rules.contextvar_leaks import LEFT_BEHIND, LeftBehind
+from flask_ctxguard._rules.contextvar_names import stable_name
 from flask_ctxguard._rules.pushed_contexts import (
     report_leaked_contexts as _report_leaked,
+)
+from flask_ctxguard._rules.structlog_binds import (
+    bound_site,
+    has_cleared,
+    is_observed,
 )
 
 __all__ = [
@@ -246,7 +252,8 @@ def report_contextvars_left(
     (*reported*) is not reported again. Either way the guard forgets it,
     so the next request is not blamed. With *restore*, each leaked
     ContextVar gets back the value it had in *snapshot*; one that had none
-    cannot be unset and keeps its value (see docs/configuration.md).
+    cannot be unset and keeps its value (see docs/configuration.md), but
+    structlog's are unbound as ``unbind_contextvars`` does.
     """
     now = left_behind()
     missing = object()
@@ -258,8 +265,13 @@ def report_contextvars_left(
         value, origin = entry
         if var.get(missing) is not value:
             continue  # cleared or overwritten since
+        if is_observed(var) and has_cleared(origin):
+            # structlog's documented pattern: the request cleared the
+            # context before it bound; the next one clears it too.
+            continue
         leaked.append(var)
-        subject = f"ContextVar {var.name}"
+        name = stable_name(var)
+        subject = f"ContextVar {name}"
         state = state_of(origin)
         if state.settings.mode == "off" or state.reporter.is_ignored(
             "CG106", subject
@@ -271,16 +283,16 @@ def report_contextvars_left(
         violation = state.reporter.build(
             "CG106",
             subject=subject,
-            message=contextvar_left_by_test_message(var.name, tag),
+            message=contextvar_left_by_test_message(name, tag),
             origin=tag,
             accessor=None,
             thread=threading.current_thread().name,
-            origin_site=_sites.during(tag),
+            origin_site=bound_site(origin, var) or _sites.during(tag),
             access_site=site,
             value=value,
             has_value=True,
-            value_name=var.name,
-            hint=contextvar_hint(var.name),
+            value_name=name,
+            hint=contextvar_hint(name),
         )
         state.reporter.report(violation, raise_now=False)
         found.append(violation)
@@ -293,6 +305,8 @@ def report_contextvars_left(
             old = snapshot.get(var, missing)
             if old is not missing:
                 var.set(old)
+            elif is_observed(var):
+                var.set(...)  # structlog's own mark of an unbound key
     return found
 
 

@@ -39,6 +39,12 @@ def _request_named(origin: RequestTag) -> str:
     return f"{origin.name} (request {origin.token})"
 
 
+def _request_with_endpoint(origin: RequestTag) -> str:
+    """``GET /path (request TOKEN, endpoint 'view')``: where its view is."""
+    view = "" if origin.endpoint is None else f", endpoint {origin.endpoint!r}"
+    return f"{origin.name} (request {origin.token}{view})"
+
+
 def g_leak_message(
     name: str, how: str, origin: RequestTag, accessor: RequestTag
 ) -> str:
@@ -164,7 +170,7 @@ def contextvar_leak_message(
         )
     return (
         f"ContextVar {var_name!r} held, for the whole of {accessor}, the"
-        f" value that {_request_named(origin)} set and never reset."
+        f" value that {_request_with_endpoint(origin)} set and never reset."
     )
 
 
@@ -172,8 +178,8 @@ def contextvar_left_by_test_message(var_name: str, origin: RequestTag) -> str:
     """CG106 at a test's teardown: *var_name* still holds *origin*'s value."""
     return (
         f"ContextVar {var_name!r} still held, when the test ended, the"
-        f" value that {_request_named(origin)} set and never reset; the"
-        " next test's requests would inherit it."
+        f" value that {_request_with_endpoint(origin)} set and never reset;"
+        " the next test's requests would inherit it."
     )
 
 

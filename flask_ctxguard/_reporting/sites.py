@@ -26,12 +26,13 @@ import sys
 import sysconfig
 import traceback
 from collections.abc import Iterator
-from types import FrameType
+from types import CodeType, FrameType
 
 from flask_ctxguard._core import override as _override
 from flask_ctxguard._core.tags import RequestTag
 
 __all__ = [
+    "calling_line",
     "capture_site",
     "capture_stack",
     "describe",
@@ -168,6 +169,33 @@ def user_frame(depth: int) -> FrameType | None:
             reader = frame
         frame = frame.f_back
     return fallback
+
+
+def calling_line(
+    depth: int, skipped: frozenset[str]
+) -> tuple[CodeType, int] | None:
+    """
+    The code and line of the first frame at or above *depth* (relative to
+    the caller) whose top-level module is not in *skipped*: cheaper than
+    `user_frame`, for a site taken on every call (a structlog bind), and
+    rendered only if a report needs it (`describe_line`).
+    """
+    try:
+        frame: FrameType | None = sys._getframe(depth + 1)
+    except ValueError:  # pragma: no cover - no such frame
+        return None
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.partition(".")[0] not in skipped:
+            return frame.f_code, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def describe_line(line: tuple[CodeType, int]) -> str:
+    """Render a `calling_line` as ``"path.py:12 in func"``."""
+    code, number = line
+    return f"{relative(code.co_filename)}:{number} in {code.co_name}"
 
 
 _INSTALLED = tuple(

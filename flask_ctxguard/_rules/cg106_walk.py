@@ -3,14 +3,17 @@ What the code that runs for a request can name: the CG106 rule's reach.
 
 ``ContextVar.set`` with the object a variable already holds cannot be
 told, from the context alone, from a value inherited from an earlier
-request. `_contextvars` therefore credits a request with a value when any
-code could produce it again (`is_ambient`: small ints, classes, modules,
-immortal and weakly referenced objects), or when the request's own code
-can name it (`reachable_ids`): a bounded, static walk of the view's and
-hooks' code through its constants, globals, closures and defaults,
+request. `contextvar_leaks` therefore credits a request with a value
+(other than structlog's, whose binds are observed) when any code could
+produce it again (`cg106_ambient`), or when the request's own code can
+name it (`reachable_ids`): a bounded, static walk of the code that runs
+for the request (`cg106_roots`: the view, the hooks, the extensions'
+callbacks) through its constants, globals, closures and defaults,
 containers, objects' state, enums' members and ``lru_cache`` entries, a
-few calls deep. Nothing of the app's runs during the walk. The limits of
-the rule are in ``docs/rules.md#cg106``.
+few calls deep. Nothing of the app's runs during the walk. Each walk
+keeps its own cache of classes' state, so concurrent walks (requests
+ending on several threads) never see each other's. The limits of the
+rule are in ``docs/rules.md#cg106``.
 """
 
 from __future__ import annotations
@@ -20,104 +23,21 @@ import functools
 import gc
 import sys
 import types
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeGuard, TypeVar
 
 from flask.sessions import SessionMixin
 from werkzeug.sansio.request import Request as SansIORequest
 
 from flask_ctxguard._core.flaskcompat import FLASK_G_CLASS
+from flask_ctxguard._rules.cg106_ambient import INTERNS
 
 _T = TypeVar("_T")
 
 __all__ = [
     "EVERYTHING",
-    "INTERNS",
-    "is_ambient",
-    "is_interned",
     "reachable_ids",
 ]
-
-# Objects that any code can name without holding a reference path to them:
-# CPython's cached small ints and one-character strings, empty
-# singletons, and (below) interned strings and immortal objects.
-_SINGLETONS: tuple[object, ...] = (
-    None,
-    True,
-    False,
-    Ellipsis,
-    NotImplemented,
-    "",
-    b"",
-    (),
-    frozenset(),
-)
-# Far above any count of real holders: an immortal object (Python 3.12+)
-# or one the whole program shares.
-_IMMORTAL_REFS = 1 << 24
-_is_interned: Callable[[str], bool] | None = getattr(sys, "_is_interned", None)
-
-
-def _interned(text: str) -> bool:
-    if _is_interned is not None:  # Python 3.13+
-        return _is_interned(text)
-    if sys.version_info >= (3, 12):
-        # Python 3.12 makes every interned string immortal.
-        return sys.getrefcount(text) > _IMMORTAL_REFS
-    # Python 3.10 and 3.11 intern mortal strings: intern an equal copy
-    # (freed with its last reference) and see whether *text* comes back.
-    copy = text.encode("utf-8", "surrogatepass").decode(
-        "utf-8", "surrogatepass"
-    )
-    return sys.intern(copy) is text
-
-
-def is_ambient(value: object) -> bool:
-    """
-    Whether any code could produce *value* again without a reference to
-    it: ``None``, booleans, small ints, one-character strings, empty
-    singletons, other immortal objects, classes, functions and modules,
-    and objects something refers to weakly (a cache that hands them out
-    again). A request that holds such a value may have set it itself.
-
-    Interned strings are not ambient by themselves: every identifier-like
-    literal is one (a test's header value ``"acme"``), and a request only
-    gets an equal string's interned twin through ``sys.intern``, which
-    `reachable_ids` notes when the request's code names it.
-    """
-    kind = type(value)
-    if kind is int:
-        return -5 <= value <= 256  # type: ignore[operator]
-    if kind is str or kind is bytes:
-        # Python 3.12 makes interned strings immortal: not counted below.
-        return len(value) <= 1  # type: ignore[arg-type]
-    if (kind is tuple or kind is frozenset) and not value:
-        return True  # empty: a singleton on some Pythons, equal on all
-    return (
-        any(value is singleton for singleton in _SINGLETONS)
-        # By the real type: a __class__ property may lie, or raise.
-        or issubclass(
-            kind,
-            type
-            | types.FunctionType
-            | types.BuiltinFunctionType
-            | types.ModuleType,
-        )
-        or sys.getrefcount(value) > _IMMORTAL_REFS
-        or weakref.getweakrefcount(value) > 0
-    )
-
-
-def is_interned(value: object) -> bool:
-    """Whether *value* is an interned string."""
-    return type(value) is str and _interned(value)  # type: ignore[arg-type,unused-ignore]
-
-
-#: In `reachable_ids` when the code names ``intern``: any interned string
-#: is then within the request's reach.
-INTERNS = sys.intern
-
 
 # Bounds of one walk: it runs once per endpoint, and again only when a
 # leak is about to be reported, but an app's globals can be vast.
@@ -195,24 +115,6 @@ def _mro(cls: type) -> tuple[type, ...]:
     return mro if _is(mro, tuple) else (cls,)
 
 
-_class_states: weakref.WeakKeyDictionary[type, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _class_state(cls: type) -> dict[str, Any]:
-    """The attributes *cls* and its bases define, the nearest first."""
-    try:
-        return _class_states[cls]
-    except (KeyError, TypeError):
-        pass
-    state = _merged_class_state(cls)
-    if len(_class_states) < 4096:
-        with contextlib.suppress(TypeError):
-            _class_states[cls] = state
-    return state
-
-
 def _merged_class_state(cls: type) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for klass in reversed(_mro(cls)):
@@ -244,6 +146,10 @@ class _Walk:
     """
 
     def __init__(self) -> None:
+        # Each class's merged state, for this walk only: classes may
+        # change between walks, and walks run concurrently (each request
+        # that ends may walk).
+        self._classes: dict[type, dict[str, Any]] = {}
         self.ids: set[int] = set()
         self.names: set[str] = set()
         self._functions: set[int] = set()
@@ -255,6 +161,17 @@ class _Walk:
 
     def full(self) -> bool:
         return len(self.ids) >= _MAX_OBJECTS
+
+    def _class_state(self, cls: type) -> dict[str, Any]:
+        """The attributes *cls* and its bases define, the nearest first."""
+        try:
+            return self._classes[cls]
+        except (KeyError, TypeError):
+            pass
+        state = _merged_class_state(cls)
+        with contextlib.suppress(TypeError):
+            self._classes[cls] = state
+        return state
 
     def function(self, func: object, depth: int) -> None:
         """Take in the code of the callable *func*."""
@@ -271,7 +188,7 @@ class _Walk:
                 self.value(arg, depth, named=False)
         elif _is(func, type):
             # A class-based view, or a class the code calls: its methods.
-            for member in _class_state(func).values():
+            for member in self._class_state(func).values():
                 member = _code_of(member)  # noqa: PLW2901
                 if _is(member, types.FunctionType):
                     self.function(member, depth)
@@ -280,7 +197,7 @@ class _Walk:
         else:
             # A callable instance: its class's __call__, and its state
             # (an lru_cache's entries are only seen by the collector).
-            call = _code_of(_class_state(type(func)).get("__call__"))
+            call = _code_of(self._class_state(type(func)).get("__call__"))
             if _is(call, types.FunctionType):
                 self.function(call, depth)
             self.value(func, depth, named=False)
@@ -408,7 +325,7 @@ class _Walk:
         if hops >= _MAX_HOPS or _is(obj, dict) or type(obj) in _CONTAINERS:
             return
         if _is(obj, type):
-            state = _class_state(obj)
+            state = self._class_state(obj)
             members = state.get("_member_map_")
             if _is(members, dict):  # an Enum: all its members
                 for member in list(dict.values(members)):
@@ -422,7 +339,7 @@ class _Walk:
             # app and its config), and its class's methods the code names.
             for member in list((_dict_of(obj) or {}).values()):
                 self.value(member, depth, named=False, hops=hops + 1)
-            state = _class_state(type(obj))
+            state = self._class_state(type(obj))
         shared = (
             [name for name in names if name in state]
             if len(names) < len(state)
@@ -449,9 +366,6 @@ def reachable_ids(
     it. *roots* are objects whose state the code reaches by other means
     (the app, through ``current_app``). Bounded and static.
     """
-    # Classes may change between walks: their merged state is only kept
-    # for one.
-    _class_states.clear()
     walk = _Walk()
     try:
         for root in roots:

@@ -16,12 +16,15 @@ guard keeps nothing alive on its own.
 the context's mapping untouched at the C level (the HAMT returns itself),
 on every supported Python: a request that sets a registry entry, a module
 constant or an enum member again on every request cannot be told from one
-that inherited it by looking at the context. So a value is only reported
-when the request could not have set it itself: it is not an
-ambient object any code can name (`is_ambient`), not part of the request's
-own data, and not reachable from the names the request's own code uses
-(`reachable_ids`). Both live in `_reachable`, the rule's static walk. The
-limits of that rule are in ``docs/rules.md#cg106``.
+that inherited it by looking at the context. structlog's variables are
+decided from what the request was observed doing to them
+(`structlog_binds`): bound, unbound, reset or cleared, the value is its
+own; untouched, it was inherited. Any other value is only reported when
+the request could not have set it itself: it is not an ambient object any
+code can name (`is_ambient`), not part of the request's own data, and not
+reachable from the names the request's own code uses (`reachable_ids`).
+Both live in `cg106_walk`, the rule's static walk. The limits of that
+rule are in ``docs/rules.md#cg106``.
 """
 
 from __future__ import annotations
@@ -33,8 +36,17 @@ from contextvars import Context, ContextVar
 from typing import Any
 
 from flask_ctxguard._core.flaskcompat import FLASK_CONTEXT_VARS
-from flask_ctxguard._rules.cg106_walk import INTERNS, is_ambient, is_interned
+from flask_ctxguard._rules.cg106_ambient import (
+    INTERNS,
+    is_ambient,
+    is_interned,
+)
 from flask_ctxguard._rules.records import RequestRecord
+from flask_ctxguard._rules.structlog_binds import (
+    BOUND_OUTSIDE,
+    is_observed,
+    touched,
+)
 
 __all__ = [
     "LEFT_BEHIND",
@@ -71,6 +83,7 @@ _last_seen: ContextVar[dict[ContextVar[Any], object] | None] = ContextVar(
 _IGNORED_VARS: frozenset[ContextVar[Any]] = FLASK_CONTEXT_VARS | {
     _left_behind,
     _last_seen,
+    BOUND_OUTSIDE,
 }
 
 # Modules whose own ContextVars are bookkeeping, never request data:
@@ -189,35 +202,50 @@ def detect_leaks(
     leaks: list[Leak] = []
     kept: LeftBehind = {}
     missing = object()
-    own: Container[int] | None = None
-    fresh = False
-    if left:
-        for var, (value, origin) in left.items():
-            now = end.get(var, missing)
-            if now is not value:
-                continue  # cleared or overwritten since
-            if origin is not record and start.get(var, missing) is value:
-                if _ambient(value):
-                    kept[var] = (value, record)
-                    continue
-                if own is None:
-                    own = own_values(False)
-                if id(value) not in own and not fresh:
-                    # Walk the request's code again before saying so: a
-                    # registry may have grown since it was last walked.
-                    own, fresh = own_values(True), True
-                if id(value) in own or (
-                    id(INTERNS) in own and is_interned(value)
-                ):
-                    kept[var] = (value, record)
-                    continue
-                leaks.append((var, value, origin))
-            kept[var] = (value, origin)
+    walk = _OwnValues(own_values)
+    for var, (value, origin) in (left or {}).items():
+        if end.get(var, missing) is not value:
+            continue  # cleared or overwritten since
+        if origin is not record and start.get(var, missing) is value:
+            if is_observed(var):
+                # structlog's: what the request did to it was observed.
+                inherited = not touched(record, var)
+            else:
+                inherited = not (_ambient(value) or walk.has(value))
+            if not inherited:
+                kept[var] = (value, record)
+                continue
+            leaks.append((var, value, origin))
+        kept[var] = (value, origin)
     for var, value in _changed(start, end):
         kept[var] = (value, record)
     if not _same(kept, left):
         _left_behind.set(kept or None)
     return leaks
+
+
+class _OwnValues:
+    """
+    The values a request could have set itself, by id: worked out only
+    if a comparison needs them, and walked again, fresh, before a value
+    is said not to be among them (a registry may have grown since).
+    """
+
+    __slots__ = ("_fresh", "_get", "_own")
+
+    def __init__(self, get: Callable[[bool], Container[int]]) -> None:
+        self._get = get
+        self._own: Container[int] | None = None
+        self._fresh = False
+
+    def has(self, value: object) -> bool:
+        own = self._own
+        if own is None:
+            own = self._own = self._get(False)
+        if id(value) not in own and not self._fresh:
+            own, self._fresh = self._get(True), True
+            self._own = own
+        return id(value) in own or (id(INTERNS) in own and is_interned(value))
 
 
 def _same(kept: LeftBehind, left: LeftBehind | None) -> bool:
@@ -247,6 +275,7 @@ def _ambient(value: object) -> bool:
 def detect_unsampled_leaks(
     start: Context,
     end: Context,
+    record: RequestRecord,
     own_values: Callable[..., Container[int]],
     known: Container[ContextVar[Any]],
 ) -> list[Leak]:
@@ -256,8 +285,9 @@ def detect_unsampled_leaks(
 
     Must be called in the request's own context, at its end. Returns the
     ContextVars (other than *known*, reported with their origin) that held,
-    for the whole request, a value set since that last sampled request
-    ended, by requests that were not guarded: their origin is `None`. The
+    for the whole of *record*'s request, a value set since that last
+    sampled request ended, by requests that were not guarded: their origin
+    is `None`. The
     first sampled request in a context only remembers what it ends with.
     """
     seen = end.get(_last_seen)
@@ -275,6 +305,10 @@ def detect_unsampled_leaks(
                 or seen.get(var, missing) is value
                 or end.get(var, missing) is not value
             ):
+                continue
+            if is_observed(var):
+                if not touched(record, var):
+                    leaks.append((var, value, None))
                 continue
             if _ambient(value):
                 continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import types
 from typing import Protocol
 
 from flask_ctxguard._core import override as _override
@@ -76,6 +77,7 @@ class RequestRecord:
     __slots__ = (
         "_tag",
         "app_state",
+        "bound",
         "ctx_id",
         "endpoint",
         "method",
@@ -106,6 +108,10 @@ class RequestRecord:
     # 1 once a copy of the request's context was popped: its environ no
     # longer refers to the request.
     unlinked: int
+    # Set only when the request binds, unbinds, resets or clears structlog
+    # context variables (`_rules.structlog_binds`): each such variable
+    # (or the marker of a clear), with the user's line that did it.
+    bound: dict[object, tuple[types.CodeType, int] | None]
     _tag: RequestTag
 
     def tag(self) -> RequestTag:
