@@ -9,7 +9,6 @@ from flask import Flask, Request, request
 
 from flask_ctxguard import CtxGuard
 from flask_ctxguard._core.classes import REQUEST, RETIRED_REQUEST, registry
-from flask_ctxguard._guard.extension import MAX_GONE_APPS
 from flask_ctxguard._guard.extension import (
     request_class_for as guarded_request_class,
 )
@@ -17,6 +16,7 @@ from flask_ctxguard._guard.request import (
     is_guarded_request_class,
     retired_request_class,
 )
+from flask_ctxguard._guard.state import MAX_GONE_APPS
 
 
 class TestRegistry:

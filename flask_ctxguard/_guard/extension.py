@@ -47,7 +47,7 @@ from flask_ctxguard._guard.session_interface import (
     guarded_session_interface,
     prepare_sampling,
 )
-from flask_ctxguard._guard.state import EXTENSION_KEY, AppState
+from flask_ctxguard._guard.state import EXTENSION_KEY, AppState, prune_states
 from flask_ctxguard._reporting import sites as _sites
 from flask_ctxguard._rules.access import note_endpoint
 from flask_ctxguard._rules.pushed_contexts import report_leaked_contexts
@@ -161,7 +161,7 @@ class CtxGuard:
         state = AppState(self, app, settings, auto=auto)
         app.extensions[EXTENSION_KEY] = state
         with self._lock:
-            self._states = _prune([*self._states, state])
+            self._states = prune_states([*self._states, state])
         if settings.mode == "off":
             return state
 
@@ -233,7 +233,7 @@ class CtxGuard:
         for state in self._alive():
             state.reporter.clear()
         with self._lock:
-            self._states = _prune(self._states)
+            self._states = prune_states(self._states)
 
     def current(self) -> RequestTag | None:
         """
@@ -296,11 +296,6 @@ def _read_app_settings(app: Flask, *, auto: bool) -> Settings:
     return read_settings(app.config, live=True)
 
 
-#: How many states of apps that are gone a guard keeps for their
-#: violations.
-MAX_GONE_APPS = 256
-
-
 def _installs(settings: Settings) -> list[tuple[str, Callable[[Any], Any]]]:
     """
     The app attributes the guard replaces, and how, under *settings*.
@@ -333,21 +328,6 @@ def request_class_for(base: type) -> type:
     return guarded_request_class(base, retire=retiring_close)
 
 
-def _prune(states: list[AppState]) -> list[AppState]:
-    """
-    *states* without those of apps that are gone and left no violation,
-    and with at most `MAX_GONE_APPS` of the others (the newest).
-    """
-    gone = [s for s in states if s.app is None and s.reporter.violations]
-    dropped = {id(s) for s in gone[: max(0, len(gone) - MAX_GONE_APPS)]}
-    return [
-        s
-        for s in states
-        if (s.app is not None or s.reporter.violations)
-        and id(s) not in dropped
-    ]
-
-
 def _install_classes(app: Flask, state: AppState) -> None:
     """
     Install the guarded request, ``g`` and session classes on *app*; one
@@ -365,13 +345,17 @@ def _install_classes(app: Flask, state: AppState) -> None:
                 " class are not checked.",
             )
     # The classes arming tells by an identity check.
-    if registry.role(app.app_ctx_globals_class) == G:
-        state.g_class = app.app_ctx_globals_class
+    g_class = app.app_ctx_globals_class
     session_class = getattr(app.session_interface, "session_class", None)
-    if isinstance(session_class, type) and (
-        registry.role(session_class) == SESSION
-    ):
-        state.session_class = session_class
+    state.installed(
+        g_class=g_class if registry.role(g_class) == G else None,
+        session_class=(
+            session_class
+            if isinstance(session_class, type)
+            and registry.role(session_class) == SESSION
+            else None
+        ),
+    )
 
 
 def _warn_unsupported(reason: str, app_name: str) -> None:

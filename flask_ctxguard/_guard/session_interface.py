@@ -111,7 +111,7 @@ def prepare_sampling(app: Any, state: AppState) -> None:
         session_class = getattr(app.session_interface, "session_class", None)
         if isinstance(session_class, type):
             made.append(guarded_session_class(session_class))
-        state.sampled_classes = [cls for cls in made if cls is not None]
+        state.keep_sampled_classes([cls for cls in made if cls is not None])
     except Exception as exc:  # noqa: BLE001 - they are made when needed
         state.reporter.internal_error("preparing to sample", exc)
 

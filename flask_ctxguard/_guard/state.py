@@ -29,7 +29,13 @@ from flask_ctxguard._rules.records import RequestRecord
 from flask_ctxguard._rules.structlog_binds import bound_site
 from flask_ctxguard.exceptions import ContaminationError
 
-__all__ = ["EXTENSION_KEY", "AppState", "state_of"]
+__all__ = [
+    "EXTENSION_KEY",
+    "MAX_GONE_APPS",
+    "AppState",
+    "prune_states",
+    "state_of",
+]
 
 #: Where an app keeps its state: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "ctxguard"
@@ -78,6 +84,17 @@ class AppState:
         self._constants: dict[
             tuple[str | None, tuple[str, ...]], frozenset[int]
         ] = {}
+
+    def installed(
+        self, *, g_class: type | None, session_class: type | None
+    ) -> None:
+        """Note the guarded ``g`` and session classes installed on the app."""
+        self.g_class = g_class
+        self.session_class = session_class
+
+    def keep_sampled_classes(self, classes: list[type]) -> None:
+        """Keep the classes sampled requests are switched to."""
+        self.sampled_classes = classes
 
     @property
     def app(self) -> Flask | None:
@@ -239,3 +256,23 @@ def state_of(record: RequestRecord) -> AppState:
     state = record.app_state
     assert isinstance(state, AppState)  # the one implementation
     return state
+
+
+#: How many states of apps that are gone a guard keeps for their
+#: violations.
+MAX_GONE_APPS = 256
+
+
+def prune_states(states: list[AppState]) -> list[AppState]:
+    """
+    *states* without those of apps that are gone and left no violation,
+    and with at most `MAX_GONE_APPS` of the others (the newest).
+    """
+    gone = [s for s in states if s.app is None and s.reporter.violations]
+    dropped = {id(s) for s in gone[: max(0, len(gone) - MAX_GONE_APPS)]}
+    return [
+        s
+        for s in states
+        if (s.app is not None or s.reporter.violations)
+        and id(s) not in dropped
+    ]
