@@ -6,7 +6,12 @@ request executes do not. Each workload and mode runs twice under
 ``valgrind --tool=callgrind``, once with *small* and once with *large*
 requests after the same warm-up: the difference of the two totals divided
 by the difference of the counts is what one request costs, start-up and
-warm-up cancelled out. ``PYTHONHASHSEED=0`` keeps dict layouts alike.
+warm-up cancelled out. ``PYTHONHASHSEED=0`` keeps dict layouts alike, and
+after the warm-up the start-up's objects are collected and frozen
+(`gc.freeze`): otherwise whether a full collection of the whole heap falls
+inside the longer run decides thousands of instructions per request, and
+that depends on how many objects an import happened to leave, not on what a
+request does.
 
     python -m benchmarks.instructions --workloads hello,realistic,login
     python -m benchmarks.instructions --modes bare,log,sampled --large 520
@@ -18,6 +23,7 @@ guarded modes' difference from bare Flask. Needs ``valgrind`` on PATH.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import shutil
@@ -41,6 +47,8 @@ def drive(workload: str, mode: str, count: int) -> None:
     expected = _apps.call(app, environ)
     for _ in range(WARM_UP):
         _apps.call(app, environ)
+    gc.collect()
+    gc.freeze()
     start_response = _apps.start_response
     for _ in range(count):
         result = app(dict(environ), start_response)

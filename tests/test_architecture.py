@@ -15,6 +15,7 @@ from pathlib import Path
 import flask_ctxguard
 
 PACKAGE = Path(flask_ctxguard.__file__).parent
+ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 400
 
 
@@ -188,6 +189,21 @@ class TestShape:
                     callers.add(name)
 
         assert {"flask_ctxguard._core.violation"} == callers
+
+    def test_architecture_page_lists_every_module(self):
+        """docs/architecture.md names every module, so it cannot fall
+        behind the code unnoticed."""
+        page = (ROOT / "docs" / "architecture.md").read_text(
+            encoding="utf-8"
+        )
+        unlisted = [
+            str(path.relative_to(PACKAGE))
+            for path in package_modules().values()
+            if path.name != "__init__.py" or path.parent == PACKAGE
+            if f"`{path.relative_to(PACKAGE)}`" not in page
+        ]
+
+        assert [] == unlisted
 
     def test_no_tracker_numbers_in_code(self):
         """Comments and docstrings link what a reader can open, never an
