@@ -7,10 +7,15 @@ and every page the README links ships in the sdist.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli on Python 3.10
+    import tomli as tomllib
 from flask import Flask
 from structlog.testing import capture_logs
 
