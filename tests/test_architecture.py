@@ -193,9 +193,7 @@ class TestShape:
     def test_architecture_page_lists_every_module(self):
         """docs/architecture.md names every module, so it cannot fall
         behind the code unnoticed."""
-        page = (ROOT / "docs" / "architecture.md").read_text(
-            encoding="utf-8"
-        )
+        page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
         unlisted = [
             str(path.relative_to(PACKAGE))
             for path in package_modules().values()
@@ -204,6 +202,18 @@ class TestShape:
         ]
 
         assert [] == unlisted
+
+    def test_one_finding_type(self):
+        """One class is called Finding: the report's, hammer's and the
+        plugin's findings are all of it."""
+        homes = [
+            name
+            for name, path in package_modules().items()
+            for node in ast.walk(ast.parse(path.read_text("utf-8")))
+            if isinstance(node, ast.ClassDef) and node.name == "Finding"
+        ]
+
+        assert ["flask_ctxguard._logs.findings"] == homes
 
     def test_no_tracker_numbers_in_code(self):
         """Comments and docstrings link what a reader can open, never an

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from flask_ctxguard._lint.catalog import LINT_RULES, Finding, LintRule
+from flask_ctxguard._lint.catalog import LINT_RULES, LintFinding, LintRule
 from flask_ctxguard._lint.config import (
     ConfigError,
     find_pyproject,
@@ -27,7 +27,7 @@ from flask_ctxguard._lint.files import python_files
 from flask_ctxguard._lint.output import FORMATS, write_report
 from flask_ctxguard._lint.runner import check_paths, check_source
 
-__all__ = ["LINT_RULES", "Finding", "LintRule", "check_source", "main"]
+__all__ = ["LINT_RULES", "LintFinding", "LintRule", "check_source", "main"]
 
 EXIT_CLEAN = 0
 EXIT_FOUND = 1

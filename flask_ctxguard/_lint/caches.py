@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.flow import Flow, reads_proxy
 from flask_ctxguard._lint.scope import Module
 
@@ -18,7 +18,7 @@ __all__ = ["check_caches"]
 _CACHES = frozenset({"functools.lru_cache", "functools.cache"})
 
 
-def check_caches(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_caches(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG205: a cache over a function that reads the request."""
     del flow
     for function in module.functions:
@@ -35,7 +35,7 @@ def check_caches(module: Module, flow: Flow) -> Iterator[Finding]:
             if read is None:
                 continue
             name, line = read
-            yield Finding(
+            yield LintFinding(
                 "CG205",
                 decorator.lineno,
                 max(1, decorator.col_offset),  # the '@'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["LINT_RULES", "Finding", "LintRule"]
+__all__ = ["LINT_RULES", "LintFinding", "LintRule"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ LINT_RULES: dict[str, LintRule] = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Finding:
+class LintFinding:
     """
     One shape found at one place.
 

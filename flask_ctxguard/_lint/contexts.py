@@ -14,7 +14,7 @@ import ast
 import dataclasses
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.fixtures import check_fixtures, fixture_facts
 from flask_ctxguard._lint.flow import Flow
 from flask_ctxguard._lint.roles import is_context_maker
@@ -24,7 +24,7 @@ from flask_ctxguard._lint.sharing import assigned_context, check_sharing
 __all__ = ["check_contexts", "context_facts"]
 
 
-def check_contexts(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_contexts(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG206 over every scope of *module*."""
     del flow
     scopes: list[ast.AST] = [module.tree, *(f.node for f in module.functions)]
@@ -49,7 +49,7 @@ def context_facts(module: Module) -> set[str]:
     return found | fixture_facts(module)
 
 
-def _pushes(module: Module, scope: ast.AST) -> Iterator[Finding]:
+def _pushes(module: Module, scope: ast.AST) -> Iterator[LintFinding]:
     nodes = module.body_of(scope)
     contexts: dict[str, ast.Call] = {}
     for node in nodes:
@@ -136,8 +136,8 @@ def _mentions(node: ast.AST, name: str) -> bool:
     )
 
 
-def _unpopped(node: ast.Call, shape: str) -> Finding:
-    return Finding(
+def _unpopped(node: ast.Call, shape: str) -> LintFinding:
+    return LintFinding(
         "CG206",
         node.lineno,
         node.col_offset + 1,

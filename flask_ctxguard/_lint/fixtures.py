@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.names import last_name
 from flask_ctxguard._lint.roles import is_context_maker
 from flask_ctxguard._lint.scope import Function, Module
@@ -25,7 +25,7 @@ from flask_ctxguard._lint.sharing import (
 __all__ = ["check_fixtures", "fixture_facts"]
 
 
-def check_fixtures(module: Module) -> Iterator[Finding]:
+def check_fixtures(module: Module) -> Iterator[LintFinding]:
     """Requests sharing the context a fixture or ``setUp`` pushed."""
     set_up = _set_up_contexts(module)
     for function in module.functions:
@@ -44,7 +44,7 @@ def check_fixtures(module: Module) -> Iterator[Finding]:
         else:
             what = "yields inside"
             requires = frozenset({f"requested:{name}"})
-        yield Finding(
+        yield LintFinding(
             "CG206",
             where.lineno,
             where.col_offset + 1,
@@ -169,7 +169,7 @@ def _set_up_contexts(module: Module) -> dict[str, str]:
 
 def _in_set_up_context(
     module: Module, function: Function, set_up: dict[str, str]
-) -> Iterator[Finding]:
+) -> Iterator[LintFinding]:
     """A test method that runs in the context its class's setUp pushed."""
     cls = function.cls
     if cls is None:
@@ -180,7 +180,7 @@ def _in_set_up_context(
         return
     lines = test_requests(module, function)
     if lines:
-        yield Finding(
+        yield LintFinding(
             "CG206",
             function.node.lineno,
             function.node.col_offset + 1,
@@ -209,7 +209,7 @@ def _fixture_name(function: Function) -> str | None:
 
 def _in_fixture_context(
     module: Module, function: Function
-) -> Iterator[Finding]:
+) -> Iterator[LintFinding]:
     """A test that takes a fixture's pushed context and makes requests."""
     args = function.node.args
     names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
@@ -219,7 +219,7 @@ def _in_fixture_context(
     if not lines:
         return
     for name in names:
-        yield Finding(
+        yield LintFinding(
             "CG206",
             function.node.lineno,
             function.node.col_offset + 1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.flow import (
     Flow,
     contextvars_of,
@@ -22,7 +22,7 @@ from flask_ctxguard._lint.scope import Function, Module
 __all__ = ["check_globals"]
 
 
-def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_globals(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG207: module globals (re)assigned request data in request code."""
     if module.is_test:
         # A test's views that note request data in module globals do so
@@ -46,7 +46,7 @@ def check_globals(module: Module, flow: Flow) -> Iterator[Finding]:
                     module, target, declared, function
                 ) or _shared_slot(target, shared, function)
                 if where is not None:
-                    yield Finding(
+                    yield LintFinding(
                         "CG207",
                         node.lineno,
                         node.col_offset + 1,

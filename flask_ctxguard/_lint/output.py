@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from flask_ctxguard._lint.catalog import LINT_RULES, Finding
+from flask_ctxguard._lint.catalog import LINT_RULES, LintFinding
 
 __all__ = ["FORMATS", "write_report"]
 
@@ -33,7 +33,7 @@ def shown_path(path: str) -> str:
 
 
 def write_report(
-    findings: Sequence[Finding],
+    findings: Sequence[LintFinding],
     out: TextIO,
     output: str,
     *,
@@ -64,7 +64,7 @@ def write_report(
 
 
 def _json(
-    findings: Sequence[Finding],
+    findings: Sequence[LintFinding],
     files: int,
     errors: Sequence[tuple[str, str]],
 ) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def _json(
     }
 
 
-def _sarif(findings: Sequence[Finding], version: str) -> dict[str, Any]:
+def _sarif(findings: Sequence[LintFinding], version: str) -> dict[str, Any]:
     codes = sorted(LINT_RULES)
     rules = [
         {

@@ -15,7 +15,7 @@ import ast
 import dataclasses
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.flow import (
     Flow,
     contextvars_of,
@@ -134,7 +134,7 @@ def _every_request(function: Function, node: ast.AST) -> bool:
     return False
 
 
-def check_contextvars(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_contextvars(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG203 over every request function of *module*."""
     del flow
     variables = contextvars_of(module)
@@ -183,7 +183,7 @@ def _set(
     finals: set[int],
     variables: set[str],
     local: set[str],
-) -> Finding | None:
+) -> LintFinding | None:
     func = call.func
     if not (
         isinstance(func, ast.Attribute)
@@ -233,7 +233,7 @@ def _set(
             f" call '{name}.reset(token)' in a 'finally' or a"
             " teardown_request function"
         )
-    return Finding(
+    return LintFinding(
         "CG203",
         call.lineno,
         call.col_offset + 1,
@@ -249,7 +249,7 @@ def _bind(
     call: ast.Call,
     calls: list[ast.Call],
     finals: set[int],
-) -> Finding | None:
+) -> LintFinding | None:
     undo = [c for c in calls if module.imports.qualify(c.func) in _UNDO]
     for other in undo:
         if id(other) in finals:
@@ -276,7 +276,7 @@ def _bind(
             " request; clear in a before_request function, or use"
             " 'with bound_contextvars(...):'"
         )
-    return Finding(
+    return LintFinding(
         "CG203",
         call.lineno,
         call.col_offset + 1,
@@ -285,7 +285,7 @@ def _bind(
     )
 
 
-def check_thread_locals(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_thread_locals(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG204 over every request function of *module*."""
     names = thread_locals_of(module)
     if not names:
@@ -314,7 +314,7 @@ def check_thread_locals(module: Module, flow: Flow) -> Iterator[Finding]:
             if _every_request(function, node):
                 continue
             assert isinstance(node, (ast.stmt, ast.expr))
-            yield Finding(
+            yield LintFinding(
                 "CG204",
                 node.lineno,
                 node.col_offset + 1,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from flask_ctxguard._lint.caches import check_caches
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.contexts import check_contexts, context_facts
 from flask_ctxguard._lint.flow import Flow
 from flask_ctxguard._lint.module_globals import check_globals
@@ -32,7 +32,7 @@ from flask_ctxguard._lint.threads import check_threads, handoff_facts
 
 __all__ = ["FileResult", "Run", "check_paths", "check_source", "settle"]
 
-Check = Callable[[Module, Flow], Iterator[Finding]]
+Check = Callable[[Module, Flow], Iterator[LintFinding]]
 CHECKS: tuple[Check, ...] = (
     check_stored,
     check_threads,
@@ -56,7 +56,7 @@ class FileResult:
     """What checking one file gave."""
 
     path: str
-    findings: tuple[Finding, ...] = ()
+    findings: tuple[LintFinding, ...] = ()
     facts: frozenset[str] = frozenset()
     lines: int = 0
     #: Why the file could not be checked, or "".
@@ -67,7 +67,7 @@ class FileResult:
 class Run:
     """Every file of one run: the findings left after the facts."""
 
-    findings: tuple[Finding, ...]
+    findings: tuple[LintFinding, ...]
     errors: tuple[tuple[str, str], ...]
     files: int
     lines: int
@@ -100,7 +100,7 @@ def check_source(source: str | bytes, path: str = "<source>") -> FileResult:
     )
     # As Python counts lines: not at form feeds, as str.splitlines() would.
     lines = _LINE_BREAKS.split(text)
-    findings: dict[tuple[int, str, frozenset[str]], Finding] = {}
+    findings: dict[tuple[int, str, frozenset[str]], LintFinding] = {}
     for check in CHECKS:
         for finding in check(module, flow):
             key = (finding.line, finding.code, finding.requires)
@@ -140,7 +140,7 @@ def _first_line(error: BaseException) -> str:
     return str(text).splitlines()[0] if text else type(error).__name__
 
 
-def _suppressed(lines: list[str], finding: Finding) -> bool:
+def _suppressed(lines: list[str], finding: LintFinding) -> bool:
     if not 0 < finding.line <= len(lines):
         return False
     match = _NOQA.search(lines[finding.line - 1])
@@ -172,7 +172,7 @@ def check_paths(files: Sequence[str], jobs: int = 0) -> Run:
     else:
         results = [check_file(path) for path in files]
     provided = settle(fact for result in results for fact in result.facts)
-    findings: dict[tuple[str, int, str], Finding] = {}
+    findings: dict[tuple[str, int, str], LintFinding] = {}
     for result in results:
         for finding in result.findings:
             if finding.unless & provided or not finding.requires <= provided:

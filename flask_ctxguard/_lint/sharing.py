@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.names import last_name
 from flask_ctxguard._lint.roles import is_context_maker
 from flask_ctxguard._lint.scope import Function, Module
@@ -34,7 +34,7 @@ _REQUESTS = frozenset(
 _CLIENT_NAMES = frozenset({"client", "test_client"})
 
 
-def check_sharing(module: Module) -> Iterator[Finding]:
+def check_sharing(module: Module) -> Iterator[LintFinding]:
     """Test-client requests sharing a ``with app.app_context():`` block."""
     scopes: list[ast.AST] = [module.tree, *(f.node for f in module.functions)]
     for scope in scopes:
@@ -62,7 +62,7 @@ def test_requests(module: Module, function: Function) -> list[str]:
     return [] if lines == ["yield"] else lines
 
 
-def _shared(module: Module, scope: ast.AST) -> Iterator[Finding]:
+def _shared(module: Module, scope: ast.AST) -> Iterator[LintFinding]:
     nodes = module.body_of(scope)
     clients = client_names(nodes)
     for node in nodes:
@@ -85,7 +85,7 @@ def _shared(module: Module, scope: ast.AST) -> Iterator[Finding]:
             what = "the test client this fixture yields makes its requests"
         else:
             what = "test-client requests (line " + ", ".join(lines) + ") run"
-        yield Finding(
+        yield LintFinding(
             "CG206",
             node.lineno,
             node.col_offset + 1,

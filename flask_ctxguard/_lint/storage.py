@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.flow import Flow, globals_declared, local_names
 from flask_ctxguard._lint.scope import Function, Module
 
@@ -142,7 +142,7 @@ def _stored_value(
     return found
 
 
-def check_stored(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_stored(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG201: request-bound objects stored where they outlive the request."""
     for function in module.functions:
         lifetimes: _Lifetimes | None = None
@@ -237,9 +237,9 @@ def _plain_chain(node: ast.AST) -> bool:
     return isinstance(node, ast.Name)
 
 
-def _stored(node: ast.AST, found: str, where: str) -> Finding:
+def _stored(node: ast.AST, found: str, where: str) -> LintFinding:
     assert isinstance(node, (ast.stmt, ast.expr))
-    return Finding(
+    return LintFinding(
         "CG201",
         node.lineno,
         node.col_offset + 1,

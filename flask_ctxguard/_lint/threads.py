@@ -16,7 +16,7 @@ import ast
 import dataclasses
 from collections.abc import Iterator
 
-from flask_ctxguard._lint.catalog import Finding
+from flask_ctxguard._lint.catalog import LintFinding
 from flask_ctxguard._lint.flow import Flow, reads_proxy
 from flask_ctxguard._lint.scope import Function, Module
 from flask_ctxguard._lint.starts import (
@@ -40,7 +40,7 @@ _COPIERS = frozenset(
 )
 
 
-def check_threads(module: Module, flow: Flow) -> Iterator[Finding]:
+def check_threads(module: Module, flow: Flow) -> Iterator[LintFinding]:
     """CG202 over every request function of *module*."""
     for function in module.request_functions():
         loose = unawaited_calls(function)
@@ -103,7 +103,7 @@ def handoff_facts(module: Module, flow: Flow) -> set[str]:
 
 def _handed_to_other_modules(
     module: Module, flow: Flow, function: Function
-) -> Iterator[Finding]:
+) -> Iterator[LintFinding]:
     """Calls of another module's function that takes the work outside."""
     for node in function.body:
         if not (
@@ -119,7 +119,7 @@ def _handed_to_other_modules(
         for key, argument in given:
             found = flow.describe(argument, function)
             if found is not None:
-                yield Finding(
+                yield LintFinding(
                     "CG202",
                     node.lineno,
                     node.col_offset + 1,
@@ -129,7 +129,7 @@ def _handed_to_other_modules(
                     " with 'flask.copy_current_request_context'",
                     requires=frozenset({f"hands-off:{name}:{key}"}),
                 )
-        yield Finding(
+        yield LintFinding(
             "CG202",
             node.lineno,
             node.col_offset + 1,
@@ -164,7 +164,7 @@ def _target(
 
 def _judge(
     module: Module, flow: Flow, function: Function, start: Start
-) -> Finding | None:
+) -> LintFinding | None:
     target = _target(module, function, start)
     if target is None:
         return None
@@ -177,7 +177,7 @@ def _judge(
         if origin is not None:
             # The bug is where the request's object is handed on.
             _, call = origin
-            return Finding(
+            return LintFinding(
                 "CG202",
                 call.lineno,
                 call.col_offset + 1,
@@ -199,7 +199,7 @@ def _judge(
         else "a lambda"
     )
     if start.how == "a streamed response":
-        return Finding(
+        return LintFinding(
             "CG202",
             start.node.lineno,
             start.node.col_offset + 1,
@@ -208,7 +208,7 @@ def _judge(
             " with 'flask.stream_with_context', or read the values before"
             " streaming",
         )
-    return Finding(
+    return LintFinding(
         "CG202",
         start.node.lineno,
         start.node.col_offset + 1,

@@ -18,15 +18,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-__all__ = ["Finding", "RunResults", "tests_named", "write_summary"]
+__all__ = ["RunResults", "SummaryEntry", "tests_named", "write_summary"]
 
 #: How many tests a finding names before "and N more".
 MAX_TESTS_NAMED = 5
 
 
 @dataclasses.dataclass(slots=True)
-class Finding:
-    """One finding of the run: its line, full report and tests."""
+class SummaryEntry:
+    """
+    One finding's entry in the run's closing section: its line, its full
+    report and the tests it occurred in (findings themselves are
+    `flask_ctxguard._logs.findings.Finding`).
+    """
 
     line: str
     report: str
@@ -37,7 +41,7 @@ class Finding:
 class RunResults:
     """What the run's reports carried, from every process."""
 
-    findings: dict[str, Finding] = dataclasses.field(default_factory=dict)
+    findings: dict[str, SummaryEntry] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
     #: Whether any process guarded an app.
     guarded: bool = False
@@ -47,7 +51,7 @@ class RunResults:
         for key, line, report in payload:
             finding = self.findings.get(key)
             if finding is None:
-                self.findings[key] = Finding(line, report, [nodeid])
+                self.findings[key] = SummaryEntry(line, report, [nodeid])
             elif nodeid not in finding.tests:
                 finding.tests.append(nodeid)
 
