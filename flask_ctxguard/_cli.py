@@ -19,12 +19,20 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from typing import IO, NoReturn, TextIO
+from typing import IO, TextIO
 
 from flask_ctxguard import _lint
+from flask_ctxguard._core.commands import (
+    EXIT_CLEAN,
+    EXIT_FOUND,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    installed_version,
+)
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
+from flask_ctxguard._core.escape import escape
 from flask_ctxguard._core.violation import RULES, Rule
-from flask_ctxguard._logs.event_report import printable
 from flask_ctxguard._logs.events import UnreadableEventError
 from flask_ctxguard._logs.findings import Findings
 from flask_ctxguard._logs.html import write_html
@@ -33,24 +41,9 @@ from flask_ctxguard._terminal import render_rule
 
 __all__ = ["main", "rule_page"]
 
-EXIT_CLEAN = 0
-EXIT_FOUND = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A mistake on the command line or an unreadable input."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, like every other error of the command.
-        msg = f"{message}; see '{self.prog} --help'"
-        raise UsageError(msg)
-
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description=(
             "Catch request-context contamination in Flask: tools for"
@@ -58,10 +51,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {_version()}"
+        "--version",
+        action="version",
+        version=f"%(prog)s {installed_version() or '(not installed)'}",
     )
     commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser
+        dest="command", metavar="COMMAND", parser_class=Parser
     )
     report = commands.add_parser(
         "report",
@@ -154,13 +149,6 @@ def _prog_name() -> str:
     return name
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("flask-ctxguard")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return "(not installed)"
-
-
 def _safe_stream(stream: TextIO) -> TextIO:
     # A terminal that cannot show a character of a logged path gets an
     # escape, not a UnicodeEncodeError.
@@ -243,8 +231,8 @@ def _opened(name: str) -> Iterator[IO[bytes]]:
 def _unparsable(name: str, error: UnreadableEventError) -> str:
     shown = "standard input" if name == "-" else name
     return (
-        f"{printable(shown)}:{error.line}: cannot read this contamination"
-        f" event: {printable(error.reason)}; a report without it would be"
+        f"{escape(shown)}:{error.line}: cannot read this contamination"
+        f" event: {escape(error.reason)}; a report without it would be"
         " wrong (see the formats read in 'report --help')"
     )
 
@@ -252,7 +240,7 @@ def _unparsable(name: str, error: UnreadableEventError) -> str:
 def _unreadable(name: str, error: BaseException, verb: str = "read") -> str:
     shown = "standard input" if name == "-" else repr(name)
     reason = getattr(error, "strerror", None) or str(error) or f"{verb} error"
-    return f"cannot {verb} {printable(shown)}: {printable(reason)}"
+    return f"cannot {verb} {escape(shown)}: {escape(reason)}"
 
 
 # -- explain ------------------------------------------------------------------
@@ -292,7 +280,7 @@ def _code_of(rule: str) -> str:
         if wanted.upper() == code or wanted.lower() == kind:
             return code
     known_codes = ", ".join(sorted(rules))
-    msg = f"unknown rule {printable(wanted)!r}; the rules are {known_codes}"
+    msg = f"unknown rule {escape(wanted)!r}; the rules are {known_codes}"
     raise UsageError(msg)
 
 

@@ -462,13 +462,3 @@ class TestMessages:
         assert "CTXGUARD_STACKS must be True or False; got 'yes'." == str(
             excinfo.value
         )
-
-
-class TestCodes:
-    def test_the_configuration_knows_every_rules_code(self):
-        """The codes CTXGUARD_IGNORE accepts are exactly the rules'
-        codes, with their slugs."""
-        from flask_ctxguard._core.codes import CODES
-        from flask_ctxguard._core.violation import RULES
-
-        assert {code: rule.kind for code, rule in RULES.items()} == CODES

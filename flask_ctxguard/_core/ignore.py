@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from flask_ctxguard._core.codes import CODES
+from flask_ctxguard._core.violation import RULES
 from flask_ctxguard.exceptions import ConfigurationError
 
 __all__ = ["read_ignore"]
@@ -50,8 +50,8 @@ def read_ignore(raw: object) -> frozenset[str]:
             )
             raise ConfigurationError(msg)
         if _CODE_RE.match(item):
-            if item.upper() not in CODES:
-                known = ", ".join(sorted(CODES))
+            if item.upper() not in RULES:
+                known = ", ".join(sorted(RULES))
                 msg = (
                     f"CTXGUARD_IGNORE names the unknown code {item!r}; the"
                     f" codes are {known}."

@@ -23,18 +23,8 @@ __all__ = [
     "RULES",
     "Rule",
     "Violation",
-    "escape_controls",
     "new_violation",
 ]
-
-
-def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    """
-    *text* with every control character escaped (see `escape`): it reads
-    as one line and cannot drive a terminal; *keep_newlines* keeps line
-    feeds.
-    """
-    return escape(text, keep_newlines=keep_newlines)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,13 +194,13 @@ class Violation:
         ):
             text = getattr(self, name)
             if isinstance(text, str):
-                safe = escape_controls(text)
+                safe = escape(text)
                 if safe is not text:
                     object.__setattr__(self, name, safe)
         for name in ("origin_stack", "access_stack"):
             text = getattr(self, name)
             if isinstance(text, str):
-                safe = escape_controls(text, keep_newlines=True)
+                safe = escape(text, keep_newlines=True)
                 if safe is not text:
                     object.__setattr__(self, name, safe)
 

@@ -15,8 +15,16 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
+from flask_ctxguard._core.commands import (
+    EXIT_CLEAN,
+    EXIT_FOUND,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    installed_version,
+)
 from flask_ctxguard._lint.catalog import LINT_RULES, LintFinding, LintRule
 from flask_ctxguard._lint.config import (
     ConfigError,
@@ -29,23 +37,9 @@ from flask_ctxguard._lint.runner import check_paths, check_source
 
 __all__ = ["LINT_RULES", "LintFinding", "LintRule", "check_source", "main"]
 
-EXIT_CLEAN = 0
-EXIT_FOUND = 1
-EXIT_USAGE = 2
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        msg = f"{message}; see '{self.prog} --help'"
-        raise _UsageError(msg)
-
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description=(
             "Check Python source for the shapes of request-context"
@@ -114,7 +108,7 @@ def main(argv: Sequence[str], prog: str = "flask_ctxguard lint") -> int:
     try:
         args = _parser(prog).parse_args(list(argv))
         return _lint(args)
-    except _UsageError as error:
+    except UsageError as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return EXIT_USAGE
 
@@ -124,7 +118,7 @@ def _lint(args: argparse.Namespace) -> int:
     try:
         config = load_config(find_pyproject(Path(paths[0])))
     except ConfigError as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     select = _codes(args.select, "--select") or _codes(
         list(config.select), f"'select' in {config.source}"
     )
@@ -133,7 +127,7 @@ def _lint(args: argparse.Namespace) -> int:
     )
     if args.jobs < 0:
         msg = f"--jobs must be 0 or more; got {args.jobs}"
-        raise _UsageError(msg)
+        raise UsageError(msg)
     try:
         files = list(
             python_files(
@@ -144,7 +138,7 @@ def _lint(args: argparse.Namespace) -> int:
         )
     except FileNotFoundError as error:
         msg = f"no such file or directory: {error.args[0]!r}"
-        raise _UsageError(msg) from None
+        raise UsageError(msg) from None
     run = check_paths(files, args.jobs)
     findings = sorted(
         (f for f in run.findings if _wanted(f.code, select, ignore)),
@@ -160,7 +154,7 @@ def _lint(args: argparse.Namespace) -> int:
                 args.format,
                 files=run.files,
                 errors=run.errors,
-                version=_version(),
+                version=installed_version() or "",
             )
             out.flush()
     except BrokenPipeError:
@@ -189,7 +183,7 @@ def _codes(values: Sequence[str], where: str) -> list[str]:
                 f"{where}: unknown code {code!r}; the codes are "
                 + ", ".join(sorted(LINT_RULES))
             )
-            raise _UsageError(msg)
+            raise UsageError(msg)
     return codes
 
 
@@ -208,15 +202,6 @@ def _opened(path: str | None) -> Iterator[TextIO]:
         stream = open(path, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as error:
         msg = f"cannot write {path!r}: {error.strerror or error}"
-        raise _UsageError(msg) from None
+        raise UsageError(msg) from None
     with stream:
         yield stream
-
-
-def _version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("flask-ctxguard")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return ""

@@ -3,8 +3,9 @@ One logged ``contamination`` event, read back: its `Violation` and report.
 
 `violation_from_event` rebuilds the `Violation` an event was logged from;
 `report_text` renders it as ``str(violation)`` does, with the logged text
-escaped (`printable`); `endpoint_of` names a side of an event (a request's
-endpoint, ``(no route)``, ``(no request)``) and `iso` writes a time.
+escaped (`flask_ctxguard._core.escape.escape`); `endpoint_of` names a side
+of an event (a request's endpoint, ``(no route)``, ``(no request)``) and
+`iso` writes a time.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ __all__ = [
     "endpoint_of",
     "event_of",
     "iso",
-    "printable",
     "report_text",
     "violation_from_event",
 ]
@@ -34,14 +34,6 @@ __all__ = [
 NO_ROUTE = "(no route)"
 #: How a finding names an access from outside any request.
 NO_REQUEST = "(no request)"
-
-
-def printable(text: str) -> str:
-    r"""
-    *text* with every control or text-reordering character escaped, as
-    `flask_ctxguard._core.escape.escape` does (``\n`` as ``\\n``).
-    """
-    return escape(text)
 
 
 def _text(value: object) -> str | None:
@@ -157,7 +149,7 @@ def report_text(event: dict[str, Any]) -> str:
         lines.append(f"  fix: {violation.hint}")
     docs = _text(event.get("docs"))
     if docs:
-        lines.append(f"  docs: {printable(docs)}")
+        lines.append(f"  docs: {escape(docs)}")
     return "\n".join(lines)
 
 
@@ -167,10 +159,10 @@ def _printable_event(event: dict[str, Any]) -> dict[str, Any]:
         if key in ("origin_stack", "access_stack") and isinstance(value, str):
             safe[key] = escape(value, keep_newlines=True)
         elif isinstance(value, str):
-            safe[key] = printable(value)
+            safe[key] = escape(value)
         elif isinstance(value, dict):
             safe[key] = {
-                name: printable(item) if isinstance(item, str) else item
+                name: escape(item) if isinstance(item, str) else item
                 for name, item in value.items()
             }
         else:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask_ctxguard._logs.event_report import printable
+from flask_ctxguard._core.escape import escape
 from flask_ctxguard._logs.findings import Finding
 
 __all__ = ["MAX_DRAWN_OCCURRENCES", "esc", "timeline_svg"]
@@ -54,7 +54,7 @@ def esc(value: object) -> str:
     surrogates too (they cannot be written as UTF-8), then ``& < > " '`` are
     escaped.
     """
-    text = printable(str(value))
+    text = escape(str(value))
     text = _SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return html.escape(text, quote=True)
 

@@ -5,7 +5,7 @@ The ``report`` command's text output: a table of findings, then each one.
 100 columns wide, with each finding's origin and access sites under its
 row, then each finding in full (where and when it happened, the requests,
 threads and sites it reached, and the report of its first occurrence).
-Every logged text is escaped (`printable`).
+Every logged text is escaped (`flask_ctxguard._core.escape.escape`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TextIO
 
-from flask_ctxguard._logs.event_report import iso, printable
+from flask_ctxguard._core.escape import escape
+from flask_ctxguard._logs.event_report import iso
 from flask_ctxguard._logs.findings import MAX_OCCURRENCES, Finding, Findings
 
 __all__ = ["WIDTH", "format_findings", "write_text"]
@@ -82,10 +83,10 @@ def table(ordered: list[Finding]) -> Iterator[str]:
         yield (
             f"{number:>{number_width}}  {finding.count:>{count_width}}"
             f"  {finding.events:>{events_width}}"
-            f"  {printable(finding.code)[:5]:<5}  "
-            + _clip_end(printable(finding.subject), subject_width)
+            f"  {escape(finding.code)[:5]:<5}  "
+            + _clip_end(escape(finding.subject), subject_width)
         )
-        origin = printable(finding.origin_site or "-")
+        origin = escape(finding.origin_site or "-")
         yield f"{indent}origin: {_clip_start(origin, site_width)}"
         access = _access_sites(finding)
         yield f"{indent}access: {_clip_start(access, site_width)}"
@@ -94,10 +95,10 @@ def table(ordered: list[Finding]) -> Iterator[str]:
 def _access_sites(finding: Finding) -> str:
     sites = finding.access_sites
     if not sites:
-        return printable(finding.access_site or "-")
+        return escape(finding.access_site or "-")
     first = max(sites, key=lambda s: (sites[s], s == finding.access_site))
     more = len(sites) - 1
-    shown = printable(first)
+    shown = escape(first)
     return f"{shown} (+{more} more)" if more else shown
 
 
@@ -109,8 +110,8 @@ def details(number: int, finding: Finding) -> Iterator[str]:
         else "access site (no origin site was logged)"
     )
     yield (
-        f"[{number}] {printable(finding.code)} {printable(finding.kind)}"
-        f" on '{printable(finding.subject)}':"
+        f"[{number}] {escape(finding.code)} {escape(finding.kind)}"
+        f" on '{escape(finding.subject)}':"
         f" {_plural(finding.count, 'time')} in"
         f" {_plural(finding.events, 'event')}"
     )
@@ -126,7 +127,7 @@ def details(number: int, finding: Finding) -> Iterator[str]:
     yield f"    threads: {_counted(finding.threads)}"
     yield f"    access sites: {_counted(finding.access_sites)}"
     if finding.locations:
-        where = ", ".join(printable(s) for s in finding.locations[:3])
+        where = ", ".join(escape(s) for s in finding.locations[:3])
         if finding.events > 3:
             where += f" ... ({_plural(finding.events, 'event')} in all)"
         yield f"    read at: {where}"
@@ -162,13 +163,13 @@ def _requests(finding: Finding) -> str:
     shown = []
     for name, entry in entries[:_LISTED]:
         methods = "/".join(sorted(entry.methods))
-        text = f"{printable(name)}"
+        text = f"{escape(name)}"
         if methods:
-            text += f" ({printable(methods)})"
+            text += f" ({escape(methods)})"
         text += f" x{entry.events}"
         paths = sorted(entry.paths, key=lambda p: (-entry.paths[p], p))
         if paths and (len(paths) > 1 or name.startswith("(")):
-            text += ": " + ", ".join(printable(p) for p in paths[:3])
+            text += ": " + ", ".join(escape(p) for p in paths[:3])
             if len(paths) > 3:
                 text += ", ..."
         shown.append(text)
@@ -179,14 +180,14 @@ def _requests(finding: Finding) -> str:
 
 def _counted(counts: dict[str, int]) -> str:
     ranked = sorted(counts, key=lambda i: (-counts[i], i))
-    shown = [f"{printable(i)} x{counts[i]}" for i in ranked[:_LISTED]]
+    shown = [f"{escape(i)} x{counts[i]}" for i in ranked[:_LISTED]]
     if len(ranked) > _LISTED:
         shown.append(f"... and {len(ranked) - _LISTED} more")
     return ", ".join(shown) or "-"
 
 
 def _names(names: set[str]) -> str:
-    return ", ".join(printable(name) for name in sorted(names)) or "-"
+    return ", ".join(escape(name) for name in sorted(names)) or "-"
 
 
 def _plural(number: int, noun: str) -> str:

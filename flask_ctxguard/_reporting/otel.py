@@ -13,12 +13,12 @@ request) are counted, not added again.
 from __future__ import annotations
 
 import collections
-import importlib.metadata
 import threading
 from typing import Any
 
 from opentelemetry import metrics, trace
 
+from flask_ctxguard._core.commands import installed_version
 from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._reporting.grouping import FindingKey, violation_key
 
@@ -53,7 +53,7 @@ def _get_counter() -> Any:
     provider = metrics.get_meter_provider()
     with _lock:
         if _counter is None or provider is not _provider:
-            meter = provider.get_meter(METER, _version())
+            meter = provider.get_meter(METER, installed_version() or "")
             _provider = provider
             _counter = meter.create_counter(
                 COUNTER,
@@ -64,13 +64,6 @@ def _get_counter() -> Any:
                 ),
             )
         return _counter
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("flask-ctxguard")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return ""
 
 
 def record(violation: Violation) -> None:
