@@ -27,7 +27,12 @@ from flask_ctxguard._hammer.hammer import (
     RequestSpec,
     hammer,
 )
-from flask_ctxguard._reporting import capture as _capture
+from flask_ctxguard._reporting.capture import (
+    capture_violations,
+    failure_text,
+    format_violations,
+    group_violations,
+)
 
 __all__ = [
     "Crossover",
@@ -43,57 +48,10 @@ __all__ = [
 ]
 
 
-def capture_violations() -> contextlib.AbstractContextManager[list[Violation]]:
-    """
-    Collect every violation any guarded app reports inside the block.
-
-    Yields the list the violations are appended to, oldest first; it is
-    filled from any thread.
-
-    .. versionadded:: 0.1.0
-    """
-    return _capture.capture_violations()
-
-
-def group_violations(
-    violations: Iterable[Violation],
-) -> list[list[Violation]]:
-    """
-    *violations* grouped into findings, in the order of their first
-    violation.
-
-    A finding is a root cause: one code, one subject, and the site that
-    made the contamination possible (the line that set or kept the value,
-    else the access site). The accesses of one crossing, and the
-    crossings of one bug hit by many requests, are one finding.
-
-    .. versionadded:: 0.1.0
-    .. versionchanged:: 0.1.0
-       Grouped by root cause, as ``report`` groups.
-    """
-    return _capture.group_violations(violations)
-
-
-def format_violations(violations: Iterable[Violation]) -> str:
-    """
-    The full reports of *violations*, one per finding, separated by blank
-    lines.
-
-    Violations of one crossing (the same subject, from the same request to
-    the same request or thread) are one finding, shown once with the
-    count: Flask-Login's ``'_login_user' in g`` and ``g._login_user`` in
-    one request, or a ContextVar held by several requests.
-
-    .. versionchanged:: 0.1.0
-       Grouped by crossing rather than by code, subject and sites.
-    """
-    return _capture.format_violations(violations)
-
-
 def _fail_if_any(violations: Sequence[Violation]) -> None:
     __tracebackhide__ = True
     if violations:
-        raise AssertionError(_capture.failure_text(violations))
+        raise AssertionError(failure_text(violations))
 
 
 @contextlib.contextmanager

@@ -41,6 +41,8 @@ def capture_violations() -> Iterator[list[Violation]]:
 
     Yields the list the violations are appended to, oldest first; it is
     filled from any thread.
+
+    .. versionadded:: 0.1.0
     """
     found: list[Violation] = []
     lock = threading.Lock()
@@ -83,10 +85,17 @@ def group_violations(
 ) -> list[list[Violation]]:
     """
     *violations* grouped into findings, in the order of their first
-    violation: one group per app and root cause (`grouping.finding_key`:
-    the code, the subject and the site that made the contamination
-    possible). The accesses of one crossing, and the crossings of one bug
-    hit by many requests, are one finding.
+    violation.
+
+    A finding is a root cause: one app, code and subject, and the site
+    that made the contamination possible (`grouping.finding_key`: the line
+    that set or kept the value, else the access site). The accesses of
+    one crossing, and the crossings of one bug hit by many requests, are
+    one finding.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       Grouped by root cause, as ``report`` groups.
     """
     findings: dict[tuple[object, ...], list[Violation]] = {}
     for violation in violations:
@@ -139,8 +148,12 @@ def finding_line(group: Sequence[Violation]) -> str:
 
 def format_violations(violations: Iterable[Violation]) -> str:
     """
-    The full reports of *violations*, one per finding, separated by blank
-    lines (see `group_violations`).
+    The full reports of *violations*, one per finding (see
+    `group_violations`), each with its counts, separated by blank lines.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.1.0
+       Grouped by root cause, as ``report`` groups.
     """
     return "\n\n".join(
         finding_report(group) for group in group_violations(violations)
