@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from flask_ctxguard._pytest.crash import shorten_crash
+
 if TYPE_CHECKING:  # the run state imports Flask: only when enabled
     from flask_ctxguard._pytest.run import CtxGuardFixture, PluginRun, TestRun
     from flask_ctxguard._pytest.summary import RunResults
@@ -311,6 +313,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     outcome = yield
+    shorten_crash(outcome.get_result(), call.excinfo)
     run = item.stash.get(_TEST, None)
     state = item.config.stash[_OPTIONS].state
     if run is not None and state is not None:

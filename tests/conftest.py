@@ -166,10 +166,18 @@ def _client(app, guard):
 
 
 @pytest.fixture(name="ourtester")
-def _ourtester(pytester):
-    """A pytester with the classic ini and the inner app module 'shop'."""
+def _ourtester(pytester, monkeypatch):
+    """
+    A pytester with the classic ini and the inner app module 'shop'.
+
+    The inner run is not on CI, wherever the suite runs: pytest prints a
+    failure's whole message in its short summary on CI and cuts it to the
+    terminal elsewhere. The tests of that difference set ``CI`` themselves.
+    """
     from tests.pytester_helpers import APP, write_ini
 
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
     write_ini(pytester)
     pytester.makepyfile(shop=APP)
     return pytester

@@ -147,6 +147,104 @@ class TestOutputOnce:
         )
 
 
+#: A test that asserts its app is clean after a leak.
+ASSERT_CLEAN = """
+    from shop import create_app, leak_g
+
+
+    def test_assert_clean(ctxguard):
+        leak_g(create_app())
+        ctxguard.assert_clean()
+"""
+
+#: An app in raise mode, its own guard, no plugin option.
+RAISE_MODE = """
+    from flask_ctxguard import CtxGuard
+    from shop import create_app, leak_g
+
+
+    def test_raise_mode():
+        app = create_app()
+        app.config.update(TESTING=True, CTXGUARD_MODE="raise")
+        CtxGuard(app)
+        leak_g(app)
+"""
+
+#: The short summary line of a test failed by the leak of shop.py.
+SHORT_LINE = (
+    "FAILED test_*.py::test_* - 1 request-context contamination finding:"
+    " CG101 g-leak: g.user from GET /set/alice into GET /get"
+)
+
+
+class TestShortSummary:
+    """
+    pytest's short test summary gives each failure one line, also on CI,
+    where pytest prints a failure's whole message: the full reports are
+    shown once, in the failures.
+    """
+
+    @needs_shared_g
+    @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["", "xdist"])
+    @pytest.mark.parametrize("ci", ["", "true"], ids=["local", "ci"])
+    def test_strict_failure_is_one_line(
+        self, ourtester, monkeypatch, ci, workers
+    ):
+        """Three tests failed by strict mode: three full reports, three
+        one-line entries in the short summary, with or without xdist."""
+        if ci:
+            monkeypatch.setenv("CI", ci)
+        ourtester.makepyfile(test_three=THREE_TESTS)
+
+        result = run(ourtester, "--ctxguard", "-rf", *workers)
+
+        result.assert_outcomes(failed=3)
+        assert 3 == result.stdout.str().count("CG101 g-leak: 'g.user'")
+        assert 3 == result.stdout.str().count("  read at: shop.py:20 in get")
+        # Off CI pytest cuts the line to the terminal's width.
+        line = SHORT_LINE if ci else f"{SHORT_LINE[:60]}*"
+        result.stdout.fnmatch_lines([line] * 3, consecutive=True)
+
+    @needs_shared_g
+    def test_assert_clean_is_one_line_on_ci(self, ourtester, monkeypatch):
+        """The fixture's assert_clean() fails with the full report once
+        and one line in the short summary."""
+        monkeypatch.setenv("CI", "true")
+        ourtester.makepyfile(test_clean=ASSERT_CLEAN)
+
+        result = run(ourtester, "-rf")
+
+        result.assert_outcomes(failed=1)
+        assert 1 == result.stdout.str().count("CG101 g-leak: 'g.user'")
+        result.stdout.fnmatch_lines(
+            ["1 request-context contamination finding:", "", "CG101 *"]
+        )
+        result.stdout.fnmatch_lines([SHORT_LINE])
+
+    @needs_shared_g
+    def test_contamination_error_keeps_its_first_line_on_ci(
+        self, ourtester, monkeypatch
+    ):
+        """A ContaminationError in raise mode: its traceback shows the full
+        report, the short summary its first line only."""
+        monkeypatch.setenv("CI", "true")
+        ourtester.makepyfile(test_raise=RAISE_MODE)
+
+        result = run(ourtester, "-rf")
+
+        result.assert_outcomes(failed=1)
+        assert 1 == result.stdout.str().count("  value: str")
+        result.stdout.fnmatch_lines(
+            [
+                "FAILED test_raise.py::test_raise_mode"
+                " - flask_ctxguard.exceptions.ContaminationError: CG101"
+                " g-leak: 'g.user' was read during GET /get *",
+                "*= 1 failed in *",
+            ],
+            consecutive=True,
+        )
+
+
 class TestFixtureAskedLate:
     @needs_shared_g
     def test_getfixturevalue_guards_from_then_on(self, ourtester):

@@ -6,7 +6,9 @@ Each report of a guarded test carries its findings as plain strings
 the run's closing summary. In strict mode a test during which
 contamination happened fails with its findings, once, where it failed: a
 test that passed or skipped itself fails; one that failed anyway keeps
-its error and gets a ``ctxguard`` section.
+its error and gets a ``ctxguard`` section. A failure the guard makes is
+`ContaminationFailure`'s, as if the test had raised it: its full text
+above, one line in pytest's short test summary.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from collections.abc import Sequence
 import pytest
 
 from flask_ctxguard._core.violation import Violation
+from flask_ctxguard._pytest.crash import ContaminationFailure, shorten_crash
 from flask_ctxguard._reporting.capture import (
     failure_text,
     finding_key,
     finding_line,
     finding_report,
     group_violations,
+    summary_line,
 )
 
-__all__ = ["apply_strict", "findings_payload"]
+__all__ = ["apply_strict", "failure", "findings_payload"]
 
 
 def findings_payload(found: Sequence[Violation]) -> list[list[str]]:
@@ -48,16 +52,34 @@ def apply_strict(
         # skipped because of it (a leaked login that looks like another
         # test's): it fails, with its findings and its skip reason.
         reason = _skip_reason(report)
-        report.outcome = "failed"
-        report.longrepr = (
+        _fail(
+            report,
             f"{text}\n\nThe test skipped itself after this contamination"
-            f" ({reason}); it fails, since the skip may come from it."
+            f" ({reason}); it fails, since the skip may come from it.",
+            found,
         )
     elif report.passed:
-        report.outcome = "failed"
-        report.longrepr = text
+        _fail(report, text, found)
     else:
         report.sections.append(("ctxguard", text))
+
+
+def failure(found: Sequence[Violation]) -> ContaminationFailure:
+    """What a test fails with when it saw *found*."""
+    return ContaminationFailure(failure_text(found), summary_line(found))
+
+
+def _fail(
+    report: pytest.TestReport, text: str, found: Sequence[Violation]
+) -> None:
+    error = ContaminationFailure(text, summary_line(found))
+    try:
+        raise error
+    except ContaminationFailure:
+        excinfo = pytest.ExceptionInfo.from_current()
+    report.outcome = "failed"
+    report.longrepr = excinfo.getrepr(style="value", tbfilter=False)
+    shorten_crash(report, excinfo)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -26,8 +26,12 @@ from flask_ctxguard._core.override import RunOverride, overriding
 from flask_ctxguard._core.violation import RULES, Violation
 from flask_ctxguard._pytest import harness as _harness
 from flask_ctxguard._pytest.contexts import HarnessContexts, fixture_label
-from flask_ctxguard._pytest.outcome import apply_strict, findings_payload
-from flask_ctxguard._reporting.capture import capture_violations, failure_text
+from flask_ctxguard._pytest.outcome import (
+    apply_strict,
+    failure,
+    findings_payload,
+)
+from flask_ctxguard._reporting.capture import capture_violations
 from flask_ctxguard.exceptions import ContaminationError
 
 __all__ = ["CtxGuardFixture", "PluginRun", "TestRun"]
@@ -343,4 +347,4 @@ class CtxGuardFixture:
         if violations:
             # Shown once, here: not again in a ctxguard section.
             self._run.shown.update(id(v) for v in violations)
-            pytest.fail(failure_text(violations), pytrace=False)
+            raise failure(violations)

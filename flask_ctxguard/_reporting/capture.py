@@ -7,7 +7,8 @@ Violations collected by a test harness, and the texts a test shows.
 - `group_violations` turns them into findings: the accesses of one
   crossing, and crossings of one bug, are one finding.
 - `finding_report` and `finding_line` are a finding's full report and its
-  one line; `failure_text` is what a failing test shows.
+  one line; `failure_text` is what a failing test shows, `summary_line`
+  its one line in pytest's short test summary.
 - `finding_key` is what makes findings of several tests one finding in a
   run's closing summary.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "finding_report",
     "format_violations",
     "group_violations",
+    "summary_line",
 ]
 
 
@@ -169,4 +171,18 @@ def failure_text(violations: Sequence[Violation]) -> str:
     return (
         f"{count} request-context contamination {noun}:\n\n"
         f"{format_violations(violations)}"
+    )
+
+
+def summary_line(violations: Sequence[Violation]) -> str:
+    """
+    `failure_text` in one line: the count and the first finding's line.
+    """
+    groups = group_violations(violations)
+    count = len(groups)
+    noun = "finding" if count == 1 else "findings"
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return (
+        f"{count} request-context contamination {noun}:"
+        f" {finding_line(groups[0])}{more}"
     )
