@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from flask_ctxguard._pytest.crash import shorten_crash
 
 if TYPE_CHECKING:  # the run state imports Flask: only when enabled
     from flask_ctxguard._pytest.run import CtxGuardFixture, PluginRun, TestRun
@@ -313,7 +312,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     outcome = yield
-    shorten_crash(outcome.get_result(), call.excinfo)
+    if call.excinfo is not None and "flask_ctxguard.exceptions" in sys.modules:
+        # Only then can the failure be ours: nothing to import before.
+        from flask_ctxguard._pytest.crash import shorten_crash
+
+        shorten_crash(outcome.get_result(), call.excinfo)
     run = item.stash.get(_TEST, None)
     state = item.config.stash[_OPTIONS].state
     if run is not None and state is not None:
@@ -324,10 +327,7 @@ def pytest_runtest_makereport(
 
 
 class _Collector:
-    """
-    Gathers what each test report carries (findings, apps that could not
-    be guarded), in this process or, under pytest-xdist, from every worker.
-    """
+    """Gathers what test reports carry, also from pytest-xdist's workers."""
 
     def __init__(self, options: _Options) -> None:
         self.options = options

@@ -11,8 +11,9 @@ its first line, and `shorten_crash` puts that line where the short summary
 reads it, the report's crash message, before the report leaves the
 process (pytest-xdist sends it on as it is).
 
-Imports nothing but pytest and the exceptions, since the plugin module,
-loaded in every pytest run, imports it.
+Imports nothing but pytest and the exceptions: the plugin, loaded in
+every pytest run, imports it when a test failed while the package was in
+use.
 """
 
 from __future__ import annotations
