@@ -41,9 +41,12 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(msg)
 
 
-def installed_version() -> str | None:
-    """The installed version of flask-ctxguard, or `None` if it is not."""
+def installed_version(distribution: str = "flask-ctxguard") -> str | None:
+    """
+    The installed version of *distribution* (flask-ctxguard), read from its
+    metadata without importing it; `None` if it is not installed.
+    """
     try:
-        return importlib.metadata.version("flask-ctxguard")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from flask_ctxguard._core.commands import (
 from flask_ctxguard._lint.catalog import LINT_RULES, LintFinding, LintRule
 from flask_ctxguard._lint.config import (
     ConfigError,
+    LintConfig,
     find_pyproject,
     load_config,
 )
@@ -83,6 +85,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="also skip paths matching this glob (repeatable)",
     )
     parser.add_argument(
+        "--flask-version",
+        default="",
+        metavar="X.Y",
+        help=(
+            "the Flask the checked code runs on (default: the installed"
+            " one); on 3.2 and later test-client requests never share a"
+            " pushed context's g, so CG206 leaves that shape out"
+        ),
+    )
+    parser.add_argument(
         "-o",
         "--output",
         metavar="FILE",
@@ -125,6 +137,7 @@ def _lint(args: argparse.Namespace) -> int:
     ignore = _codes(args.ignore, "--ignore") + _codes(
         list(config.ignore), f"'ignore' in {config.source}"
     )
+    shares_g = _shares_g(args.flask_version, config)
     if args.jobs < 0:
         msg = f"--jobs must be 0 or more; got {args.jobs}"
         raise UsageError(msg)
@@ -141,7 +154,11 @@ def _lint(args: argparse.Namespace) -> int:
         raise UsageError(msg) from None
     run = check_paths(files, args.jobs)
     findings = sorted(
-        (f for f in run.findings if _wanted(f.code, select, ignore)),
+        (
+            f
+            for f in run.findings
+            if _wanted(f.code, select, ignore) and (shares_g or not f.shared_g)
+        ),
         key=lambda f: (f.path, f.line, f.column, f.code),
     )
     for path, message in run.errors:
@@ -185,6 +202,31 @@ def _codes(values: Sequence[str], where: str) -> list[str]:
             )
             raise UsageError(msg)
     return codes
+
+
+def _shares_g(given: str, config: LintConfig) -> bool:
+    """
+    Whether test-client requests in one pushed app context share its ``g``
+    in the Flask the code runs on: the option's, the configuration's or the
+    installed one's version below 3.2, or no version known.
+    """
+    if given:
+        version, where = given, "--flask-version"
+    elif config.flask_version:
+        version = config.flask_version
+        where = f"'flask-version' in {config.source}"
+    else:
+        version, where = installed_version("flask") or "", ""
+    match = re.match(r"\s*(\d+)\.(\d+)", version)
+    if match is None:
+        if where:
+            msg = (
+                f"{where}: a Flask version looks like '3.1' or '3.2.0';"
+                f" got {version!r}"
+            )
+            raise UsageError(msg)
+        return True
+    return (int(match[1]), int(match[2])) < (3, 2)
 
 
 def _wanted(code: str, select: list[str], ignore: list[str]) -> bool:

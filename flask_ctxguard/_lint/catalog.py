@@ -83,7 +83,9 @@ class LintFinding:
     ``teardown_request``...) that make it sanctioned; *requires* names facts
     without which it is no finding (the name ``set()`` is called on is a
     ContextVar defined elsewhere). Both are settled once every file of the
-    run is read.
+    run is read. *shared_g* marks a shape that is a bug only where
+    test-client requests share the pushed context's ``g``: Flask 3.1 and
+    earlier.
     """
 
     code: str
@@ -93,6 +95,7 @@ class LintFinding:
     path: str = ""
     unless: frozenset[str] = frozenset()
     requires: frozenset[str] = frozenset()
+    shared_g: bool = False
 
     @property
     def rule(self) -> LintRule:

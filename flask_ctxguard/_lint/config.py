@@ -2,10 +2,12 @@
 The ``[tool.flask_ctxguard.lint]`` table of the nearest ``pyproject.toml``.
 
 Keys: ``select`` and ``ignore`` (lists of codes or code prefixes, like
-``"CG20"``), ``exclude`` (glob patterns of paths to skip) and
-``respect-gitignore`` (default true). Read with `tomllib` (Python 3.11+)
-or ``tomli`` when installed; on Python 3.10 without ``tomli`` a small
-reader takes the table's plain keys, strings, booleans and string lists.
+``"CG20"``), ``exclude`` (glob patterns of paths to skip),
+``respect-gitignore`` (default true) and ``flask-version`` (the Flask the
+project runs on, like ``"3.2"``; default: the installed one). Read with
+`tomllib` (Python 3.11+) or ``tomli`` when installed; on Python 3.10
+without ``tomli`` a small reader takes the table's plain keys, strings,
+booleans and string lists.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 __all__ = ["ConfigError", "LintConfig", "find_pyproject", "load_config"]
 
-_KEYS = frozenset({"select", "ignore", "exclude", "respect-gitignore"})
+_KEYS = frozenset(
+    {"select", "ignore", "exclude", "respect-gitignore", "flask-version"}
+)
 
 
 class ConfigError(Exception):
@@ -33,6 +37,8 @@ class LintConfig:
     ignore: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     respect_gitignore: bool = True
+    #: The Flask version the project runs on, as written, or "".
+    flask_version: str = ""
     #: Where the settings came from, or "".
     source: str = ""
 
@@ -76,11 +82,16 @@ def load_config(pyproject: Path | None) -> LintConfig:
     if not isinstance(gitignore, bool):
         msg = f"{pyproject}: 'respect-gitignore' must be true or false"
         raise ConfigError(msg)
+    flask_version = table.get("flask-version", "")
+    if not isinstance(flask_version, str):
+        msg = f"{pyproject}: 'flask-version' must be a string, like \"3.2\""
+        raise ConfigError(msg)
     return LintConfig(
         select=_strings(table, "select", pyproject),
         ignore=_strings(table, "ignore", pyproject),
         exclude=_strings(table, "exclude", pyproject),
         respect_gitignore=gitignore,
+        flask_version=flask_version,
         source=str(pyproject),
     )
 

@@ -141,7 +141,7 @@ def _unpopped(node: ast.Call, shape: str) -> LintFinding:
         "CG206",
         node.lineno,
         node.col_offset + 1,
-        f"{shape}: every later request and test in this thread runs inside"
-        " it and shares its 'g'; use 'with app.app_context():', or pop it"
-        " (in a fixture: 'yield', then pop)",
+        f"{shape}: every later test in this thread runs inside it, and on"
+        " Flask 3.1 and earlier every request shares its 'g'; use 'with"
+        " app.app_context():', or pop it (in a fixture: 'yield', then pop)",
     )

@@ -53,6 +53,7 @@ def check_fixtures(module: Module) -> Iterator[LintFinding]:
             " context, so on Flask 3.1 and earlier they share one 'g';"
             " push the context for the set-up only, and yield outside it",
             requires=requires,
+            shared_g=True,
         )
 
 
@@ -189,6 +190,7 @@ def _in_set_up_context(
             f" {', '.join(lines)}) share it, so on Flask 3.1 and earlier"
             " they share one 'g' (Flask-Login's user among it); push the"
             " context around the set-up work only",
+            shared_g=True,
         )
 
 
@@ -230,4 +232,5 @@ def _in_fixture_context(
             " earlier they share one 'g'; make the requests without that"
             " fixture, or push the context for the set-up only",
             requires=frozenset({f"ctx-fixture:{name}"}),
+            shared_g=True,
         )

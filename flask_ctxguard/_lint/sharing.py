@@ -93,6 +93,7 @@ def _shared(module: Module, scope: ast.AST) -> Iterator[LintFinding]:
             " they share one 'g' (Flask-Login's user among it); push the"
             " context for the set-up only, and make the requests outside"
             " the block",
+            shared_g=True,
         )
 
 

@@ -313,6 +313,132 @@ class TestConfig:
             )
 
 
+#: A test module with both CG206 shapes: a context pushed at import and
+#: never popped (a leak on every Flask), and two test-client requests in
+#: one pushed app context (one shared 'g' on Flask 3.1 and earlier only).
+CONTEXTS = """\
+from flask import Flask
+
+app = Flask(__name__)
+app.app_context().push()
+
+
+def test_two_requests():
+    client = app.test_client()
+    with app.app_context():
+        client.get("/a")
+        client.get("/b")
+"""
+
+#: (line, code) of CONTEXTS' findings on Flask 3.1 and on 3.2.
+ON_3_1 = [("4", "CG206"), ("9", "CG206")]
+ON_3_2 = [("4", "CG206")]
+
+
+class TestFlaskVersion:
+    """CG206's shared-context shape is judged by the Flask the code runs
+    on; the leaked context is a finding on every version."""
+
+    @pytest.fixture(name="contexts")
+    def _contexts(self, tmp_path, monkeypatch):
+        (tmp_path / "test_contexts.py").write_text(CONTEXTS)
+        monkeypatch.chdir(tmp_path)
+        return tmp_path
+
+    def found(self, capsys, *args):
+        status, out, err = lint(capsys, *args)
+        assert "" == err
+        assert (1, ["Found"]) == (status, out.splitlines()[-1].split()[:1])
+        return [
+            (line.split(":")[1], line.split()[1])
+            for line in out.splitlines()[:-1]
+        ]
+
+    @pytest.mark.parametrize(
+        ("version", "expected"),
+        [
+            ("2.3", ON_3_1),
+            ("3.1.3", ON_3_1),
+            ("3.2", ON_3_2),
+            ("3.2.0.dev0", ON_3_2),
+            ("4.0", ON_3_2),
+        ],
+    )
+    def test_option(self, contexts, capsys, version, expected):
+        """--flask-version decides whether the shared context is one."""
+        assert expected == self.found(capsys, "--flask-version", version)
+
+    def test_setting_and_the_option_over_it(self, contexts, capsys):
+        """flask-version in the table applies; the option wins over it."""
+        (contexts / "pyproject.toml").write_text(
+            '[tool.flask_ctxguard.lint]\nflask-version = "3.2"\n'
+        )
+
+        assert ON_3_2 == self.found(capsys)
+        assert ON_3_1 == self.found(capsys, "--flask-version", "3.1")
+
+    def test_default_is_the_installed_flask(self, contexts, capsys):
+        """Without either, the installed Flask's version decides (this
+        suite runs on 2.3 to 3.2)."""
+        import importlib.metadata
+
+        installed = importlib.metadata.version("flask")
+        major, minor = (int(part) for part in installed.split(".")[:2])
+
+        expected = ON_3_1 if (major, minor) < (3, 2) else ON_3_2
+        assert expected == self.found(capsys)
+
+    def test_no_flask_installed_assumes_a_shared_g(
+        self, contexts, capsys, monkeypatch
+    ):
+        """With no Flask to read, the shape is a finding, as on every
+        released Flask but 3.2."""
+        from flask_ctxguard import _lint
+
+        monkeypatch.setattr(_lint, "installed_version", lambda name="": None)
+
+        assert ON_3_1 == self.found(capsys)
+
+    @pytest.mark.parametrize(
+        ("args", "table", "message"),
+        [
+            (
+                ["--flask-version", "latest"],
+                "",
+                "--flask-version: a Flask version looks like '3.1' or"
+                " '3.2.0'; got 'latest'",
+            ),
+            (
+                [],
+                'flask-version = "three"\n',
+                "'flask-version' in * a Flask version looks like",
+            ),
+            ([], "flask-version = 3.2\n", "'flask-version' must be a string"),
+        ],
+    )
+    def test_bad_versions_exit_2(self, contexts, capsys, args, table, message):
+        """A version that is no version is a usage error naming where."""
+        import fnmatch
+
+        (contexts / "pyproject.toml").write_text(
+            "[tool.flask_ctxguard.lint]\n" + table
+        )
+
+        status, out, err = lint(capsys, *args)
+
+        assert (2, "") == (status, out)
+        assert fnmatch.fnmatch(err, f"*{message}*"), err
+
+
+def test_installed_version_of_a_missing_distribution():
+    """installed_version() reads metadata only, and says None for what
+    is not installed."""
+    from flask_ctxguard._core.commands import installed_version
+
+    assert None is installed_version("no-such-distribution-ctxguard")
+    assert installed_version("flask")
+
+
 class TestFiles:
     def test_virtualenvs_caches_and_gitignored_files_are_skipped(
         self, project, capsys
