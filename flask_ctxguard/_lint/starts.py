@@ -58,7 +58,7 @@ _RESPONSES = frozenset(
 class Start:
     """One place where work leaves the request."""
 
-    __slots__ = ("args", "how", "node", "requires", "target")
+    __slots__ = ("args", "how", "node", "requires", "target", "unless")
 
     def __init__(
         self,
@@ -67,6 +67,8 @@ class Start:
         target: ast.expr | None,
         args: list[ast.expr],
         requires: frozenset[str] = frozenset(),
+        *,
+        unless: frozenset[str] = frozenset(),
     ) -> None:
         self.node = node
         self.how = how
@@ -74,6 +76,9 @@ class Start:
         self.args = args
         #: Facts of other modules it needs (the executor's definition).
         self.requires = requires
+        #: Facts of other modules that make it no start (the attribute
+        #: it uses is also set to something else than a pool).
+        self.unless = unless
 
 
 def _start(  # noqa: PLR0911, PLR0912 - one branch per way to start work
@@ -110,17 +115,22 @@ def _start(  # noqa: PLR0911, PLR0912 - one branch per way to start work
     if attr in {"submit", "map", "apply_async"} and call.args:
         receiver = call.func.value
         requires: frozenset[str] = frozenset()
+        unless: frozenset[str] = frozenset()
         if not _is_executor(module, function, receiver):
-            # An executor imported from another module of the run.
-            if not (
-                isinstance(receiver, ast.Name)
-                and receiver.id in module.imports.aliases
-            ):
+            elsewhere = _executor_elsewhere(module, receiver)
+            if elsewhere is None:
                 return None
-            requires = frozenset({f"executor:{receiver.id}"})
+            requires = frozenset({elsewhere})
+            if isinstance(receiver, ast.Attribute):
+                unless = frozenset({f"app-other:{receiver.attr}"})
         args = [*call.args[1:], *(k.value for k in call.keywords)]
         return Start(
-            call, f"an executor's '{attr}()'", call.args[0], args, requires
+            call,
+            f"an executor's '{attr}()'",
+            call.args[0],
+            args,
+            requires,
+            unless=unless,
         )
     if attr in {"run_in_executor", "call_soon_threadsafe"}:
         rest = call.args[1:] if attr == "run_in_executor" else call.args
@@ -194,13 +204,61 @@ def assigned(function: Function | None, name: str) -> ast.expr | None:
 
 
 def executor_facts(module: Module) -> set[str]:
-    """ "executor:NAME" for each module-level thread or process pool."""
-    return {
+    """
+    "executor:NAME" for each module-level thread or process pool,
+    "app-executor:ATTR" for each pool stored on an attribute
+    (``app.executor = ThreadPoolExecutor()`` in an app factory), and
+    "app-other:ATTR" for an attribute also set to anything else (Flask-
+    Executor's ``Executor(app)``, a parameter): that one stays unknown.
+    """
+    facts = {
         f"executor:{name}"
         for name, value in module.globals.items()
         if isinstance(value, ast.Call)
         and module.imports.qualify(value.func) in _EXECUTORS
     }
+    for node in ast.walk(module.tree):
+        if not isinstance(node, ast.Assign):
+            continue
+        pool = (
+            isinstance(node.value, ast.Call)
+            and module.imports.qualify(node.value.func) in _EXECUTORS
+        )
+        kind = "app-executor" if pool else "app-other"
+        facts.update(
+            f"{kind}:{target.attr}"
+            for target in node.targets
+            if isinstance(target, ast.Attribute)
+        )
+    return facts
+
+
+def _executor_elsewhere(module: Module, receiver: ast.expr) -> str | None:
+    """
+    The fact that makes *receiver* a pool made elsewhere in the run: a
+    name imported from another module, or an attribute of the app
+    (``current_app.executor``) that some module set to a pool.
+    """
+    imported = module.imports.aliases
+    if isinstance(receiver, ast.Name) and receiver.id in imported:
+        return f"executor:{receiver.id}"
+    if isinstance(receiver, ast.Attribute) and (
+        module.imports.qualify(receiver.value) == "flask.current_app"
+        or _is_app(module, receiver.value)
+    ):
+        return f"app-executor:{receiver.attr}"
+    return None
+
+
+def _is_app(module: Module, node: ast.expr) -> bool:
+    """*node* names the module's own Flask app (``app = Flask(...)``)."""
+    if not isinstance(node, ast.Name):
+        return False
+    value = module.globals.get(node.id)
+    return (
+        isinstance(value, ast.Call)
+        and module.imports.qualify(value.func) == "flask.Flask"
+    )
 
 
 def _is_executor(module: Module, function: Function, node: ast.expr) -> bool:

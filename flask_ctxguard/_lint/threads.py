@@ -60,7 +60,9 @@ def check_threads(module: Module, flow: Flow) -> Iterator[LintFinding]:
                 continue
             finding = _judge(module, flow, function, start)
             if finding is not None:
-                yield dataclasses.replace(finding, requires=start.requires)
+                yield dataclasses.replace(
+                    finding, requires=start.requires, unless=start.unless
+                )
         yield from _handed_to_other_modules(module, flow, function)
 
 

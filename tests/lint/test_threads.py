@@ -369,6 +369,61 @@ def test_an_executor_imported_from_another_module(tmp_path):
     assert [("app/views.py", 9, "CG202")] == found_in_tree(tmp_path, files)
 
 
+APP_EXECUTOR_FACTORY = """
+    from concurrent.futures import ThreadPoolExecutor
+    from flask import Flask
+    from flask_executor import Executor
+
+    def create_app():
+        app = Flask(__name__)
+        app.executor = ThreadPoolExecutor(4)
+        app.jobs = Executor(app)
+        return app
+"""
+
+APP_EXECUTOR_VIEWS = """
+    from flask import Blueprint, Flask, current_app, request
+    bp = Blueprint("v", __name__)
+    app = Flask(__name__)
+
+    @bp.post("/send")
+    def send():
+        current_app.executor.submit(work, request._get_current_object())
+        current_app.jobs.submit(work, request._get_current_object())
+        current_app.executor.submit(work, request.args["x"])
+        current_app.other.submit(work, request._get_current_object())
+        app.executor.submit(work, request)
+        return ""
+"""
+
+
+def test_an_executor_kept_on_the_app(tmp_path):
+    """A pool an app factory keeps on the app is known where views use it
+    through current_app or the app; Flask-Executor, plain values and
+    attributes nobody set to a pool stay silent."""
+    files = {
+        "app/__init__.py": APP_EXECUTOR_FACTORY,
+        "app/views.py": APP_EXECUTOR_VIEWS,
+    }
+
+    assert [
+        ("app/views.py", 8, "CG202"),
+        ("app/views.py", 12, "CG202"),
+    ] == found_in_tree(tmp_path, files)
+
+
+def test_an_app_attribute_also_set_to_something_else_is_unknown(tmp_path):
+    """When the attribute is also set to something that is not a pool (a
+    parameter, Flask-Executor), what it holds is unknown: silent."""
+    files = {
+        "app/__init__.py": APP_EXECUTOR_FACTORY
+        + "\n    def configure(app, pool):\n        app.executor = pool\n",
+        "app/views.py": APP_EXECUTOR_VIEWS,
+    }
+
+    assert [] == found_in_tree(tmp_path, files)
+
+
 def test_work_started_in_another_module(tmp_path):
     """A view handing the request to another module's thread starter."""
     files = {
