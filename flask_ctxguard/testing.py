@@ -28,10 +28,12 @@ from flask_ctxguard._hammer.hammer import (
     hammer,
 )
 from flask_ctxguard._reporting.capture import (
+    assertion,
     capture_violations,
     failure_text,
     format_violations,
     group_violations,
+    summary_line,
 )
 
 __all__ = [
@@ -51,7 +53,7 @@ __all__ = [
 def _fail_if_any(violations: Sequence[Violation]) -> None:
     __tracebackhide__ = True
     if violations:
-        raise AssertionError(failure_text(violations))
+        raise assertion(failure_text(violations), summary_line(violations))
 
 
 @contextlib.contextmanager

@@ -175,8 +175,14 @@ class TestWhatItCatches:
 
         assert {200} == {r.status for r in result.responses}
         assert {("GET /me", "body")} == crossing(result)
-        with pytest.raises(AssertionError, match=r"\Ahammer: \d+ crossover"):
+        with pytest.raises(
+            AssertionError, match=r"\Ahammer: \d+ crossover"
+        ) as raised:
             result.assert_clean()
+        # One line for pytest's short summary (see test_pytest_output).
+        summary = raised.value.ctxguard_summary
+        assert summary == result.summary()
+        assert re.fullmatch(r"hammer: \d+ crossovers?(; .*)?", summary)
 
     def test_contextvar_on_a_pooled_thread_is_cg106(self):
         """
@@ -700,14 +706,21 @@ class TestReport:
                 r"\A\d+ request-context contamination violations? in \d+"
                 r" findings?:\n\nCG10"
             ),
-        ):
+        ) as raised:
             result.assert_clean()
+        summary = raised.value.ctxguard_summary
+        assert "\n" not in summary
+        assert re.fullmatch(
+            r"hammer: \d+ request-context contamination findings?: CG10\d .*",
+            summary,
+        ), summary
 
     def test_clean_report(self):
         """A clean run says so."""
         result = hammer(make_app("session"), LOGIN_THEN_ME, threads=2)
 
         assert "hammer: clean." == result.report()
+        assert "hammer: clean" == result.summary()
         assert result.is_clean
 
 

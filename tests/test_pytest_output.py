@@ -222,6 +222,36 @@ class TestShortSummary:
         result.stdout.fnmatch_lines([SHORT_LINE])
 
     @needs_shared_g
+    def test_assert_no_contamination_is_one_line_on_ci(
+        self, ourtester, monkeypatch
+    ):
+        """flask_ctxguard.testing.assert_no_contamination(), without the
+        plugin's option: the full report once, one line in the summary."""
+        monkeypatch.setenv("CI", "true")
+        ourtester.makepyfile(
+            test_helper="""
+            from flask_ctxguard import CtxGuard
+            from flask_ctxguard.testing import assert_no_contamination
+            from shop import create_app, leak_g
+
+
+            def test_helper():
+                app = create_app()
+                guard = CtxGuard(app)
+                leak_g(app)
+                assert_no_contamination(guard)
+            """
+        )
+
+        result = run(ourtester, "-rf")
+
+        result.assert_outcomes(failed=1)
+        assert 1 == result.stdout.str().count("CG101 g-leak: 'g.user'")
+        result.stdout.fnmatch_lines(
+            [SHORT_LINE, "*= 1 failed in *"], consecutive=True
+        )
+
+    @needs_shared_g
     def test_contamination_error_keeps_its_first_line_on_ci(
         self, ourtester, monkeypatch
     ):

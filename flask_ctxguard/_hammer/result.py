@@ -17,6 +17,7 @@ from flask_ctxguard._core.violation import Violation
 from flask_ctxguard._hammer.plan import RequestSpec, Server, find_marks
 from flask_ctxguard._logs.findings import Finding
 from flask_ctxguard._logs.text_report import format_findings
+from flask_ctxguard._reporting.capture import assertion, summary_line
 
 _EXCERPT = 40
 _SHOWN_PER_GROUP = 3
@@ -184,7 +185,20 @@ class HammerResult:
         """
         __tracebackhide__ = True
         if not self.is_clean:
-            raise AssertionError(self.report())
+            raise assertion(self.report(), self.summary())
+
+    def summary(self) -> str:
+        """The report in one line: what was found, the first finding."""
+        parts = []
+        if self.crossovers:
+            count = len(self.crossovers)
+            parts.append(f"{count} crossover{'' if count == 1 else 's'}")
+        if self.violations:
+            parts.append(summary_line(self.violations))
+        if self.errors:
+            total = sum(error.count for error in self.errors)
+            parts.append(f"{total} app error{'' if total == 1 else 's'}")
+        return "hammer: " + ("; ".join(parts) or "clean")
 
 
 # -- crossovers and their report --------------------------------------------

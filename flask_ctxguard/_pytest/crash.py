@@ -5,11 +5,13 @@ pytest's ``short test summary info`` repeats each failure's message after
 its node id. Off CI it cuts the message to the terminal's width; on CI
 (the ``CI`` or ``BUILD_NUMBER`` environment variable) and with ``-vv`` it
 prints the whole message, which for a failure with findings is every
-finding's full report, a second time. So a failure with findings carries a
-one-line summary (`ContaminationFailure`), a `ContaminationError` keeps
-its first line, and `shorten_crash` puts that line where the short summary
-reads it, the report's crash message, before the report leaves the
-process (pytest-xdist sends it on as it is).
+finding's full report, a second time. So what fails a test with findings
+carries a one-line ``ctxguard_summary``: `ContaminationFailure` (strict
+mode, ``ctxguard.assert_clean()``) and the `AssertionError` of
+``assert_no_contamination()`` and ``HammerResult.assert_clean()``; a
+`ContaminationError` keeps its first line. `shorten_crash` puts that line
+where the short summary reads it, the report's crash message, before the
+report leaves the process (pytest-xdist sends it on as it is).
 
 Imports nothing but pytest and the exceptions: the plugin, loaded in
 every pytest run, imports it when a test failed while the package was in
@@ -35,7 +37,7 @@ class ContaminationFailure(pytest.fail.Exception):  # type: ignore[name-defined,
 
     def __init__(self, text: str, summary: str) -> None:
         super().__init__(text, pytrace=False)
-        self.summary = summary
+        self.ctxguard_summary = summary
 
 
 def shorten_crash(
@@ -44,13 +46,15 @@ def shorten_crash(
 ) -> None:
     """
     Make the crash message of *report* one line when what failed it
-    (*excinfo*) is a failure with findings or a `ContaminationError`.
+    (*excinfo*) carries a ``ctxguard_summary`` or is a
+    `ContaminationError`.
     """
     crash = getattr(report.longrepr, "reprcrash", None)
     if excinfo is None or crash is None:
         return
     error = excinfo.value
-    if isinstance(error, ContaminationFailure):
-        crash.message = error.summary
+    summary = getattr(error, "ctxguard_summary", None)
+    if isinstance(summary, str):
+        crash.message = summary
     elif isinstance(error, ContaminationError):
         crash.message = crash.message.split("\n", 1)[0]

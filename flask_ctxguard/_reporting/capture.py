@@ -8,7 +8,7 @@ Violations collected by a test harness, and the texts a test shows.
   crossing, and crossings of one bug, are one finding.
 - `finding_report` and `finding_line` are a finding's full report and its
   one line; `failure_text` is what a failing test shows, `summary_line`
-  its one line in pytest's short test summary.
+  its one line in pytest's short test summary (`assertion` carries it).
 - `finding_key` is what makes findings of several tests one finding in a
   run's closing summary.
 """
@@ -25,6 +25,7 @@ from flask_ctxguard._reporting.grouping import violation_key
 from flask_ctxguard._reporting.signals import contamination_detected
 
 __all__ = [
+    "assertion",
     "capture_violations",
     "failure_text",
     "finding_key",
@@ -186,3 +187,14 @@ def summary_line(violations: Sequence[Violation]) -> str:
         f"{count} request-context contamination {noun}:"
         f" {finding_line(groups[0])}{more}"
     )
+
+
+def assertion(text: str, summary: str) -> AssertionError:
+    """
+    An `AssertionError` saying *text*, with *summary* as its
+    ``ctxguard_summary``: the one line the pytest plugin gives it in the
+    short test summary, where pytest on CI would repeat all of *text*.
+    """
+    error = AssertionError(text)
+    error.ctxguard_summary = summary  # type: ignore[attr-defined]
+    return error
