@@ -9,6 +9,7 @@ is still a cycle a reader has to untangle.
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -144,6 +145,19 @@ def layer_of(module: str) -> int:
     return found
 
 
+def _fields_set_by(cls: type) -> set[str]:
+    """The attributes *cls*'s own methods set on ``self``."""
+    tree = ast.parse(inspect.getsource(cls))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
+
+
 class TestShape:
     def test_no_import_cycle(self):
         """No two package modules import each other, even through others,
@@ -189,6 +203,51 @@ class TestShape:
                     callers.add(name)
 
         assert {"flask_ctxguard._core.violation"} == callers
+
+    def test_request_records_change_only_through_their_methods(self):
+        """No module outside _rules/records.py sets a field of a
+        RequestRecord (a name holding one is called '...record...'), and
+        none outside _guard/state.py sets a field of an AppState
+        ('state'): each is changed where it is declared."""
+        from flask_ctxguard._guard.state import AppState
+        from flask_ctxguard._rules.records import RequestRecord
+
+        owners = {
+            "record": (
+                "flask_ctxguard._rules.records",
+                set(RequestRecord.__slots__),
+            ),
+            "state": ("flask_ctxguard._guard.state", _fields_set_by(AppState)),
+        }
+        writes = []
+        for name, path in package_modules().items():
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                    else []
+                )
+                for target in targets:
+                    if not (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                    ):
+                        continue
+                    for word, (home, fields) in owners.items():
+                        if (
+                            word in target.value.id
+                            and target.attr in fields
+                            and name != home
+                        ):
+                            writes.append(
+                                f"{name}:{node.lineno}"
+                                f" {target.value.id}.{target.attr}"
+                            )
+
+        assert [] == writes
 
     def test_architecture_page_lists_every_module(self):
         """docs/architecture.md names every module, so it cannot fall

@@ -514,7 +514,7 @@ class TestContainment:
         def broken(*args, **kwargs):
             raise RuntimeError("guard bug")
 
-        monkeypatch.setattr(_lifecycle, "_new_record", broken)
+        monkeypatch.setattr(_lifecycle, "RequestRecord", broken)
         app = _leaky_app(CTXGUARD_MODE="log")
         CtxGuard(app)
         client = app.test_client()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import subprocess
@@ -208,21 +209,66 @@ class TestRequestTag:
 
 class TestRequestRecord:
     def _record(self):
-        from flask_ctxguard._rules.records import ARMED, RequestRecord
+        from flask_ctxguard._rules.records import RequestRecord
 
-        record = object.__new__(RequestRecord)
-        record.method, record.path, record.endpoint = "GET", "/a", None
-        record.thread_id = threading.get_ident()
-        record.started = 1.0
-        record.phase = ARMED
-        return record
+        return RequestRecord(object(), 1, "GET", "/a")  # type: ignore[arg-type]
+
+    def test_a_new_record_is_armed_in_this_thread(self):
+        """Everything a record holds is set when it is made."""
+        from flask_ctxguard._rules.records import ARMED
+
+        record = self._record()
+
+        assert (ARMED, None, 0) == (
+            record.phase,
+            record.endpoint,
+            record.unlinked,
+        )
+        assert threading.get_ident() == record.thread_id
+        assert isinstance(record.snapshot, contextvars.Context)
+        assert record.number < self._record().number  # arrival order
+
+    def test_retire_hands_over_the_snapshot(self):
+        """retire() marks it ended, notes the endpoint it matched, and
+        gives the ContextVars it started with away; no route keeps the
+        endpoint unknown."""
+        from flask_ctxguard._rules.records import RETIRED
+
+        record = self._record()
+        snapshot = record.snapshot
+
+        assert snapshot is record.retire("index")
+        assert (RETIRED, "index", None) == (
+            record.phase,
+            record.endpoint,
+            record.snapshot,
+        )
+        unrouted = self._record()
+        unrouted.retire(None)
+        assert None is unrouted.endpoint
+
+    def test_what_the_rules_note(self):
+        """note_endpoint keeps the first endpoint; note_bind keeps the
+        last site per key; unlink and forget_snapshot say what they do."""
+        record = self._record()
+
+        record.note_endpoint("a")
+        record.note_endpoint("b")
+        record.note_bind("user_id", None)
+        record.note_bind("user_id", ("code", 3))  # type: ignore[arg-type]
+        record.unlink(2)
+        record.forget_snapshot()
+
+        assert "a" == record.endpoint
+        assert {"user_id": ("code", 3)} == record.bound
+        assert (2, None) == (record.unlinked, record.snapshot)
 
     def test_tag_learns_the_endpoint_and_keeps_its_token(self):
         """A tag built before the URL was matched is rebuilt once the
         endpoint is known, with the same token."""
         record = self._record()
         before = record.tag()
-        record.endpoint = "index"
+        record.note_endpoint("index")
 
         after = record.tag()
 
@@ -235,5 +281,6 @@ class TestRequestRecord:
 
         record = self._record()
         assert "<RequestRecord GET /a in flight>" == repr(record)
-        record.phase = RETIRED
+        record.retire(None)
+        assert RETIRED == record.phase
         assert "<RequestRecord GET /a ended>" == repr(record)

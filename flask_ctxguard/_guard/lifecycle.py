@@ -2,7 +2,7 @@
 Arming and retiring a request: the per-request hot path.
 
 A request is armed when its context is pushed and its session opened: the
-guarded session interface's ``open_session`` fills a `RequestRecord` and
+guarded session interface's ``open_session`` creates a `RequestRecord` and
 hands it to the request, its session and its ``g``. It is retired in its
 class's ``close()``, which Flask calls when the context is popped: the
 record is marked retired, the request's class is switched if something
@@ -19,8 +19,6 @@ import threading
 from collections.abc import Callable
 from contextvars import copy_context
 from random import random
-from threading import get_ident
-from time import time
 from typing import Any
 
 from flask_ctxguard._core.classes import (
@@ -38,7 +36,6 @@ from flask_ctxguard._core.flaskcompat import (
     request_of,
     session_of,
 )
-from flask_ctxguard._core.tags import next_number
 from flask_ctxguard._guard.g import g_outlives, own_g
 from flask_ctxguard._guard.request import (
     late_request_class,
@@ -56,7 +53,7 @@ from flask_ctxguard._rules.contextvar_leaks import (
     detect_leaks,
     detect_unsampled_leaks,
 )
-from flask_ctxguard._rules.records import ARMED, RETIRED, RequestRecord
+from flask_ctxguard._rules.records import ARMED, RequestRecord
 from flask_ctxguard._rules.structlog_binds import forget_outside
 
 __all__ = [
@@ -70,7 +67,6 @@ __all__ = [
 _request_get = request_ctx_var.get
 _app_get = app_ctx_var.get
 _left_behind = LEFT_BEHIND.get
-_new_record = object.__new__
 _refcount = sys.getrefcount
 _set_attribute = object.__setattr__
 # How many references a request has when Flask closes it, if nothing else
@@ -125,21 +121,7 @@ def arm(state: AppState, ctx: Any, request: Any, session: Any) -> None:
             "__class__",
             late_request_class(type(request), retire=retiring_close),
         )
-    # The endpoint is not matched yet when the session opens: it is read
-    # when the request retires, or when a report needs it. The fields are
-    # filled here rather than in an __init__: one Python call less.
-    record = _new_record(RequestRecord)
-    record.app_state = state
-    record.ctx_id = id(ctx)
-    record.method = request.method
-    record.path = request.path
-    record.endpoint = None
-    record.snapshot = copy_context()
-    record.phase = ARMED
-    record.thread_id = get_ident()
-    record.started = time()
-    record.number = next_number()  # tokens in arrival order
-    record.unlinked = 0
+    record = RequestRecord(state, id(ctx), request.method, request.path)
     request._ctxguard_record = record
     # A null session (no secret key) holds no data and refuses writes:
     # leaving it alone keeps Flask's exact-type checks on it fast.
@@ -238,7 +220,7 @@ def _unarmed(request: Any) -> RequestRecord | None:
         return None
     record: RequestRecord | None = getattr(request, RECORD, None)
     if record is not None:
-        record.snapshot = None  # it started now: no ContextVar to compare
+        record.forget_snapshot()  # it started now: nothing to compare
     return record
 
 
@@ -269,15 +251,18 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     # popped in another thread: the request goes on, but
                     # its environ may no longer refer to it (Flask up to
                     # 3.1 clears it).
-                    record.unlinked = POP_UNLINKS_REQUEST
+                    record.unlink(POP_UNLINKS_REQUEST)
                 else:
                     # Retire it: switch its class, check its ContextVars.
-                    # Inline: every request ends here, and a Python call
-                    # is a good part of what the guard costs.
-                    record.phase = RETIRED
+                    # Inline but for the record's own change: every
+                    # request ends here, and a Python call is a good part
+                    # of what the guard costs.
                     rule = self.url_rule
-                    if rule is not None:
-                        endpoint = record.endpoint = rule.endpoint
+                    if rule is None:
+                        snapshot = record.retire(None)
+                    else:
+                        endpoint = rule.endpoint
+                        snapshot = record.retire(endpoint)
                         if endpoint not in record.app_state.sites:
                             # Once per endpoint: the view's site outlives
                             # the app, for reports about objects that do.
@@ -293,8 +278,6 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     g = _app_get(NO_CONTEXT).g
                     if _refcount(g) != G_REFS_AT_CLOSE:
                         g_outlives(g, record)
-                    snapshot = record.snapshot
-                    record.snapshot = None
                     end = copy_context()
                     # The common case, compared in C: no ContextVar
                     # changed, and none is left over from before. The

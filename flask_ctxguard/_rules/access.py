@@ -71,7 +71,7 @@ def note_endpoint(record: RequestRecord, request: Any) -> None:
     if record.endpoint is None:
         rule = getattr(request, "url_rule", None)
         if rule is not None:
-            record.endpoint = rule.endpoint
+            record.note_endpoint(rule.endpoint)
 
 
 _note_endpoint = note_endpoint

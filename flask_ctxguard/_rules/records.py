@@ -4,8 +4,10 @@ The record of one guarded request: what the rules decide on.
 A `RequestRecord` is the guard's cheap, mutable bookkeeping for a request:
 who it is (method, path, thread, start), where it is in its life (`ARMED`,
 then `RETIRED`), the ContextVars it started with, and the app state that
-reports on it. The guard arms and retires it (`flask_ctxguard._guard`);
-the rules read it. It becomes a loggable `RequestTag` only when a report
+reports on it. Only its own methods change it: the guard creates it when
+it arms a request and calls `RequestRecord.retire` when the request ends
+(`flask_ctxguard._guard`); the rules read it, and note what they learn
+through its methods. It becomes a loggable `RequestTag` only when a report
 needs one.
 
 The app state is typed by the `GuardState` protocol rather than the
@@ -17,6 +19,8 @@ from __future__ import annotations
 import contextvars
 import threading
 import types
+from threading import get_ident
+from time import time
 from typing import Protocol
 
 from flask_ctxguard._core import override as _override
@@ -90,8 +94,6 @@ class RequestRecord:
         "unlinked",
     )
 
-    # Filled in by the guard when it arms a request (no __init__: this is
-    # built on every request, and the call would cost more than the rest).
     #: The per-app state of the guard that armed the request.
     app_state: GuardState
     ctx_id: int
@@ -100,6 +102,8 @@ class RequestRecord:
     endpoint: str | None
     # From `next_number` at arming; the token is built from it when needed.
     number: int
+    #: The ContextVars the request started with, until it ends (`None`
+    #: when it was armed late, with nothing to compare).
     snapshot: contextvars.Context | None
     #: `ARMED` while the request is in flight, then `RETIRED`.
     phase: int
@@ -114,6 +118,71 @@ class RequestRecord:
     bound: dict[object, tuple[types.CodeType, int] | None]
     _tag: RequestTag
 
+    def __init__(
+        self, app_state: GuardState, ctx_id: int, method: str, path: str
+    ) -> None:
+        """
+        The record of a request armed now, in this thread, for
+        *app_state*'s app, whose context has the id *ctx_id*. The endpoint
+        is not matched yet when a request is armed: it is noted when the
+        request retires, or when a report needs it.
+        """
+        self.app_state = app_state
+        self.ctx_id = ctx_id
+        self.method = method
+        self.path = path
+        self.endpoint = None
+        self.snapshot = contextvars.copy_context()
+        self.phase = ARMED
+        self.thread_id = get_ident()
+        self.started = time()
+        self.number = next_number()  # tokens in arrival order
+        self.unlinked = 0
+
+    def retire(self, endpoint: str | None) -> contextvars.Context | None:
+        """
+        The request ended, having matched *endpoint* (`None`: no route):
+        mark it `RETIRED` and hand over the ContextVars it started with,
+        which the record no longer holds.
+        """
+        self.phase = RETIRED
+        if endpoint is not None:
+            self.endpoint = endpoint
+        snapshot = self.snapshot
+        self.snapshot = None
+        return snapshot
+
+    def unlink(self, refs: int) -> None:
+        """
+        A copy of the request's context was popped in another thread: the
+        request goes on, and *refs* references to it are gone with the
+        copy's environ.
+        """
+        self.unlinked = refs
+
+    def forget_snapshot(self) -> None:
+        """Armed late: there are no ContextVars to compare at its end."""
+        self.snapshot = None
+
+    def note_endpoint(self, endpoint: str) -> None:
+        """The in-flight request matched *endpoint* (kept if known)."""
+        if self.endpoint is None:
+            self.endpoint = endpoint
+
+    def note_bind(
+        self, key: object, site: tuple[types.CodeType, int] | None
+    ) -> None:
+        """
+        The request bound, unbound, reset or cleared structlog's context
+        variable *key* (or the marker of a clear) at *site*; the last one
+        wins: it set the value the request leaves.
+        """
+        try:
+            bound = self.bound
+        except AttributeError:
+            bound = self.bound = {}
+        bound[key] = site
+
     def tag(self) -> RequestTag:
         """
         This request's `RequestTag`, built on first use (again if the
@@ -127,15 +196,10 @@ class RequestRecord:
             if tag.endpoint == self.endpoint:
                 return tag
         # Two threads reporting on one request at once must agree on its
-        # token: a record never armed is numbered under a lock (only
-        # reports get here).
+        # tag (only reports get here).
         with _tag_lock:
-            try:
-                number = self.number
-            except AttributeError:  # a record that was never armed
-                number = self.number = next_number()
             tag = self._tag = RequestTag(
-                token=token_of(number),
+                token=token_of(self.number),
                 thread_id=self.thread_id,
                 thread_name=thread_name(self.thread_id),
                 method=self.method,

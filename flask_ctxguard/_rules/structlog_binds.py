@@ -102,13 +102,7 @@ def _note(key: object) -> None:
         # A request the guard does not guard (not sampled): what it
         # leaves is judged by the next guarded request.
         return
-    site = _sites.calling_line(2, _NOT_THE_APP)
-    try:
-        bound = record.bound
-    except AttributeError:
-        bound = record.bound = {}
-    # The last one wins: it set the value the request leaves.
-    bound[key] = site
+    record.note_bind(key, _sites.calling_line(2, _NOT_THE_APP))
 
 
 class _ObservedVars(dict[str, ContextVar[Any]]):
