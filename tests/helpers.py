@@ -256,21 +256,39 @@ class ServerProcess:
                 found := re.search(r"Listening at: http://[\d.]+:(\d+)", line)
             ):
                 self.port = int(found[1])
-            if '"event": "worker-ready"' in line:
-                ready += 1
-                if ready == self.workers:
-                    self.ready.set()
+            # Two workers writing at once can leave their events on one
+            # line (structlog's PrintLogger writes the newline apart).
+            ready += line.count('"event": "worker-ready"')
+            if ready >= self.workers:
+                self.ready.set()
         self.ready.set()  # the server is gone: stop waiting
 
     def events(self) -> list[dict[str, Any]]:
         """The structured log: every JSON line, parsed."""
         with self._lock:
             lines = list(self.lines)
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return [
+            event
+            for line in lines
+            if line.startswith("{")
+            for event in _json_objects(line)
+        ]
 
     def output(self) -> str:
         with self._lock:
             return "".join(self.lines)
+
+
+def _json_objects(line: str) -> list[dict[str, Any]]:
+    """The JSON objects of *line*: one, or several back to back."""
+    decode = json.JSONDecoder().raw_decode
+    found = []
+    index = 0
+    line = line.strip()
+    while index < len(line):
+        event, index = decode(line, index)
+        found.append(event)
+    return found
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -335,6 +335,63 @@ class TestFormats:
             assert comparable(expected) == comparable(actual)
 
 
+class TestInterleaved:
+    def test_two_processes_events_on_one_line_are_both_read(
+        self, events, tmp_path, capsys
+    ):
+        """
+        Two workers writing to one stream can leave their JSON events back
+        to back on one line (structlog's PrintLogger writes the newline
+        apart): every event is read, and the lines are counted as lines.
+        """
+        lines = rendered(
+            events, direct(structlog.processors.JSONRenderer())
+        ).splitlines()
+        joined = tmp_path / "joined.log"
+        # Pairs of events on one line, an empty line for each lost newline.
+        pairs = [
+            "".join(lines[n : n + 2]) + "\n\n" for n in range(0, len(lines), 2)
+        ]
+        joined.write_text("".join(pairs))
+        plain = tmp_path / "plain.log"
+        plain.write_text("\n".join(lines) + "\n")
+
+        _, expected = report(plain, capsys)
+        status, actual = report(joined, capsys)
+
+        assert 1 == status
+        assert len(events) == actual["events"]
+        assert comparable(expected) == comparable(actual)
+        assert len(pairs) == actual["skipped_lines"]
+
+    def test_a_brace_pair_inside_a_value_is_one_event(self, tmp_path, capsys):
+        """'}{' inside a string value does not split the event."""
+        log = tmp_path / "one.log"
+        log.write_text(
+            '{"event": "contamination", "code": "CG102",'
+            ' "subject": "request.args", "path": "/a}{b"}\n'
+        )
+
+        status, result = report(log, capsys)
+
+        assert (1, 1) == (status, result["events"])
+
+    def test_an_event_cut_after_another_exits_2(self, tmp_path, capsys):
+        """An event cut short after a whole one, on one line, is an
+        unreadable event: exit 2 with the line, not a silent miss."""
+        log = tmp_path / "cut.log"
+        log.write_text(
+            '{"event": "contamination", "code": "CG102",'
+            ' "subject": "request.args"}'
+            '{"event": "contamination", "code": "CG106", "subject": "Cont\n'
+        )
+
+        status = _cli.main(["report", str(log)])
+
+        assert 2 == status
+        assert f"{log}:1: cannot read" in capsys.readouterr().err
+
+
 class TestUnreadable:
     @pytest.mark.parametrize(
         "name", ["console", "key-value", "stdlib-plain-json"]

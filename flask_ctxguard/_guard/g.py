@@ -150,7 +150,7 @@ def _make_guarded_g_class(base: type, *, slotted: bool) -> type:
         "__delattr__": __delattr__,
         # A name this g does not have: `getattr(g, 'db', None)` of a kept
         # g is a use of it, checked whether or not it escaped.
-        "__getattr__": checked_getattr(base, frozenset()),
+        "__getattr__": checked_getattr(base),
     }
     members.update(checked_g_methods(base, on_change=g_escapes))
     return subclass(base, members, slots=slots)

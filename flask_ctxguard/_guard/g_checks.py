@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask_ctxguard._core.classes import RECORD, SLOTTED_G_ROLES, registry
@@ -34,6 +35,7 @@ __all__ = [
     "checked_getattr",
     "g_record",
     "g_used",
+    "reported_missing",
     "set_g_record",
 ]
 
@@ -83,21 +85,39 @@ def g_used(g: Any, name: str, depth: int) -> None:
         report_access(record, "g", name, depth + 1)
 
 
-def checked_getattr(
-    base: type, checked: Collection[str]
-) -> Callable[[Any, str], Any]:
+# What a checked property of this thread just checked and found missing:
+# Python calls the class's __getattr__ next, which must not check it again.
+# Kept per thread, and set by the property itself: asking instead whether
+# the name is a checked property now would miss a read that looked the
+# name up just before another thread made it one.
+_missing = threading.local()
+
+
+def reported_missing(g: Any, name: str) -> None:
+    """
+    A checked property of *g* checked a read of *name*, which *g* lacks:
+    the ``__getattr__`` Python calls next leaves it alone.
+    """
+    _missing.last = (id(g), name)
+
+
+def checked_getattr(base: type) -> Callable[[Any, str], Any]:
     """
     The ``__getattr__`` of a guarded g class over *base*, which Python
     calls for a name the g does not have: a read of it outside the g's
-    own context is a use of the g (unless *checked* names it: its checked
-    property reported it already). Then it resolves as *base* would.
+    own context is a use of the g (unless a checked property of the class
+    checked this very read: `reported_missing`). Then it resolves as
+    *base* would.
     """
     base_getattr = (
         None if base is FLASK_G_CLASS else getattr(base, "__getattr__", None)
     )
 
     def __getattr__(self: Any, name: str) -> Any:  # noqa: N807
-        if name not in checked and _app_get(NO_CONTEXT).g is not self:
+        last = getattr(_missing, "last", None)
+        if last is not None:
+            _missing.last = None
+        if last != (id(self), name) and _app_get(NO_CONTEXT).g is not self:
             g_used(self, name, 1)
         state = self.__dict__
         if name in state:

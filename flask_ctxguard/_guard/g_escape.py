@@ -35,6 +35,7 @@ from flask_ctxguard._guard.g_checks import (
     checked_g_methods,
     checked_getattr,
     g_used,
+    reported_missing,
 )
 from flask_ctxguard._rules.access import NO_CONTEXT
 
@@ -82,7 +83,6 @@ def _make_escaped_g_class(guarded: type) -> type:
     """
     base = guarded.__bases__[0]
     learnt: set[str] = set()
-    checked: set[str] = set()
     holder: list[type] = []
     base_setattr = method(base, "__setattr__")
     flask_setattr = base is FLASK_G_CLASS or base_setattr is object.__setattr__
@@ -111,13 +111,12 @@ def _make_escaped_g_class(guarded: type) -> type:
         # A name no g of this class was given through setattr (or one
         # deleted from this g): checked too. (A checked property raising
         # AttributeError checked it already before Python came here.)
-        "__getattr__": checked_getattr(base, checked),
+        "__getattr__": checked_getattr(base),
     }
     members.update(checked_g_methods(base, on_new_name=on_new_name))
     cls = subclass(guarded, members)
     holder.append(cls)
     _learnt_names[cls] = learnt
-    _checked_names[cls] = checked
     return cls
 
 
@@ -128,12 +127,9 @@ def _make_escaped_g_class(guarded: type) -> type:
 MAX_CHECKED_NAMES = 512
 # The g classes that check every read so (see _hook_every_read).
 _hooked_classes: weakref.WeakSet[type] = weakref.WeakSet()
-# Each guarded g class (with a __dict__): the names it has seen, and those
-# of them that are checked properties. Weak, like the class registry.
+# Each guarded g class (with a __dict__): the names it has seen. Weak, like
+# the class registry.
 _learnt_names: weakref.WeakKeyDictionary[type, set[str]] = (
-    weakref.WeakKeyDictionary()
-)
-_checked_names: weakref.WeakKeyDictionary[type, set[str]] = (
     weakref.WeakKeyDictionary()
 )
 # Serialises making names checked properties of a class.
@@ -153,7 +149,6 @@ def _learn(cls: type, learnt: set[str], name: str) -> None:
         checked = _checked_property(cls, name)
         if checked is not None:
             type.__setattr__(cls, name, checked)
-            _checked_names[cls].add(name)
         # Published last: a writer that finds the name learnt goes on at
         # once, and a holder reading it must find its property installed.
         learnt.add(name)
@@ -233,7 +228,11 @@ def _checked_g_attribute(name: str, inherited: Any) -> property:
         def get_inherited(g: Any) -> Any:
             if _app_get(NO_CONTEXT).g is not g:
                 g_used(g, name, 1)
-            return inherited_get(inherited, g, type(g))
+            try:
+                return inherited_get(inherited, g, type(g))
+            except AttributeError:
+                reported_missing(g, name)  # checked: not again
+                raise
 
         def set_inherited(g: Any, value: Any) -> None:
             if inherited_set is None:
@@ -256,7 +255,9 @@ def _checked_g_attribute(name: str, inherited: Any) -> property:
             return g.__dict__[name]
         except KeyError:
             # Deleted from this g, or never set on it: the class's
-            # __getattr__ (Python calls it after an AttributeError here).
+            # __getattr__ (Python calls it after an AttributeError here),
+            # which leaves this read alone.
+            reported_missing(g, name)
             raise AttributeError(name) from None
 
     def set_(g: Any, value: Any) -> None:

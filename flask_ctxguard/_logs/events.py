@@ -56,16 +56,19 @@ _EVENT_HEAD = re.compile(
 class LineCounter:
     """The number of lines read and of events found among them."""
 
-    __slots__ = ("events", "lines")
+    __slots__ = ("events", "lines", "shared")
 
     def __init__(self) -> None:
         self.lines = 0
         self.events = 0
+        #: Events found on a line after another one (two processes wrote
+        #: to one stream at once).
+        self.shared = 0
 
     @property
     def skipped(self) -> int:
         """Lines that were not a ``contamination`` event."""
-        return self.lines - self.events
+        return self.lines - self.events + self.shared
 
 
 def open_log(stream: IO[bytes]) -> IO[bytes]:
@@ -102,7 +105,7 @@ class UnreadableEventError(ValueError):
         self.reason = reason
 
 
-def read_events(
+def read_events(  # noqa: PLR0912 - a branch per shape of line
     lines: Iterable[str], counter: LineCounter
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, int]]:
     """
@@ -150,6 +153,9 @@ def read_events(
         # (a line cut before its event name still names a code).
         if _EVENT not in line and "CG1" not in line:
             continue
+        if "}{" in line and (parts := _concatenated(line)) is not None:
+            yield from _read_parts(parts, counter)
+            continue
         found = _read(line, counter.lines, final=False)
         if found is _CONTINUED or found is _OPEN_QUOTE:
             pending, start = [line], counter.lines
@@ -196,6 +202,42 @@ def _read(
         )
         raise UnreadableEventError(number, reason)
     return None
+
+
+def _read_parts(
+    parts: list[str], counter: LineCounter
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, int]]:
+    # Processes writing to one stream (gunicorn's workers, each with its
+    # own structlog) can leave two events on one line.
+    found_here = 0
+    for part in parts:
+        found = _read(part, counter.lines, final=True)
+        if found is not None:
+            counter.events += 1
+            counter.shared += found_here > 0
+            found_here += 1
+            yield (*found, counter.lines)
+
+
+def _concatenated(line: str) -> list[str] | None:
+    """
+    The JSON objects of *line* when it holds more than one, back to back
+    (what is left after the last one that decodes is a part too); `None`
+    for a line of one object, or none.
+    """
+    parts: list[str] = []
+    index = len(line) - len(line.lstrip())
+    while index < len(line) and line[index] == "{":
+        try:
+            end = _raw_decode(line, index)[1]
+        except ValueError:
+            break
+        parts.append(line[index:end])
+        index = end + len(line[end:]) - len(line[end:].lstrip())
+    rest = line[index:].strip()
+    if rest:
+        parts.append(rest)  # an event cut short: unreadable, if one
+    return parts if len(parts) > 1 else None
 
 
 def _starts_record(plain: str) -> bool:

@@ -334,6 +334,7 @@ class Findings:
         finally:
             self.counter.lines += counter.lines
             self.counter.events += counter.events
+            self.counter.shared += counter.shared
             # Leave the stream open: it is the caller's (standard input).
             text.detach()
 
