@@ -210,6 +210,57 @@ class TestLearningOrder:
         assert [("CG104", "/")] == found(guard)
         assert ["missing"] == seen
 
+    def test_a_read_that_missed_the_property_is_checked_by_getattr(self):
+        """The interleaving the stress test below caught under load: a
+        holder's lookup finds neither a property nor a value, then, before
+        Python calls the class's __getattr__, the request's thread makes
+        the name a checked property. That __getattr__ (called here as
+        Python calls it) must still check the read: no property did."""
+        app, guard = _app()
+        kept: list[Any] = []
+
+        @app.get("/")
+        def index() -> str:
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            g.user = "ada"
+            g.user = "bob"  # replaced while held: escaped
+            kept.append(raw)
+
+            def holder() -> None:
+                # The name is a checked property of the class by now.
+                assert isinstance(type(raw).__dict__.get("user"), property), (
+                    "user is no checked property"
+                )
+                with pytest.raises(AttributeError):
+                    type(raw).__getattr__(raw, "fresh")
+                type(raw).__getattr__(raw, "user")
+
+            in_a_thread(holder)
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert [("CG104", "/"), ("CG104", "/")] == found(guard)
+
+    def test_a_property_read_of_a_missing_value_is_checked_once(self):
+        """A checked property that finds no value checks the read and
+        leaves the __getattr__ Python calls next alone: one report."""
+        app, guard = _app()
+
+        @app.get("/")
+        def index() -> str:
+            raw = g._get_current_object()  # type: ignore[attr-defined]
+            g.user = "ada"
+            g.user = "bob"  # replaced while held: escaped
+            del g.user  # the property stays; the value is gone
+
+            in_a_thread(lambda: getattr(raw, "user", None))
+            return "ok"
+
+        app.test_client().get("/")
+
+        assert [("CG104", "/")] == found(guard)
+
 
 class TestLearningUnderStress:
     def test_every_holder_read_is_checked_while_names_are_learnt(self):
