@@ -29,6 +29,7 @@ from flask_ctxguard._core.commands import (
     Parser,
     UsageError,
     installed_version,
+    reader_gone,
 )
 from flask_ctxguard._core.docs_site import DOCS_URL, rule_url
 from flask_ctxguard._core.escape import escape
@@ -199,12 +200,7 @@ def _report(
         write(findings, out)
         out.flush()
     except BrokenPipeError:
-        # The reader went away ('| head'): not an error of ours. Point
-        # stdout at devnull so the interpreter's final flush is quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        reader_gone()
     return status
 
 

@@ -1,6 +1,7 @@
 """
 What the package's commands share: exit statuses, the one-line usage
-error, an argument parser that raises it, and the installed version.
+error, an argument parser that raises it, the installed version, and a
+quiet end when the reader of standard output went away.
 
 ``report``, ``explain`` (`flask_ctxguard._cli`) and ``lint``
 (`flask_ctxguard._lint`) exit like linters: 0 nothing found, 1 findings,
@@ -11,7 +12,10 @@ error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
+import os
+import sys
 from typing import NoReturn
 
 __all__ = [
@@ -21,6 +25,7 @@ __all__ = [
     "Parser",
     "UsageError",
     "installed_version",
+    "reader_gone",
 ]
 
 EXIT_CLEAN = 0
@@ -50,3 +55,15 @@ def installed_version(distribution: str = "flask-ctxguard") -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def reader_gone() -> None:
+    """
+    The reader of standard output went away (``| head``): not an error of
+    the command's. Point standard output at the null device, so that the
+    interpreter's last flush is quiet too.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

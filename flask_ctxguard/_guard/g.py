@@ -76,13 +76,7 @@ def guarded_g_class(base: type) -> type:
     The guarded subclass of the ``g`` class *base* (cached), with a slot
     for the guard's record.
     """
-    if registry.role(base) in G_ROLES:
-        return base
-    cls = registry.get_or_make(
-        base, G, lambda base: _make_guarded_g_class(base, slotted=True)
-    )
-    assert cls is not None
-    return cls
+    return _guarded_g_class(base, G)
 
 
 def late_g_class(base: type) -> type:
@@ -90,10 +84,14 @@ def late_g_class(base: type) -> type:
     The guarded subclass of *base* an existing ``g`` can be switched to:
     without a slot, its record is kept aside.
     """
+    return _guarded_g_class(base, LATE_G)
+
+
+def _guarded_g_class(base: type, role: str) -> type:
     if registry.role(base) in G_ROLES:
         return base
     cls = registry.get_or_make(
-        base, LATE_G, lambda base: _make_guarded_g_class(base, slotted=False)
+        base, role, lambda base: _make_guarded_g_class(base, slotted=role == G)
     )
     assert cls is not None
     return cls

@@ -258,15 +258,13 @@ def retiring_close(base_close: Callable[..., Any]) -> Callable[[Any], None]:
                     # request ends here, and a Python call is a good part
                     # of what the guard costs.
                     rule = self.url_rule
-                    if rule is None:
-                        snapshot = record.retire(None)
-                    else:
-                        endpoint = rule.endpoint
-                        snapshot = record.retire(endpoint)
-                        if endpoint not in record.app_state.sites:
-                            # Once per endpoint: the view's site outlives
-                            # the app, for reports about objects that do.
-                            record.app_state.view_site(endpoint)
+                    endpoint = None if rule is None else rule.endpoint
+                    snapshot = record.retire(endpoint)
+                    if endpoint not in record.app_state.sites:
+                        # Once per endpoint (None: no route, no view): the
+                        # view's site outlives the app, for reports about
+                        # objects that do.
+                        record.app_state.view_site(endpoint)
                     # Switch its class only if it outlives its context:
                     # switching costs about as much as all the rest.
                     refs = _refcount(self) + record.unlinked

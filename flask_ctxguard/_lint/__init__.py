@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ from flask_ctxguard._core.commands import (
     Parser,
     UsageError,
     installed_version,
+    reader_gone,
 )
 from flask_ctxguard._lint.catalog import LINT_RULES, LintFinding, LintRule
 from flask_ctxguard._lint.config import (
@@ -175,11 +175,7 @@ def _lint(args: argparse.Namespace) -> int:
             )
             out.flush()
     except BrokenPipeError:
-        # The reader went away ('| head'): quiet, like the report command.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        reader_gone()
     if findings:
         return EXIT_FOUND
     if run.errors and not run.files:

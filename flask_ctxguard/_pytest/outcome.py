@@ -51,17 +51,15 @@ def apply_strict(
         # A test that skipped itself after the contamination may have
         # skipped because of it (a leaked login that looks like another
         # test's): it fails, with its findings and its skip reason.
-        reason = _skip_reason(report)
-        _fail(
-            report,
-            f"{text}\n\nThe test skipped itself after this contamination"
-            f" ({reason}); it fails, since the skip may come from it.",
-            found,
+        text += (
+            "\n\nThe test skipped itself after this contamination"
+            f" ({_skip_reason(report)}); it fails, since the skip may come"
+            " from it."
         )
-    elif report.passed:
-        _fail(report, text, found)
-    else:
+    elif not report.passed:
         report.sections.append(("ctxguard", text))
+        return
+    _fail(report, ContaminationFailure(text, summary_line(found)))
 
 
 def failure(found: Sequence[Violation]) -> ContaminationFailure:
@@ -69,10 +67,8 @@ def failure(found: Sequence[Violation]) -> ContaminationFailure:
     return ContaminationFailure(failure_text(found), summary_line(found))
 
 
-def _fail(
-    report: pytest.TestReport, text: str, found: Sequence[Violation]
-) -> None:
-    error = ContaminationFailure(text, summary_line(found))
+def _fail(report: pytest.TestReport, error: ContaminationFailure) -> None:
+    """Fail *report*'s test as if it had raised *error*."""
     try:
         raise error
     except ContaminationFailure:

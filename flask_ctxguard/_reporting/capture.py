@@ -167,12 +167,9 @@ def failure_text(violations: Sequence[Violation]) -> str:
     """
     The text a test fails with: a headline, then each finding once.
     """
-    count = len(group_violations(violations))
-    noun = "finding" if count == 1 else "findings"
-    return (
-        f"{count} request-context contamination {noun}:\n\n"
-        f"{format_violations(violations)}"
-    )
+    groups = group_violations(violations)
+    reports = "\n\n".join(finding_report(group) for group in groups)
+    return f"{_headline(groups)}:\n\n{reports}"
 
 
 def summary_line(violations: Sequence[Violation]) -> str:
@@ -180,13 +177,14 @@ def summary_line(violations: Sequence[Violation]) -> str:
     `failure_text` in one line: the count and the first finding's line.
     """
     groups = group_violations(violations)
+    more = f" (and {len(groups) - 1} more)" if len(groups) > 1 else ""
+    return f"{_headline(groups)}: {finding_line(groups[0])}{more}"
+
+
+def _headline(groups: Sequence[Sequence[Violation]]) -> str:
     count = len(groups)
     noun = "finding" if count == 1 else "findings"
-    more = f" (and {count - 1} more)" if count > 1 else ""
-    return (
-        f"{count} request-context contamination {noun}:"
-        f" {finding_line(groups[0])}{more}"
-    )
+    return f"{count} request-context contamination {noun}"
 
 
 def assertion(text: str, summary: str) -> AssertionError:
